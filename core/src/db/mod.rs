@@ -1,0 +1,208 @@
+//! PostgreSQL access: the pooled connection type, the transaction helper, and the
+//! mapping of database failures to the errors clients see.
+
+pub mod admin;
+pub mod local;
+pub mod migrate;
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::future::BoxFuture;
+
+use crate::error::{ApiError, ErrorChain};
+use crate::settings::{DatabaseSettings, Secret};
+use crate::telemetry::metrics as names;
+
+type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
+
+/// A connection checked out of the pool; derefs to [`AsyncPgConnection`], so query
+/// functions that take `&mut AsyncPgConnection` accept it as well as a transaction's.
+pub type PooledConn<'a> = bb8::PooledConnection<'a, Manager>;
+
+/// How long a client waits before retrying after the database was unavailable.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The shared database handle: cheap to clone, one pool per process.
+#[derive(Clone)]
+pub struct Db {
+    pool: bb8::Pool<Manager>,
+    max_size: u32,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("state", &self.pool.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Builds the pool without connecting: a database that is down at start makes
+    /// `/health/ready` report it instead of keeping the process from starting.
+    /// `app` becomes the connections' `application_name` in `pg_stat_activity`.
+    pub fn new(url: &Secret, settings: &DatabaseSettings, app: &str) -> Self {
+        let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let setup_sql = format!(
+            "SET statement_timeout = {statement_timeout_ms}; SET application_name = '{app}'"
+        );
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        config.custom_setup = Box::new(move |url| {
+            let setup_sql = setup_sql.clone();
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.batch_execute(&setup_sql)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        let manager = Manager::new_with_config(url.expose(), config);
+        let pool = bb8::Pool::builder()
+            .max_size(settings.pool_size)
+            .connection_timeout(settings.pool_timeout)
+            .idle_timeout(Some(Duration::from_secs(10 * 60)))
+            .max_lifetime(Some(Duration::from_secs(30 * 60)))
+            .error_sink(Box::new(LogErrors))
+            .build_unchecked(manager);
+        Self {
+            pool,
+            max_size: settings.pool_size,
+        }
+    }
+
+    /// A pooled connection; waiting longer than the pool timeout is a 503, not a hang.
+    pub async fn conn(&self) -> Result<PooledConn<'_>, ApiError> {
+        self.pool.get().await.map_err(ApiError::from)
+    }
+
+    /// Runs `f` in a transaction on a pooled connection: commit on `Ok`, roll back on
+    /// `Err` (or if the future is dropped: the pool discards the broken connection).
+    ///
+    /// ```ignore
+    /// db.transaction(|conn| Box::pin(async move {
+    ///     let user = users::create(conn, &new_user).await?;
+    ///     activity::record(conn, entry).await?;
+    ///     Ok(user)
+    /// })).await
+    /// ```
+    pub async fn transaction<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R, E>> + Send,
+        E: From<DieselError> + From<ApiError> + Send,
+        R: Send,
+    {
+        let mut conn = self.conn().await?;
+        conn.transaction(async move |c| f(c).await).await
+    }
+
+    /// Round-trips a trivial query; used by the readiness check.
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        let mut conn = self.conn().await?;
+        conn.batch_execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Publishes the pool's state as gauges and counters; called before each scrape.
+    pub fn record_metrics(&self) {
+        let state = self.pool.state();
+        let stats = state.statistics;
+        metrics::gauge!(names::DB_POOL_CONNECTIONS).set(state.connections);
+        metrics::gauge!(names::DB_POOL_IDLE).set(state.idle_connections);
+        metrics::gauge!(names::DB_POOL_MAX).set(self.max_size);
+        metrics::counter!(names::DB_POOL_WAITS).absolute(stats.get_waited);
+        metrics::counter!(names::DB_POOL_TIMEOUTS).absolute(stats.get_timed_out);
+        metrics::counter!(names::DB_POOL_WAIT_SECONDS).absolute(stats.get_wait_time.as_secs());
+    }
+}
+
+/// bb8 reports only "timed out" to the waiter; the real connect error goes to the log.
+#[derive(Debug, Clone, Copy)]
+struct LogErrors;
+
+impl bb8::ErrorSink<PoolError> for LogErrors {
+    fn sink(&self, error: PoolError) {
+        tracing::warn!(error = %ErrorChain(&error), "database connection failed");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
+        Box::new(*self)
+    }
+}
+
+impl From<bb8::RunError<PoolError>> for ApiError {
+    fn from(err: bb8::RunError<PoolError>) -> Self {
+        match err {
+            bb8::RunError::TimedOut => Self::Unavailable {
+                detail: "The database is unavailable; try again shortly.".to_owned(),
+                retry_after: Some(RETRY_AFTER),
+            },
+            bb8::RunError::User(err) => {
+                tracing::warn!(error = %ErrorChain(&err), "database connection failed");
+                Self::Unavailable {
+                    detail: "The database is unavailable; try again shortly.".to_owned(),
+                    retry_after: Some(RETRY_AFTER),
+                }
+            }
+        }
+    }
+}
+
+impl From<DieselError> for ApiError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::NotFound => Self::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Self::Conflict {
+                    field: conflict_field(info.table_name(), info.constraint_name()),
+                }
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::Unavailable {
+                    detail: "The database connection was lost; try again.".to_owned(),
+                    retry_after: Some(RETRY_AFTER),
+                }
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// The field a unique constraint protects, from PostgreSQL's default naming
+/// (`<table>_<column>_key`, `<table>_<column>_idx`); the constraint name otherwise.
+fn conflict_field(table: Option<&str>, constraint: Option<&str>) -> String {
+    let Some(constraint) = constraint else {
+        return "value".to_owned();
+    };
+    let without_table = table
+        .and_then(|t| constraint.strip_prefix(t))
+        .and_then(|rest| rest.strip_prefix('_'))
+        .unwrap_or(constraint);
+    ["_key", "_idx", "_unique"]
+        .iter()
+        .find_map(|suffix| without_table.strip_suffix(suffix))
+        .unwrap_or(without_table)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conflict_field;
+
+    #[test]
+    fn conflict_field_follows_postgres_naming() {
+        assert_eq!(
+            conflict_field(Some("users"), Some("users_email_key")),
+            "email"
+        );
+        assert_eq!(
+            conflict_field(Some("roles"), Some("roles_name_idx")),
+            "name"
+        );
+        assert_eq!(conflict_field(Some("users"), Some("custom")), "custom");
+        assert_eq!(conflict_field(None, None), "value");
+    }
+}

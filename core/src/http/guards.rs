@@ -1,0 +1,211 @@
+//! Request guards that protect every route: body size, deadline, and accepted hosts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use poem::http::header;
+use poem::{Body, Endpoint, Middleware, Request, Result};
+
+use crate::error::ApiError;
+
+/// Refuses bodies larger than `limit` bytes with 413, whether the client declared the
+/// length up front or streams a chunked body that turns out to be too large.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub limit: usize,
+}
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        BodyLimitEndpoint {
+            inner: ep,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct BodyLimitEndpoint<E> {
+    inner: E,
+    limit: usize,
+}
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let too_large = ApiError::PayloadTooLarge { limit: self.limit };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared {
+            // Declared lengths are enforced by hyper, so checking the header suffices.
+            return if len > self.limit as u64 {
+                Err(too_large.into())
+            } else {
+                self.inner.call(req).await
+            };
+        }
+
+        // No declared length (chunked upload): count bytes as they arrive and remember
+        // whether the limit cut the body short, so the handler's parse error becomes 413.
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let limit = self.limit;
+        let flag = Arc::clone(&exceeded);
+        let mut seen = 0usize;
+        let stream = req.take_body().into_bytes_stream().map(move |chunk| {
+            let chunk = chunk?;
+            seen = seen.saturating_add(chunk.len());
+            if seen > limit {
+                flag.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other("request body too large"));
+            }
+            Ok(chunk)
+        });
+        req.set_body(Body::from_bytes_stream(stream));
+        let result = self.inner.call(req).await;
+        if exceeded.load(Ordering::Relaxed) {
+            return Err(too_large.into());
+        }
+        result
+    }
+}
+
+/// Cancels a request that runs longer than `timeout` and answers 503.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub timeout: Duration,
+}
+
+impl<E: Endpoint> Middleware<E> for Deadline {
+    type Output = DeadlineEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        DeadlineEndpoint {
+            inner: ep,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct DeadlineEndpoint<E> {
+    inner: E,
+    timeout: Duration,
+}
+
+impl<E: Endpoint> Endpoint for DeadlineEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        match tokio::time::timeout(self.timeout, self.inner.call(req)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "request cancelled at its deadline");
+                Err(ApiError::unavailable(format!(
+                    "The request did not complete within {} ms and was cancelled.",
+                    self.timeout.as_millis()
+                ))
+                .into())
+            }
+        }
+    }
+}
+
+/// Accepts only requests whose `Host` is listed (`example.com`, or `*.example.com` for
+/// any subdomain), so forged hosts can't poison absolute URLs or caches.
+#[derive(Debug, Clone)]
+pub struct TrustedHosts {
+    hosts: Arc<[String]>,
+}
+
+impl TrustedHosts {
+    pub fn new(hosts: &[String]) -> Self {
+        Self {
+            hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        let host = strip_port(host).to_ascii_lowercase();
+        self.hosts.iter().any(|allowed| {
+            allowed == "*"
+                || *allowed == host
+                || allowed
+                    .strip_prefix("*.")
+                    .is_some_and(|domain| host.ends_with(&format!(".{domain}")))
+        })
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:8000
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for TrustedHosts {
+    type Output = TrustedHostsEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        TrustedHostsEndpoint {
+            inner: ep,
+            hosts: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct TrustedHostsEndpoint<E> {
+    inner: E,
+    hosts: TrustedHosts,
+}
+
+impl<E: Endpoint> Endpoint for TrustedHostsEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().host())
+            .unwrap_or_default();
+        if self.hosts.allows(host) {
+            self.inner.call(req).await
+        } else {
+            Err(ApiError::BadRequest(
+                "The Host header is not one this server answers to.".to_owned(),
+            )
+            .into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrustedHosts;
+
+    #[test]
+    fn trusted_hosts_match_names_ports_and_wildcards() {
+        let hosts = TrustedHosts::new(&["api.example.com".into(), "*.internal".into()]);
+        assert!(hosts.allows("api.example.com"));
+        assert!(hosts.allows("API.example.com:8443"));
+        assert!(hosts.allows("svc.internal"));
+        assert!(!hosts.allows("internal"));
+        assert!(!hosts.allows("evil.com"));
+        assert!(!hosts.allows("api.example.com.evil.com"));
+        assert!(TrustedHosts::new(&["::1".into()]).allows("[::1]:8000"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Readiness: which dependencies answer now, how fast, and whether the service can serve.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, join_all};
+use poem_openapi::{Enum, Object};
+
+use crate::db::Db;
+use crate::error::ErrorChain;
+
+/// A check that takes longer than this counts as down, so a probe never hangs.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A dependency the readiness probe checks. Later components (cache, broker, storage)
+/// implement it and are added in `keel-app`.
+pub trait Check: Send + Sync {
+    /// The key in the readiness report, e.g. `database`.
+    fn name(&self) -> &'static str;
+    /// A required component being down makes the whole service unready (503); an
+    /// optional one only marks it degraded.
+    fn required(&self) -> bool;
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ComponentStatus {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum OverallStatus {
+    /// Everything answers.
+    Ok,
+    /// Required components answer; an optional one does not.
+    Degraded,
+    /// A required component does not answer.
+    Down,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ComponentHealth {
+    pub status: ComponentStatus,
+    pub required: bool,
+    /// How long the check took, in milliseconds.
+    pub latency_ms: f64,
+    /// Why the component is down; absent when it is up.
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Readiness {
+    pub status: OverallStatus,
+    pub components: BTreeMap<String, ComponentHealth>,
+}
+
+/// The set of checks run, concurrently, for every readiness probe.
+#[derive(Clone, Default)]
+pub struct Checks(Vec<Arc<dyn Check>>);
+
+impl std::fmt::Debug for Checks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|c| c.name()))
+            .finish()
+    }
+}
+
+impl Checks {
+    pub fn with(mut self, check: impl Check + 'static) -> Self {
+        self.0.push(Arc::new(check));
+        self
+    }
+
+    pub async fn run(&self) -> Readiness {
+        let results = join_all(self.0.iter().map(|check| async move {
+            let started = Instant::now();
+            let outcome = tokio::time::timeout(CHECK_TIMEOUT, check.check())
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")));
+            let health = ComponentHealth {
+                status: if outcome.is_ok() {
+                    ComponentStatus::Up
+                } else {
+                    ComponentStatus::Down
+                },
+                required: check.required(),
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                error: outcome.err(),
+            };
+            (check.name().to_owned(), health)
+        }))
+        .await;
+
+        let down = |required: bool| {
+            results
+                .iter()
+                .any(|(_, h)| h.required == required && h.status == ComponentStatus::Down)
+        };
+        let status = if down(true) {
+            OverallStatus::Down
+        } else if down(false) {
+            OverallStatus::Degraded
+        } else {
+            OverallStatus::Ok
+        };
+        Readiness {
+            status,
+            components: results.into_iter().collect(),
+        }
+    }
+}
+
+/// The database is always required: nothing keel serves works without it.
+impl Check for Db {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.ping().await.map_err(|err| {
+                tracing::warn!(error = %ErrorChain(&err), "readiness: database down");
+                "unreachable".to_owned()
+            })
+        })
+    }
+}

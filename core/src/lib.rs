@@ -1,0 +1,12 @@
+//! keel-core: the shared infrastructure every keel feature and binary builds on.
+//!
+//! Nothing here knows about a feature: features depend on core, never the reverse.
+
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod settings;
+pub mod telemetry;
+
+pub use error::ApiError;
+pub use settings::Settings;

@@ -1,0 +1,278 @@
+//! Typed settings, read once at start from the process environment and an optional `.env`.
+//!
+//! Every variable has a development default so a fresh clone starts with no configuration;
+//! `APP_ENV=production` refuses the defaults that would be unsafe there (secrets, the
+//! auto-provisioned database). All problems are collected and reported together, one line
+//! each, so an operator fixes a bad deployment in one pass.
+
+mod reader;
+mod secret;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use reader::{Problem, SettingsError};
+pub use secret::Secret;
+
+use reader::Reader;
+
+/// Development-only secret values; refused when `APP_ENV=production`.
+const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me-0123456789abcdef";
+const DEV_PASSWORD_PEPPER: &str = "dev-only-password-pepper-change-me-0123456789";
+/// Secrets shorter than this are refused in production (256 bits of base64-ish text).
+const MIN_SECRET_LEN: usize = 32;
+
+/// Where the process runs; decides which defaults are acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+impl AppEnv {
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl std::str::FromStr for AppEnv {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            _ => Err("expected development, test or production".into()),
+        }
+    }
+}
+
+/// How console log lines are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Coloured, multi-field lines for people.
+    Pretty,
+    /// One JSON object per line for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            _ => Err("expected pretty or json".into()),
+        }
+    }
+}
+
+/// The whole configuration of a keel process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: AppEnv,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub security: SecuritySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Requests with a larger body get 413.
+    pub body_limit: usize,
+    /// A request still running after this gets 503 and is cancelled.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may run after SIGTERM before the process exits anyway.
+    pub shutdown_grace: Duration,
+    /// Browser origins allowed by CORS; empty disables CORS (same-origin only).
+    pub cors_origins: Vec<String>,
+    /// Accepted `Host` header values; empty accepts any host.
+    pub trusted_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `None`: find or start a local PostgreSQL (development only).
+    pub url: Option<Secret>,
+    pub pool_size: u32,
+    /// How long a request waits for a pooled connection before it gets 503.
+    pub pool_timeout: Duration,
+    /// Server-side limit for a single statement.
+    pub statement_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive such as `info` or `info,keel_core=debug`.
+    pub level: String,
+    pub format: LogFormat,
+    /// Daily-rotated log files go here when set.
+    pub dir: Option<PathBuf>,
+    /// Rotated files kept before the oldest is deleted.
+    pub max_files: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    pub jwt_secret: Secret,
+    pub password_pepper: Secret,
+}
+
+impl Settings {
+    /// Reads the process environment, with `.env` (if present in the working directory)
+    /// filling in what the environment does not set.
+    pub fn load() -> Result<Self, SettingsError> {
+        let mut vars: HashMap<String, String> = HashMap::new();
+        let mut problems = Vec::new();
+        match dotenvy::from_path_iter(Path::new(".env")) {
+            Ok(iter) => {
+                for item in iter {
+                    match item {
+                        Ok((key, value)) => {
+                            vars.insert(key, value);
+                        }
+                        Err(err) => problems.push(Problem::new(
+                            ".env",
+                            format!("cannot be parsed: {err}"),
+                            "KEY=value, one per line",
+                        )),
+                    }
+                }
+            }
+            Err(err) if err.not_found() => {}
+            Err(err) => problems.push(Problem::new(
+                ".env",
+                format!("cannot be read: {err}"),
+                "a readable file of KEY=value lines",
+            )),
+        }
+        vars.extend(std::env::vars());
+        Self::build(&vars, problems)
+    }
+
+    /// Builds settings from explicit variables; tests use this instead of the process env.
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, SettingsError>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect::<HashMap<_, _>>();
+        Self::build(&vars, Vec::new())
+    }
+
+    fn build(
+        vars: &HashMap<String, String>,
+        problems: Vec<Problem>,
+    ) -> Result<Self, SettingsError> {
+        let mut r = Reader::new(vars, problems);
+
+        let env = r.parse("APP_ENV", AppEnv::Development, "production");
+        let prod = env.is_production();
+
+        let http = HttpSettings {
+            host: r.parse("APP_HOST", IpAddr::from([127, 0, 0, 1]), "0.0.0.0"),
+            port: r.parse("APP_PORT", 8000, "8000"),
+            body_limit: r.byte_size("HTTP_BODY_LIMIT", 1024 * 1024, "1MiB"),
+            request_timeout: r.duration("HTTP_REQUEST_TIMEOUT", Duration::from_secs(30), "30s"),
+            shutdown_grace: r.duration("SHUTDOWN_GRACE_PERIOD", Duration::from_secs(20), "20s"),
+            cors_origins: r.origins("CORS_ALLOWED_ORIGINS"),
+            trusted_hosts: r.list("TRUSTED_HOSTS"),
+        };
+
+        let url = r.postgres_url("DATABASE_URL");
+        if prod && url.is_none() && r.is_fine("DATABASE_URL") {
+            r.problem(
+                "DATABASE_URL",
+                "is required in production (no local database is provisioned there)",
+                "postgres://keel:secret@db:5432/keel",
+            );
+        }
+        let database = DatabaseSettings {
+            url,
+            pool_size: r.parse_where(
+                "DATABASE_POOL_SIZE",
+                10,
+                "20",
+                |n: &u32| (1..=1000).contains(n),
+                "must be between 1 and 1000",
+            ),
+            pool_timeout: r.duration("DATABASE_POOL_TIMEOUT", Duration::from_secs(5), "5s"),
+            statement_timeout: r.duration(
+                "DATABASE_STATEMENT_TIMEOUT",
+                Duration::from_secs(30),
+                "30s",
+            ),
+            migrate_on_start: r.parse("DATABASE_MIGRATE_ON_START", !prod, "true"),
+        };
+
+        let level = r.string("LOG_LEVEL", "info");
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&level) {
+            r.problem(
+                "LOG_LEVEL",
+                &format!("is not a valid filter ({err})"),
+                "info,keel_core=debug",
+            );
+        }
+        let log = LogSettings {
+            level,
+            format: r.parse(
+                "LOG_FORMAT",
+                if prod {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Pretty
+                },
+                "json",
+            ),
+            dir: r.optional_string("LOG_DIR").map(PathBuf::from),
+            max_files: r.parse_where(
+                "LOG_MAX_FILES",
+                14,
+                "14",
+                |n: &usize| *n >= 1,
+                "must be at least 1",
+            ),
+        };
+
+        let security = SecuritySettings {
+            jwt_secret: r.secret("JWT_SECRET", DEV_JWT_SECRET, prod),
+            password_pepper: r.secret("PASSWORD_PEPPER", DEV_PASSWORD_PEPPER, prod),
+        };
+
+        r.finish()?;
+        Ok(Self {
+            env,
+            http,
+            database,
+            log,
+            security,
+        })
+    }
+}
+
+impl fmt::Display for AppEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,4 @@
+//! Logs and metrics: the process-wide observers, installed once at start.
+
+pub mod logging;
+pub mod metrics;
