@@ -1,0 +1,233 @@
+//! Per-test databases cloned from a migrated template.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use keel_core::db::{admin, migrate};
+use keel_core::settings::Secret;
+
+/// The server tests run against; override with `TEST_DATABASE_URL` (any database on the
+/// server: the harness only uses it to create and drop others).
+const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Every test database's name starts with this, followed by the creating process id.
+const TEST_PREFIX: &str = "keel_test_";
+const TEMPLATE_PREFIX: &str = "keel_template_";
+/// Serialises template builds and sweeps across the test processes of a run.
+const LOCK_KEY: i64 = 0x6b65_656c_7465_7374;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database of its own for one test; dropped (with any open connections) on drop.
+#[derive(Debug)]
+pub struct TestDb {
+    name: String,
+    url: String,
+    server_url: String,
+}
+
+impl TestDb {
+    /// Clones a fresh database from the migrated template (building the template first
+    /// if the migrations changed since it was built).
+    pub async fn new() -> Self {
+        let server_url = server_url();
+        let mut conn = admin::connect(&server_url, CONNECT_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach PostgreSQL at {server_url} ({e}); start it, or set \
+                     TEST_DATABASE_URL (see README.md)"
+                )
+            });
+        let template = template_name();
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
+            .await
+            .expect("take the test-harness lock");
+        let prepared = prepare(&mut conn, &server_url, &template).await;
+        conn.batch_execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
+            .await
+            .expect("release the test-harness lock");
+        prepared.unwrap_or_else(|e| panic!("cannot prepare the template database: {e}"));
+
+        let name = unique_name();
+        admin::create_database(&mut conn, &name, Some(&template))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let url = with_database(&server_url, &name);
+        Self {
+            name,
+            url,
+            server_url,
+        }
+    }
+
+    /// An empty database with no migrations applied, for testing migrations themselves.
+    pub async fn empty() -> Self {
+        let server_url = server_url();
+        let mut conn = admin::connect(&server_url, CONNECT_TIMEOUT)
+            .await
+            .expect("reach PostgreSQL");
+        let name = unique_name();
+        admin::create_database(&mut conn, &name, None)
+            .await
+            .expect("create an empty test database");
+        let url = with_database(&server_url, &name);
+        Self {
+            name,
+            url,
+            server_url,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn secret_url(&self) -> Secret {
+        Secret::new(&self.url)
+    }
+
+    /// A direct connection to this test's database.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        admin::connect(&self.url, CONNECT_TIMEOUT)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which can't be blocked on; a short-lived
+        // thread with its own runtime does the cleanup.
+        let name = self.name.clone();
+        let server_url = self.server_url.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async {
+                let mut conn = admin::connect(&server_url, CONNECT_TIMEOUT).await?;
+                admin::drop_database(&mut conn, &name)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+            })
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            // Not fatal: the next run's sweep drops it.
+            eprintln!("keel-testkit: could not drop {}: {err}", self.name);
+        }
+    }
+}
+
+/// `keel_test_<pid>_<n>_<random>`: the pid lets a later run tell whether its creator
+/// is still alive.
+fn unique_name() -> String {
+    format!(
+        "{TEST_PREFIX}{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
+fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned())
+}
+
+/// `url` with its database (path) replaced.
+fn with_database(url: &str, database: &str) -> String {
+    let mut url = url::Url::parse(url).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(database);
+    url.to_string()
+}
+
+/// The template's name carries a hash of the migrations, so a changed migration builds a
+/// new template instead of testing against a stale schema.
+fn template_name() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let mut files = Vec::new();
+    collect_files(&dir, &mut files);
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    for path in files {
+        path.strip_prefix(&dir).unwrap_or(&path).hash(&mut hasher);
+        std::fs::read(&path)
+            .expect("read a migration file")
+            .hash(&mut hasher);
+    }
+    format!("{TEMPLATE_PREFIX}{:016x}", hasher.finish())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read migrations at {}: {e}", dir.display()));
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Datname {
+    #[diesel(sql_type = Text)]
+    datname: String,
+}
+
+/// Under the harness lock: sweep leftovers, and build the template if it is missing.
+async fn prepare(
+    conn: &mut AsyncPgConnection,
+    server_url: &str,
+    template: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let databases: Vec<Datname> = diesel::sql_query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'keel\\_test\\_%' \
+         OR datname LIKE 'keel\\_template\\_%'",
+    )
+    .load(conn)
+    .await?;
+    for Datname { datname } in databases {
+        let stale = if let Some(rest) = datname.strip_prefix(TEST_PREFIX) {
+            // Left behind by a test process that no longer runs (crash, kill -9).
+            let pid = rest.split('_').next().unwrap_or_default();
+            !Path::new("/proc").join(pid).exists()
+        } else {
+            datname != template
+        };
+        if stale {
+            conn.batch_execute(&format!(
+                "ALTER DATABASE {0} IS_TEMPLATE false; DROP DATABASE IF EXISTS {0} WITH (FORCE)",
+                admin::quote_ident(&datname)
+            ))
+            .await?;
+        }
+    }
+
+    if admin::database_exists(conn, template).await? {
+        return Ok(());
+    }
+    let building = format!("{template}_building");
+    admin::drop_database(conn, &building).await?;
+    admin::create_database(conn, &building, None).await?;
+    migrate::run(&Secret::new(with_database(server_url, &building))).await?;
+    conn.batch_execute(&format!(
+        "ALTER DATABASE {0} RENAME TO {1}; ALTER DATABASE {1} IS_TEMPLATE true",
+        admin::quote_ident(&building),
+        admin::quote_ident(template)
+    ))
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The database layer against a real PostgreSQL: migrations, pool limits, transactions.
+
+use diesel::sql_types::Integer;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use keel_core::ApiError;
+use keel_core::db::{Db, migrate};
+use keel_testkit::TestDb;
+use poem::http::StatusCode;
+
+fn db_for(test_db: &TestDb, overrides: &[(&str, &str)]) -> Db {
+    let settings = keel_testkit::settings(test_db.url(), overrides);
+    Db::new(&test_db.secret_url(), &settings.database, "keel-test")
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_then_are_a_no_op() {
+    let db = TestDb::empty().await;
+    let url = db.secret_url();
+    assert!(!migrate::pending(&url).await.unwrap().is_empty());
+    let first = migrate::run(&url).await.unwrap();
+    assert!(!first.is_empty());
+    assert!(migrate::run(&url).await.unwrap().is_empty());
+    assert!(migrate::pending(&url).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn racing_starters_apply_each_migration_exactly_once() {
+    let db = TestDb::empty().await;
+    let expected = migrate::pending(&db.secret_url()).await.unwrap().len();
+    let runs = (0..4).map(|_| {
+        let url = db.secret_url();
+        tokio::spawn(async move { migrate::run(&url).await })
+    });
+    let mut applied = Vec::new();
+    for run in runs.collect::<Vec<_>>() {
+        applied.extend(run.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        applied.len(),
+        expected,
+        "every migration applied once: {applied:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_pool_answers_503_when_exhausted_instead_of_hanging() {
+    let test_db = TestDb::new().await;
+    let db = db_for(
+        &test_db,
+        &[
+            ("DATABASE_POOL_SIZE", "1"),
+            ("DATABASE_POOL_TIMEOUT", "200ms"),
+        ],
+    );
+    let held = db.conn().await.unwrap();
+    let Err(err) = db.conn().await else {
+        panic!("a second connection from a pool of one");
+    };
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(held);
+    assert!(db.conn().await.is_ok(), "a released connection is reused");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_503() {
+    let settings = keel_testkit::settings(
+        "postgres://nobody@127.0.0.1:1/none",
+        &[("DATABASE_POOL_TIMEOUT", "300ms")],
+    );
+    let url = settings.database.url.clone().unwrap();
+    let db = Db::new(&url, &settings.database, "keel-test");
+    let err = db.ping().await.unwrap_err();
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn statement_timeout_comes_from_settings() {
+    let test_db = TestDb::new().await;
+    let db = db_for(&test_db, &[("DATABASE_STATEMENT_TIMEOUT", "100ms")]);
+    let mut conn = db.conn().await.unwrap();
+    let err = conn.batch_execute("SELECT pg_sleep(2)").await.unwrap_err();
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+async fn count(db: &Db) -> i64 {
+    let mut conn = db.conn().await.unwrap();
+    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM notes")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    row.n
+}
+
+#[tokio::test]
+async fn transactions_commit_on_ok_and_roll_back_on_err() {
+    let test_db = TestDb::new().await;
+    let db = db_for(&test_db, &[]);
+    db.conn()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE notes (id int PRIMARY KEY, slug text UNIQUE)")
+        .await
+        .unwrap();
+
+    let insert = |id: i32| {
+        diesel::sql_query("INSERT INTO notes (id, slug) VALUES ($1, 'slug-' || $1)")
+            .bind::<Integer, _>(id)
+    };
+
+    let committed: Result<(), ApiError> = db
+        .transaction(|conn| {
+            Box::pin(async move {
+                insert(1).execute(conn).await?;
+                insert(2).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .await;
+    assert!(committed.is_ok());
+    assert_eq!(count(&db).await, 2);
+
+    let rolled_back: Result<(), ApiError> = db
+        .transaction(|conn| {
+            Box::pin(async move {
+                insert(3).execute(conn).await?;
+                Err(ApiError::BadRequest("changed my mind".to_owned()))
+            })
+        })
+        .await;
+    assert!(rolled_back.is_err());
+    assert_eq!(
+        count(&db).await,
+        2,
+        "the failed transaction left nothing behind"
+    );
+
+    // A unique violation inside a transaction becomes a 409 naming the column.
+    let duplicate: Result<(), ApiError> = db
+        .transaction(|conn| {
+            Box::pin(async move {
+                diesel::sql_query("INSERT INTO notes (id, slug) VALUES (9, 'slug-1')")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await;
+    let err = duplicate.unwrap_err();
+    assert_eq!(err.status(), StatusCode::CONFLICT);
+    assert!(
+        matches!(err, ApiError::Conflict { ref field } if field == "slug"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn pool_state_is_published_as_metrics() {
+    let handle = keel_core::telemetry::metrics::install().unwrap();
+    let test_db = TestDb::new().await;
+    let db = db_for(&test_db, &[("DATABASE_POOL_SIZE", "3")]);
+    db.ping().await.unwrap();
+    db.record_metrics();
+    let text = handle.render();
+    assert!(text.contains("db_pool_max_connections 3"), "{text}");
+    assert!(text.contains("db_pool_connections "), "{text}");
+    assert!(text.contains("db_pool_timeouts_total "), "{text}");
+}

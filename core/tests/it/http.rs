@@ -1,0 +1,286 @@
+//! The middleware stack: problem+json for every error, request ids, limits, metrics.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{problem, start};
+
+#[tokio::test]
+async fn unknown_route_is_a_404_problem_with_request_context() {
+    let server = start(&[]).await;
+    let response = reqwest::get(server.url("/nope/123")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = problem(response).await;
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["title"], "Not Found");
+    assert_eq!(body["type"], "about:blank");
+    assert_eq!(body["instance"], "/nope/123");
+    assert_eq!(body["request_id"], request_id.as_str());
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_405_problem() {
+    let server = start(&[]).await;
+    let response = reqwest::Client::new()
+        .delete(server.url("/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(problem(response).await["status"], 405);
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_problem() {
+    let server = start(&[]).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/echo"))
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = problem(response).await;
+    assert_eq!(body["status"], 400);
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_a_415_problem() {
+    let server = start(&[]).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/echo"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(problem(response).await["status"], 415);
+}
+
+#[tokio::test]
+async fn declared_oversized_body_is_a_413_problem() {
+    let server = start(&[("HTTP_BODY_LIMIT", "1KiB")]).await;
+    let big = format!("{{\"name\": \"{}\", \"times\": 1}}", "x".repeat(2048));
+    let response = reqwest::Client::new()
+        .post(server.url("/echo"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = problem(response).await;
+    assert_eq!(body["status"], 413);
+    assert!(body["detail"].as_str().unwrap().contains("1024"), "{body}");
+}
+
+#[tokio::test]
+async fn chunked_oversized_body_is_a_413_problem() {
+    let server = start(&[("HTTP_BODY_LIMIT", "1KiB")]).await;
+    let chunk = "x".repeat(600);
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut request = String::from(
+        "POST /echo HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    );
+    for _ in 0..3 {
+        request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+}
+
+#[tokio::test]
+async fn a_body_within_the_limit_is_served() {
+    let server = start(&[("HTTP_BODY_LIMIT", "1KiB")]).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/echo"))
+        .json(&json!({"name": "ada", "times": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"name": "ada", "times": 2}));
+}
+
+#[tokio::test]
+async fn a_panic_is_a_generic_500_problem() {
+    let server = start(&[]).await;
+    let response = reqwest::get(server.url("/panic")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("secret panic text"), "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["status"], 500);
+    assert!(body["request_id"].is_string());
+}
+
+#[tokio::test]
+async fn internal_errors_never_leak_their_cause() {
+    let server = start(&[]).await;
+    let response = reqwest::get(server.url("/broken")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("password"), "{text}");
+}
+
+#[tokio::test]
+async fn conflicts_name_the_field() {
+    let server = start(&[]).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/taken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body = problem(response).await;
+    assert_eq!(body["errors"][0]["field"], "email");
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_is_a_503_problem() {
+    let server = start(&[("HTTP_REQUEST_TIMEOUT", "100ms")]).await;
+    let response = reqwest::get(server.url("/slow?ms=2000")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem(response).await["status"], 503);
+}
+
+#[tokio::test]
+async fn sane_request_ids_are_echoed_and_others_replaced() {
+    let server = start(&[]).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(server.url("/items/1"))
+        .header("x-request-id", "trace-abc.123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-abc.123");
+
+    let response = client
+        .get(server.url("/items/1"))
+        .header("x-request-id", "evil id; with spaces")
+        .send()
+        .await
+        .unwrap();
+    let echoed = response.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(echoed, "evil id; with spaces");
+    assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{echoed}");
+}
+
+#[tokio::test]
+async fn untrusted_hosts_are_refused() {
+    let server = start(&[("TRUSTED_HOSTS", "api.example.com")]).await;
+    let client = reqwest::Client::new();
+    let refused = client.get(server.url("/items/1")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(problem(refused).await["status"], 400);
+    let allowed = client
+        .get(server.url("/items/1"))
+        .header("host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cors_allows_only_listed_origins() {
+    let server = start(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+    let client = reqwest::Client::new();
+    let allowed = client
+        .get(server.url("/items/1"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let refused = client
+        .get(server.url("/items/1"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn security_headers_are_set() {
+    let server = start(&[]).await;
+    let response = reqwest::get(server.url("/items/1")).await.unwrap();
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+}
+
+#[tokio::test]
+async fn metrics_are_keyed_by_route_template() {
+    let handle = keel_core::telemetry::metrics::install().unwrap();
+    let server = start(&[]).await;
+    for id in [101, 202, 303] {
+        let response = reqwest::get(server.url(&format!("/items/{id}")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    reqwest::get(server.url("/no/such/777")).await.unwrap();
+    let text = handle.render();
+    assert!(
+        // poem-openapi names path parameters by position in its router.
+        text.contains(r#"http_requests_total{method="GET",route="/items/:param0",status="200"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{"),
+        "a real histogram: {text}"
+    );
+    for raw in ["101", "202", "303", "777"] {
+        assert!(
+            !text.contains(raw),
+            "raw path segment {raw} became a label: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let server = start(&[("SHUTDOWN_GRACE_PERIOD", "10s")]).await;
+    let url = server.url("/slow?ms=700");
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = server.addr();
+    server.shutdown().await.unwrap();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "done");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed after shutdown"
+    );
+}

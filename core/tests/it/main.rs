@@ -1,0 +1,12 @@
+//! keel-core integration tests: one binary (one link) for all of them.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers abort the test on a failed step"
+)]
+
+mod db;
+mod http;
+mod local_db;
+mod settings;
+mod support;
