@@ -1,0 +1,190 @@
+//! The binaries as operators run them: exit codes, messages, signals.
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_testkit::TestDb;
+
+const API: &str = env!("CARGO_BIN_EXE_keel-api");
+const ADMIN: &str = env!("CARGO_BIN_EXE_keel-admin");
+
+/// A command with a clean environment, so the developer's own settings can't leak in.
+fn command(program: &str, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .envs(vars.iter().copied());
+    command
+}
+
+fn run(program: &str, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    command(program, vars).args(args).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_exit_non_zero_with_one_line_per_problem() {
+    let output = run(
+        API,
+        &[],
+        &[
+            ("APP_ENV", "production"),
+            ("APP_PORT", "99999"),
+            ("LOG_FORMAT", "xml"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "keel-api: invalid configuration (5 problems):",
+        "{text}"
+    );
+    for var in [
+        "APP_PORT",
+        "DATABASE_URL",
+        "LOG_FORMAT",
+        "JWT_SECRET",
+        "PASSWORD_PEPPER",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim_start().starts_with(&format!("{var}: "))),
+            "{var} reported: {text}"
+        );
+    }
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_api_with_exit_code_zero() {
+    let db = TestDb::new().await;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut child = command(
+        API,
+        &[
+            ("APP_PORT", &port),
+            ("DATABASE_URL", db.url()),
+            ("LOG_FORMAT", "json"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = reqwest::get(&url).await
+            && response.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "keel-api did not become ready"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "keel-api exited early");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {logs}{}",
+        output.status,
+        stderr(&output)
+    );
+    assert!(
+        logs.contains("/docs"),
+        "the start-up log names the docs URL: {logs}"
+    );
+    assert!(logs.contains("keel-api stopped"), "{logs}");
+}
+
+#[tokio::test]
+async fn admin_migrate_applies_then_reports_nothing_pending() {
+    let db = TestDb::empty().await;
+    let vars = [("DATABASE_URL", db.url())];
+
+    let pending = run(ADMIN, &["migrate", "--pending"], &vars);
+    assert!(pending.status.success(), "{}", stderr(&pending));
+    assert!(
+        stderr(&pending).contains("pending: 00000000000000"),
+        "{}",
+        stderr(&pending)
+    );
+
+    let first = run(ADMIN, &["migrate"], &vars);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("applied: 00000000000000"),
+        "{}",
+        stderr(&first)
+    );
+
+    let second = run(ADMIN, &["migrate"], &vars);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("no migrations applied"),
+        "{}",
+        stderr(&second)
+    );
+}
+
+#[test]
+fn admin_migrate_against_a_down_database_fails_in_one_line() {
+    let output = run(
+        ADMIN,
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("keel-admin: "), "{text}");
+}
+
+#[test]
+fn admin_openapi_writes_the_spec() {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi-test.json");
+    let output = run(ADMIN, &["openapi", "--output", path.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(spec["paths"]["/health/ready"].is_object());
+
+    let unwritable = run(
+        ADMIN,
+        &["openapi", "--output", "/nonexistent/dir/spec.json"],
+        &[],
+    );
+    assert_eq!(unwritable.status.code(), Some(1));
+    assert!(
+        stderr(&unwritable).starts_with("keel-admin: cannot write"),
+        "{}",
+        stderr(&unwritable)
+    );
+}

@@ -1,0 +1,10 @@
+//! keel-app integration tests: the real application and binaries against PostgreSQL.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers abort the test on a failed step"
+)]
+
+mod binaries;
+mod helpers;
+mod system;
