@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs keel's whole test suite against real services.
+#
+#   bash scripts/test.sh [extra cargo-nextest arguments]
+#
+# It checks that PostgreSQL, Redis and RabbitMQ answer on their usual local ports, starts
+# any that are installed but stopped, and says exactly what is missing otherwise.
+# Override the PostgreSQL server with TEST_DATABASE_URL (any database on that server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+fail() { say "$*"; exit 1; }
+
+# answers HOST PORT: something accepts TCP connections there.
+answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# wait_for NAME HOST PORT SECONDS
+wait_for() {
+  local deadline=$((SECONDS + $4))
+  until answers "$2" "$3"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+  say "$1 is up on $2:$3"
+}
+
+command -v cargo >/dev/null || fail "cargo not found: install Rust from https://rustup.rs"
+
+pg_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+pg_hostport=${pg_url#*@}; pg_hostport=${pg_hostport%%/*}
+pg_host=${pg_hostport%%:*}; pg_port=${pg_hostport##*:}
+[[ $pg_port == "$pg_hostport" ]] && pg_port=5432
+
+# PostgreSQL: required by every database test.
+if ! answers "$pg_host" "$pg_port"; then
+  if [[ $pg_host == 127.0.0.1 || $pg_host == localhost ]] && command -v pg_ctlcluster >/dev/null && [[ -d /etc/postgresql ]]; then
+    say "PostgreSQL is not answering on $pg_host:$pg_port; starting the local cluster"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start \
+      || fail "could not start PostgreSQL with pg_ctlcluster"
+    wait_for PostgreSQL "$pg_host" "$pg_port" 30 || fail "PostgreSQL did not come up on $pg_host:$pg_port"
+  else
+    fail "PostgreSQL is not answering on $pg_host:$pg_port. Install it (apt-get install postgresql), \
+run \`docker compose up -d postgres\`, or point TEST_DATABASE_URL at a server whose user may create databases."
+  fi
+fi
+
+# Redis and RabbitMQ: started when installed; the suites that need them fail clearly without them.
+if ! answers 127.0.0.1 6379; then
+  if command -v redis-server >/dev/null; then
+    say "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    wait_for Redis 127.0.0.1 6379 15 || fail "Redis did not come up on 127.0.0.1:6379"
+  else
+    say "note: Redis is not on 127.0.0.1:6379 (apt-get install redis-server, or docker compose up -d redis)"
+  fi
+fi
+if ! answers 127.0.0.1 5672; then
+  if command -v rabbitmq-server >/dev/null; then
+    say "starting RabbitMQ (can take half a minute)"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    wait_for RabbitMQ 127.0.0.1 5672 90 || fail "RabbitMQ did not come up on 127.0.0.1:5672"
+  else
+    say "note: RabbitMQ is not on 127.0.0.1:5672 (apt-get install rabbitmq-server, or docker compose up -d rabbitmq)"
+  fi
+fi
+
+if ! command -v promtool >/dev/null; then
+  [[ -n ${KEEL_REQUIRE_PROMTOOL:-} ]] && fail "promtool not found: apt-get install prometheus"
+  say "note: promtool not found, so /metrics is not linted (apt-get install prometheus)"
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  exec cargo nextest run --workspace --no-fail-fast "$@"
+else
+  say "cargo-nextest not found (cargo install cargo-nextest --locked); using cargo test"
+  exec cargo test --workspace --no-fail-fast "$@"
+fi
