@@ -4,6 +4,7 @@
 pub mod context;
 pub mod guards;
 pub mod health;
+pub mod json;
 pub mod observe;
 pub mod server;
 pub mod system;

@@ -57,6 +57,63 @@ async fn malformed_json_is_a_400_problem() {
 }
 
 #[tokio::test]
+async fn missing_and_mistyped_fields_are_a_422_naming_each_field() {
+    let server = start(&[]).await;
+    let client = reqwest::Client::new();
+    for (payload, field, message) in [
+        (json!({"name": "ada"}), "times", "is required"),
+        (
+            json!({"name": "ada", "times": "many"}),
+            "times",
+            "must be an integer",
+        ),
+        (
+            json!({"name": "ada", "times": 256}),
+            "times",
+            "must be an integer from 0 to 255",
+        ),
+        (
+            json!({"name": ["x"], "times": 1}),
+            "name",
+            "must be a string",
+        ),
+        (json!(["not", "an", "object"]), "body", "must be an object"),
+    ] {
+        let response = client
+            .post(server.url("/echo"))
+            .json(&payload)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{payload}"
+        );
+        let body = problem(response).await;
+        assert_eq!(body["status"], 422);
+        assert_eq!(
+            body["errors"],
+            json!([{"field": field, "message": message}]),
+            "{payload}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_empty_body_is_a_400_problem() {
+    let server = start(&[]).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/echo"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(problem(response).await["status"], 400);
+}
+
+#[tokio::test]
 async fn wrong_content_type_is_a_415_problem() {
     let server = start(&[]).await;
     let response = reqwest::Client::new()

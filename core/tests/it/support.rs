@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use keel_core::ApiError;
+use keel_core::http::json::JsonBody;
 use keel_core::settings::Settings;
 use keel_testkit::TestServer;
 use poem::Route;
@@ -21,8 +22,8 @@ pub struct TestApi;
 #[OpenApi]
 impl TestApi {
     #[oai(path = "/echo", method = "post")]
-    async fn echo(&self, body: Json<Greeting>) -> Json<Greeting> {
-        body
+    async fn echo(&self, body: JsonBody<Greeting>) -> Json<Greeting> {
+        Json(body.0)
     }
 
     #[oai(path = "/items/:id", method = "get")]

@@ -1,0 +1,310 @@
+//! [`JsonBody`]: the JSON request-body extractor keel handlers use.
+//!
+//! poem-openapi's `Json<T>` reports a missing or mistyped field without naming it. This
+//! extractor answers 400 for a body that is not JSON at all, and 422 with
+//! `errors[{field, message}]` for well-formed JSON that does not fit the type, found by
+//! checking the document against the same OpenAPI schema the docs publish.
+
+use std::ops::{Deref, DerefMut};
+
+use poem::{FromRequest, Request, RequestBody};
+use poem_openapi::payload::{ParsePayload, Payload};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseFromJSON, Type};
+use serde_json::Value;
+
+use crate::error::{ApiError, FieldError};
+
+/// A JSON request body parsed into `T`; use it where poem-openapi's `Json<T>` would go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonBody<T>(pub T);
+
+impl<T> Deref for JsonBody<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for JsonBody<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: Type> Payload for JsonBody<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    /// `application/json` and `application/<anything>+json`, with any parameters.
+    fn check_content_type(content_type: &str) -> bool {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        essence == "application/json"
+            || essence
+                .strip_prefix("application/")
+                .is_some_and(|sub| sub.ends_with("+json"))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let data = Vec::<u8>::from_request(request, body).await?;
+        if data.is_empty() {
+            return Err(ApiError::BadRequest(
+                "The request body is empty; a JSON document is expected.".to_owned(),
+            )
+            .into());
+        }
+        let value: Value = serde_json::from_slice(&data).map_err(|err| {
+            ApiError::BadRequest(format!("The request body is not valid JSON: {err}."))
+        })?;
+        match T::parse_from_json(Some(value)) {
+            Ok(parsed) => Ok(Self(parsed)),
+            Err(err) => {
+                // Only the failure path pays for a second parse and the schema walk.
+                let value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                let mut errors = schema_errors::<T>(&value);
+                if errors.is_empty() {
+                    errors.push(FieldError::new("body", err.into_message()));
+                }
+                Err(ApiError::Validation(errors).into())
+            }
+        }
+    }
+}
+
+poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
+
+/// Everything in `value` that does not fit `T`'s published schema, by field path.
+pub fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    let mut errors = Vec::new();
+    Checker {
+        registry: &registry,
+        errors: &mut errors,
+    }
+    .check(&T::schema_ref(), value, "");
+    errors
+}
+
+struct Checker<'a> {
+    registry: &'a Registry,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl Checker<'_> {
+    fn resolve<'s>(&'s self, schema: &'s MetaSchemaRef) -> Option<&'s MetaSchema> {
+        match schema {
+            MetaSchemaRef::Inline(schema) => Some(schema),
+            MetaSchemaRef::Reference(name) => self.registry.schemas.get(name),
+        }
+    }
+
+    fn fail(&mut self, path: &str, message: impl Into<String>) {
+        let field = if path.is_empty() { "body" } else { path };
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    fn check(&mut self, schema: &MetaSchemaRef, value: &Value, path: &str) {
+        let Some(schema) = self.resolve(schema).cloned() else {
+            return;
+        };
+        if value.is_null() {
+            if !schema.nullable {
+                self.fail(path, "must not be null");
+            }
+            return;
+        }
+        for part in &schema.all_of {
+            self.check(part, value, path);
+        }
+        if !schema.enum_items.is_empty() && !schema.enum_items.contains(value) {
+            let allowed: Vec<String> = schema.enum_items.iter().map(Value::to_string).collect();
+            self.fail(path, format!("must be one of {}", allowed.join(", ")));
+            return;
+        }
+        match schema.ty {
+            "object" => self.check_object(&schema, value, path),
+            "array" => match value.as_array() {
+                Some(items) => {
+                    if let Some(item_schema) = &schema.items {
+                        for (i, item) in items.iter().enumerate() {
+                            self.check(item_schema, item, &join(path, &i.to_string()));
+                        }
+                    }
+                }
+                None => self.fail(path, "must be an array"),
+            },
+            "string" => match value.as_str() {
+                Some(s) => {
+                    let len = s.chars().count();
+                    if let Some(min) = schema.min_length.filter(|min| len < *min) {
+                        self.fail(path, format!("must be at least {min} characters long"));
+                    }
+                    if let Some(max) = schema.max_length.filter(|max| len > *max) {
+                        self.fail(path, format!("must be at most {max} characters long"));
+                    }
+                }
+                None => self.fail(path, "must be a string"),
+            },
+            "integer" => match value
+                .as_i64()
+                .map(i128::from)
+                .or(value.as_u64().map(i128::from))
+            {
+                Some(n) => {
+                    if let Some((lo, hi)) = integer_range(schema.format)
+                        && (n < lo || n > hi)
+                    {
+                        self.fail(path, format!("must be an integer from {lo} to {hi}"));
+                        return;
+                    }
+                    self.check_bounds(&schema, n as f64, path);
+                }
+                None => self.fail(path, "must be an integer"),
+            },
+            "number" => match value.as_f64() {
+                Some(n) => self.check_bounds(&schema, n, path),
+                None => self.fail(path, "must be a number"),
+            },
+            "boolean" if !value.is_boolean() => self.fail(path, "must be true or false"),
+            _ => {}
+        }
+    }
+
+    fn check_object(&mut self, schema: &MetaSchema, value: &Value, path: &str) {
+        let Some(object) = value.as_object() else {
+            self.fail(path, "must be an object");
+            return;
+        };
+        for name in &schema.required {
+            if object.get(*name).is_none_or(Value::is_null) {
+                self.fail(&join(path, name), "is required");
+            }
+        }
+        for (name, property) in &schema.properties {
+            if let Some(field) = object.get(*name).filter(|v| !v.is_null()) {
+                self.check(property, field, &join(path, name));
+            }
+        }
+    }
+
+    fn check_bounds(&mut self, schema: &MetaSchema, n: f64, path: &str) {
+        if let Some(min) = schema.minimum.filter(|min| n < *min) {
+            self.fail(path, format!("must be at least {min}"));
+        }
+        if let Some(max) = schema.maximum.filter(|max| n > *max) {
+            self.fail(path, format!("must be at most {max}"));
+        }
+    }
+}
+
+fn join(path: &str, segment: &str) -> String {
+    if path.is_empty() {
+        segment.to_owned()
+    } else {
+        format!("{path}.{segment}")
+    }
+}
+
+/// The range poem-openapi enforces for an integer format.
+fn integer_range(format: Option<&str>) -> Option<(i128, i128)> {
+    Some(match format? {
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "int64" => (i64::MIN.into(), i64::MAX.into()),
+        "uint8" => (0, u8::MAX.into()),
+        "uint16" => (0, u16::MAX.into()),
+        "uint32" => (0, u32::MAX.into()),
+        "uint64" => (0, u64::MAX.into()),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::Object;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Object)]
+    struct Address {
+        city: String,
+    }
+
+    #[derive(Debug, Object)]
+    struct Person {
+        #[oai(validator(min_length = 2, max_length = 5))]
+        name: String,
+        age: u8,
+        nickname: Option<String>,
+        address: Address,
+        tags: Vec<String>,
+    }
+
+    fn fields(value: Value) -> Vec<(String, String)> {
+        schema_errors::<Person>(&value)
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn names_missing_and_mistyped_fields() {
+        let errors = fields(json!({
+            "name": "a",
+            "age": 300,
+            "address": {"city": 7},
+            "tags": ["ok", 1],
+        }));
+        assert_eq!(
+            errors,
+            [
+                ("name".into(), "must be at least 2 characters long".into()),
+                ("age".into(), "must be an integer from 0 to 255".into()),
+                ("address.city".into(), "must be a string".into()),
+                ("tags.1".into(), "must be a string".into()),
+            ]
+        );
+        let errors = fields(json!({"nickname": null}));
+        let missing: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(missing, ["name", "age", "address", "tags"]);
+        assert!(errors.iter().all(|(_, m)| m == "is required"));
+    }
+
+    #[test]
+    fn a_fitting_document_has_no_errors() {
+        let value = json!({"name": "ada", "age": 36, "address": {"city": "London"}, "tags": []});
+        assert!(fields(value).is_empty());
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(JsonBody::<Person>::check_content_type("application/json"));
+        assert!(JsonBody::<Person>::check_content_type(
+            "application/json; charset=utf-8"
+        ));
+        assert!(JsonBody::<Person>::check_content_type(
+            "application/merge-patch+json"
+        ));
+        assert!(!JsonBody::<Person>::check_content_type("text/plain"));
+    }
+}
