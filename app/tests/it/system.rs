@@ -41,6 +41,19 @@ async fn docs_spec_and_root_redirect_are_served() {
 }
 
 #[tokio::test]
+async fn responses_are_compressed_when_the_client_accepts_it() {
+    let app = TestApp::spawn(&[]).await;
+    let response = reqwest::Client::new()
+        .get(app.url("/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+}
+
+#[tokio::test]
 async fn liveness_and_readiness_with_the_database_up() {
     let app = TestApp::spawn(&[]).await;
 

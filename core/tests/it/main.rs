@@ -8,5 +8,6 @@
 mod db;
 mod http;
 mod local_db;
+mod logging;
 mod settings;
 mod support;
