@@ -46,6 +46,7 @@ impl Db {
     /// `app` becomes the connections' `application_name` in `pg_stat_activity`.
     pub fn new(url: &Secret, settings: &DatabaseSettings, app: &str) -> Self {
         let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let app = app.replace('\'', "''");
         let setup_sql = format!(
             "SET statement_timeout = {statement_timeout_ms}; SET application_name = '{app}'"
         );
