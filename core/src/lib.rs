@@ -2,6 +2,7 @@
 //!
 //! Nothing here knows about a feature: features depend on core, never the reverse.
 
+pub mod crud;
 pub mod db;
 pub mod error;
 pub mod http;
