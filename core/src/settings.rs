@@ -164,7 +164,14 @@ impl Settings {
                 "a readable file of KEY=value lines",
             )),
         }
-        vars.extend(std::env::vars());
+        // `env::vars()` panics on a non-UTF-8 value anywhere in the environment; a lossy
+        // read keeps unrelated variables harmless and makes a mangled keel one fail to parse.
+        vars.extend(std::env::vars_os().map(|(key, value)| {
+            (
+                key.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        }));
         Self::build(&vars, problems)
     }
 

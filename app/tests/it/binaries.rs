@@ -63,6 +63,19 @@ fn bad_settings_exit_non_zero_with_one_line_per_problem() {
     assert!(!text.contains("panicked"), "{text}");
 }
 
+#[test]
+fn a_non_utf8_environment_variable_does_not_crash_start_up() {
+    use std::os::unix::ffi::OsStrExt;
+    let output = command(API, &[("APP_PORT", "not-a-port")])
+        .env("UNRELATED_BYTES", std::ffi::OsStr::from_bytes(b"\xff\xfe"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("APP_PORT: "), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_api_with_exit_code_zero() {
     let db = TestDb::new().await;
