@@ -1,19 +1,13 @@
 //! The real application, built exactly as `keel-api` builds it, on a random port.
 
-use std::net::SocketAddr;
-
 use keel_app::Application;
-use keel_testkit::TestDb;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use keel_testkit::{TestDb, TestServer};
 
 #[derive(Debug)]
 pub struct TestApp {
-    pub addr: SocketAddr,
+    server: TestServer,
     // Held so the database outlives the server.
     _db: Option<TestDb>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
 }
 
 impl TestApp {
@@ -32,20 +26,14 @@ impl TestApp {
             .await
             .expect("the application builds");
         let addr = app.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
         Self {
-            addr,
+            server: TestServer::spawn(addr, |shutdown| app.run_until(shutdown)),
             _db: db,
-            stop: Some(stop),
-            task,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.server.url(path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -59,10 +47,7 @@ impl TestApp {
             .expect("the request is answered")
     }
 
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task).await.expect("the server task completes")
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.server.shutdown().await
     }
 }

@@ -136,18 +136,13 @@ impl bb8::ErrorSink<PoolError> for LogErrors {
 
 impl From<bb8::RunError<PoolError>> for ApiError {
     fn from(err: bb8::RunError<PoolError>) -> Self {
-        match err {
-            bb8::RunError::TimedOut => Self::Unavailable {
-                detail: "The database is unavailable; try again shortly.".to_owned(),
-                retry_after: Some(RETRY_AFTER),
-            },
-            bb8::RunError::User(err) => {
-                tracing::warn!(error = %ErrorChain(&err), "database connection failed");
-                Self::Unavailable {
-                    detail: "The database is unavailable; try again shortly.".to_owned(),
-                    retry_after: Some(RETRY_AFTER),
-                }
-            }
+        // A timeout's cause already went to the log through `LogErrors`.
+        if let bb8::RunError::User(err) = &err {
+            tracing::warn!(error = %ErrorChain(err), "database connection failed");
+        }
+        Self::Unavailable {
+            detail: "The database is unavailable; try again shortly.".to_owned(),
+            retry_after: Some(RETRY_AFTER),
         }
     }
 }

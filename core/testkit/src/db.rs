@@ -35,15 +35,7 @@ impl TestDb {
     /// Clones a fresh database from the migrated template (building the template first
     /// if the migrations changed since it was built).
     pub async fn new() -> Self {
-        let server_url = server_url();
-        let mut conn = admin::connect(&server_url, CONNECT_TIMEOUT)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach PostgreSQL at {server_url} ({e}); start it, or set \
-                     TEST_DATABASE_URL (see README.md)"
-                )
-            });
+        let (server_url, mut conn) = connect_server().await;
         let template = template_name();
         conn.batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
             .await
@@ -53,33 +45,27 @@ impl TestDb {
             .await
             .expect("release the test-harness lock");
         prepared.unwrap_or_else(|e| panic!("cannot prepare the template database: {e}"));
-
-        let name = unique_name();
-        admin::create_database(&mut conn, &name, Some(&template))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let url = with_database(&server_url, &name);
-        Self {
-            name,
-            url,
-            server_url,
-        }
+        Self::create(server_url, &mut conn, Some(&template)).await
     }
 
     /// An empty database with no migrations applied, for testing migrations themselves.
     pub async fn empty() -> Self {
-        let server_url = server_url();
-        let mut conn = admin::connect(&server_url, CONNECT_TIMEOUT)
-            .await
-            .expect("reach PostgreSQL");
+        let (server_url, mut conn) = connect_server().await;
+        Self::create(server_url, &mut conn, None).await
+    }
+
+    async fn create(
+        server_url: String,
+        conn: &mut AsyncPgConnection,
+        template: Option<&str>,
+    ) -> Self {
         let name = unique_name();
-        admin::create_database(&mut conn, &name, None)
+        admin::create_database(conn, &name, template)
             .await
-            .expect("create an empty test database");
-        let url = with_database(&server_url, &name);
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
         Self {
+            url: with_database(&server_url, &name),
             name,
-            url,
             server_url,
         }
     }
@@ -138,6 +124,20 @@ fn unique_name() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         uuid::Uuid::now_v7().simple()
     )
+}
+
+/// The server URL and a connection to it, or a panic saying how to provide one.
+async fn connect_server() -> (String, AsyncPgConnection) {
+    let server_url = server_url();
+    let conn = admin::connect(&server_url, CONNECT_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach PostgreSQL at {server_url} ({e}); start it, or set \
+                 TEST_DATABASE_URL (see README.md)"
+            )
+        });
+    (server_url, conn)
 }
 
 fn server_url() -> String {

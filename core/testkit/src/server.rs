@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use futures_util::future::BoxFuture;
 use keel_core::http::server::Bound;
 use keel_core::settings::Settings;
 use poem::Endpoint;
@@ -24,15 +25,21 @@ impl TestServer {
             .await
             .expect("bind a local port");
         let addr = bound.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
         let grace = settings.http.shutdown_grace;
-        let task = tokio::spawn(bound.serve(
-            app,
-            async move {
-                let _ = stopped.await;
-            },
-            grace,
-        ));
+        Self::spawn(addr, move |shutdown| bound.serve(app, shutdown, grace))
+    }
+
+    /// Runs an already-bound server at `addr`: `serve` gets the future that completes
+    /// when [`TestServer::shutdown`] is called (the real `Application` runs this way).
+    pub fn spawn<F, S>(addr: SocketAddr, serve: S) -> Self
+    where
+        S: FnOnce(BoxFuture<'static, ()>) -> F,
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(Box::pin(async move {
+            let _ = stopped.await;
+        })));
         Self {
             addr,
             stop: Some(stop),
