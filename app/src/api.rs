@@ -1,27 +1,64 @@
 //! The OpenAPI surface: system endpoints at the root and every feature under `/api/v1`.
 
+use std::sync::Arc;
+
+use keel_core::db::Db;
 use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
+use keel_core::ratelimit::MemoryLimiter;
+use keel_core::settings::Settings;
+use keel_user::UserService;
 use poem::Route;
 use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
+
+/// The feature services the versioned API is built from.
+#[derive(Debug, Clone)]
+pub struct Features {
+    pub users: UserService,
+}
 
 /// The versioned API: one entry per feature crate. Each feature's `#[OpenApi]` declares
 /// `prefix_path = "/api/v1/<feature>"`, so this tuple is the only place a feature is
 /// mounted (nest tuples beyond 16 entries).
-fn v1() -> impl OpenApi {}
+fn v1(features: &Features) -> impl OpenApi + use<> {
+    keel_user::api(&features.users)
+}
+
+/// Every permission the features declare, for seeding.
+pub fn declared_permissions() -> Vec<(String, String)> {
+    keel_user::declared_permissions()
+}
 
 /// The service that serves every operation and generates the spec from the same types.
-pub fn service(system: SystemApi) -> OpenApiService<impl OpenApi, ()> {
-    OpenApiService::new((Root, system, v1()), "keel", env!("CARGO_PKG_VERSION")).description(
+pub fn service(system: SystemApi, features: &Features) -> OpenApiService<impl OpenApi + use<>, ()> {
+    OpenApiService::new(
+        (Root, system, v1(features)),
+        "keel",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
         "keel backend API. Errors are RFC 9457 `application/problem+json` documents \
-             carrying a `request_id`; quote it when reporting a problem.",
+             carrying a `request_id`; quote it when reporting a problem. Sign in with \
+             Authorize (email as username); each operation lists the permission it needs \
+             as an OAuth2 scope.",
     )
 }
 
-/// The OpenAPI document as JSON, without a database: generating it touches no state.
-pub fn spec() -> Result<String, String> {
+/// The OpenAPI document as JSON, without a database: the pool is never used.
+pub async fn spec() -> Result<String, String> {
     let metrics = keel_core::telemetry::metrics::install()?;
-    Ok(service(SystemApi::new(Checks::default(), metrics)).spec())
+    let settings =
+        Settings::from_vars(std::iter::empty::<(String, String)>()).map_err(|e| e.to_string())?;
+    let url = keel_core::settings::Secret::new(keel_core::db::local::DEFAULT_URL);
+    let db = Db::new(&url, &settings.database, "keel-admin");
+    let users = UserService::new(db, &settings.security, Arc::new(MemoryLimiter::new()))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(service(
+        SystemApi::new(Checks::default(), metrics),
+        &Features { users },
+    )
+    .spec())
 }
 
 /// All routes: docs, spec, system endpoints and the versioned API.

@@ -1,15 +1,18 @@
 //! Building and running the HTTP application.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use keel_core::db::{Db, migrate};
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
+use keel_core::ratelimit::{MemoryLimiter, RateLimiter};
 use keel_core::settings::{Secret, Settings};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
-use poem::Response;
+use keel_user::UserService;
 use poem::endpoint::BoxEndpoint;
+use poem::{EndpointExt, Response};
 
 use crate::api;
 
@@ -19,6 +22,11 @@ pub enum StartError {
     Migrate(#[from] migrate::MigrateError),
     #[error("{0}")]
     Metrics(String),
+    #[error("cannot set up {what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: keel_core::ApiError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -42,6 +50,41 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// Seeds roles and permissions. With the database down the API still starts (and says
+/// so on /health/ready); seeding then retries in the background until it succeeds.
+async fn seed_or_retry(db: &Db) -> Result<(), StartError> {
+    const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+    match seed(db).await {
+        Ok(()) => Ok(()),
+        Err(keel_core::ApiError::Unavailable { .. }) => {
+            tracing::warn!(retry_in = ?RETRY, "database unavailable: seeding roles and permissions later");
+            let db = db.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RETRY).await;
+                    match seed(&db).await {
+                        Ok(()) => break,
+                        Err(err) => tracing::warn!(error = %err, "seeding failed; retrying"),
+                    }
+                }
+            });
+            Ok(())
+        }
+        Err(source) => Err(StartError::Setup {
+            what: "roles and permissions (seeding)",
+            source,
+        }),
+    }
+}
+
+async fn seed(db: &Db) -> Result<(), keel_core::ApiError> {
+    let report = keel_user::services::seed(db, api::declared_permissions()).await?;
+    if report.changed_anything() {
+        tracing::info!(?report, "seeded roles and permissions");
+    }
+    Ok(())
+}
+
 impl Application {
     /// Migrates (when enabled), wires the app and binds `APP_HOST:APP_PORT` (port 0
     /// picks a free one; see [`Application::local_addr`]).
@@ -56,10 +99,20 @@ impl Application {
         }
         let metrics = metrics::install().map_err(StartError::Metrics)?;
         let db = Db::new(database_url, &settings.database, "keel-api");
+        seed_or_retry(&db).await?;
+        let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new());
+        let users = UserService::new(db.clone(), &settings.security, limiter)
+            .await
+            .map_err(|source| StartError::Setup {
+                what: "accounts",
+                source,
+            })?;
+        let authenticator = users.authenticator().clone();
+        let features = api::Features { users };
         let system = SystemApi::new(Checks::default().with(db.clone()), metrics.clone())
             .on_scrape(move || db.record_metrics());
         let endpoint = keel_core::http::stack(
-            api::routes(api::service(system)),
+            api::routes(api::service(system, &features)).data(authenticator),
             &settings.http,
             settings.env,
         );

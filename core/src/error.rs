@@ -76,6 +76,9 @@ pub enum ApiError {
     /// A unique value is already taken.
     #[error("conflict on {field}")]
     Conflict { field: String },
+    /// The request can't be applied to the resource in its current state.
+    #[error("conflict: {0}")]
+    StateConflict(String),
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("unsupported media type")]
@@ -113,7 +116,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::StateConflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -132,7 +135,7 @@ impl ApiError {
                 Some("The request breaks one or more rules; see errors.".to_owned()),
                 errors.clone(),
             ),
-            Self::Unauthorized(detail) | Self::Forbidden(detail) => {
+            Self::Unauthorized(detail) | Self::Forbidden(detail) | Self::StateConflict(detail) => {
                 ("about:blank", Some(detail.clone()), Vec::new())
             }
             Self::NotFound => (
@@ -212,6 +215,11 @@ impl ResponseError for ApiError {
             tracing::error!(error = %ErrorChain(cause.as_ref()), "internal error");
         }
         let mut response = problem_response(self.problem());
+        if matches!(self, Self::Unauthorized(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(after) = self.retry_after() {
             response
                 .headers_mut()

@@ -2,10 +2,12 @@
 //!
 //! Nothing here knows about a feature: features depend on core, never the reverse.
 
+pub mod auth;
 pub mod crud;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod ratelimit;
 pub mod settings;
 pub mod telemetry;
 

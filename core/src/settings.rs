@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use reader::{Problem, SettingsError};
 pub use secret::Secret;
 
+use crate::http::client_ip::IpNetwork;
 use reader::Reader;
 
 /// Development-only secret values; refused when `APP_ENV=production`.
@@ -105,6 +106,8 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// Accepted `Host` header values; empty accepts any host.
     pub trusted_hosts: Vec<String>,
+    /// Peers whose `X-Forwarded-For` we believe (our load balancers).
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +137,22 @@ pub struct LogSettings {
 pub struct SecuritySettings {
     pub jwt_secret: Secret,
     pub password_pepper: Secret,
+    /// `iss` of the access tokens we issue and the only one we accept.
+    pub jwt_issuer: String,
+    /// `aud` of the access tokens we issue and the only one we accept.
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token; each rotation starts a new one.
+    pub refresh_token_ttl: Duration,
+    /// How long a replica may serve an authenticated principal from memory before it
+    /// re-reads it; bounds staleness across replicas that share no cache.
+    pub auth_cache_ttl: Duration,
+    /// Password hashes computed at once; the rest queue, then get 503.
+    pub password_hash_concurrency: usize,
+    /// Failed logins allowed per account, and per client IP, within `login_window`.
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_window: Duration,
 }
 
 impl Settings {
@@ -205,6 +224,7 @@ impl Settings {
             shutdown_grace: r.duration("SHUTDOWN_GRACE_PERIOD", Duration::from_secs(20), "20s"),
             cors_origins: r.origins("CORS_ALLOWED_ORIGINS"),
             trusted_hosts: r.list("TRUSTED_HOSTS"),
+            trusted_proxies: r.networks("TRUSTED_PROXIES"),
         };
 
         let url = r.postgres_url("DATABASE_URL");
@@ -265,6 +285,53 @@ impl Settings {
         let security = SecuritySettings {
             jwt_secret: r.secret("JWT_SECRET", DEV_JWT_SECRET, prod),
             password_pepper: r.secret("PASSWORD_PEPPER", DEV_PASSWORD_PEPPER, prod),
+            jwt_issuer: r.string("JWT_ISSUER", "keel"),
+            jwt_audience: r.string("JWT_AUDIENCE", "keel-api"),
+            access_token_ttl: r.duration_within(
+                "ACCESS_TOKEN_TTL",
+                Duration::from_secs(15 * 60),
+                "15m",
+                Duration::from_secs(10)..=Duration::from_secs(24 * 3600),
+            ),
+            refresh_token_ttl: r.duration_within(
+                "REFRESH_TOKEN_TTL",
+                Duration::from_secs(30 * 86_400),
+                "30d",
+                Duration::from_secs(60)..=Duration::from_secs(365 * 86_400),
+            ),
+            auth_cache_ttl: r.duration_within(
+                "AUTH_CACHE_TTL",
+                Duration::from_secs(30),
+                "30s",
+                Duration::ZERO..=Duration::from_secs(3600),
+            ),
+            password_hash_concurrency: r.parse_where(
+                "PASSWORD_HASH_CONCURRENCY",
+                default_hash_concurrency(),
+                "1",
+                |n: &usize| (1..=256).contains(n),
+                "must be between 1 and 256",
+            ),
+            login_max_failures_per_account: r.parse_where(
+                "LOGIN_MAX_FAILURES_PER_ACCOUNT",
+                5,
+                "5",
+                |n: &u32| *n >= 1,
+                "must be at least 1",
+            ),
+            login_max_failures_per_ip: r.parse_where(
+                "LOGIN_MAX_FAILURES_PER_IP",
+                50,
+                "50",
+                |n: &u32| *n >= 1,
+                "must be at least 1",
+            ),
+            login_window: r.duration_within(
+                "LOGIN_FAILURE_WINDOW",
+                Duration::from_secs(15 * 60),
+                "15m",
+                Duration::from_secs(1)..=Duration::from_secs(86_400),
+            ),
         };
 
         r.finish()?;
@@ -276,6 +343,12 @@ impl Settings {
             security,
         })
     }
+}
+
+/// Half the cores, at least one: argon2 is pure CPU, and the async reactor must keep a
+/// core to itself or every other request stalls behind the hashes.
+fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 impl fmt::Display for AppEnv {

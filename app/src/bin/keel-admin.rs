@@ -80,7 +80,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
             Ok(())
         }
         Command::Openapi { output } => {
-            let spec = api::spec()?;
+            let spec = api::spec().await?;
             match output {
                 Some(path) => std::fs::write(&path, spec)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?,

@@ -19,6 +19,16 @@ use diesel_async::AsyncPgConnection;
 pub use page::{DEFAULT_PAGE_SIZE, Listed, MAX_PAGE_SIZE, Page, PageParams};
 pub use sort::{Sort, SortOrder};
 
+/// A `LIKE`/`ILIKE` pattern matching `text` anywhere, with `%`, `_` and `\` in the
+/// user's input matching themselves rather than acting as wildcards.
+pub fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// Data access for one table. Implement it with [`impl_crud!`](crate::impl_crud).
 pub trait CrudBase {
     /// The row as loaded (`Queryable + Selectable`).

@@ -4,6 +4,7 @@
 //! and logs pick it up without every function passing it by hand.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 tokio::task_local! {
@@ -55,6 +56,10 @@ pub struct RequestContext {
     pub request_id: RequestId,
     /// The request path (no query string), used as a problem's `instance`.
     pub path: String,
+    /// The client's address: the peer, or what a trusted proxy says it is.
+    pub client_ip: Option<IpAddr>,
+    /// The `User-Agent` header, truncated.
+    pub user_agent: Option<String>,
 }
 
 impl RequestContext {

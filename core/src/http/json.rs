@@ -9,8 +9,9 @@ use std::ops::{Deref, DerefMut};
 
 use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseFromJSON, Type};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde_json::Value;
 
 use crate::error::{ApiError, FieldError};
@@ -63,32 +64,84 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let data = Vec::<u8>::from_request(request, body).await?;
+        let data = <Vec<u8> as FromRequest>::from_request(request, body).await?;
         if data.is_empty() {
             return Err(ApiError::BadRequest(
                 "The request body is empty; a JSON document is expected.".to_owned(),
             )
             .into());
         }
-        let value: Value = serde_json::from_slice(&data).map_err(|err| {
-            ApiError::BadRequest(format!("The request body is not valid JSON: {err}."))
-        })?;
-        match T::parse_from_json(Some(value)) {
-            Ok(parsed) => Ok(Self(parsed)),
-            Err(err) => {
-                // Only the failure path pays for a second parse and the schema walk.
-                let value = serde_json::from_slice(&data).unwrap_or(Value::Null);
-                let mut errors = schema_errors::<T>(&value);
-                if errors.is_empty() {
-                    errors.push(FieldError::new("body", err.into_message()));
-                }
-                Err(ApiError::Validation(errors).into())
-            }
-        }
+        parse::<T>(&data).map(Self)
     }
 }
 
 poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
+
+/// A JSON body the client may leave out entirely (no body, or an empty one); when one
+/// is sent, it is read exactly like [`JsonBody`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJsonBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: T::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let data = <Vec<u8> as FromRequest>::from_request(request, body).await?;
+        if data.is_empty() {
+            return Ok(Self(None));
+        }
+        if let Some(content_type) = request.content_type()
+            && !JsonBody::<T>::check_content_type(content_type)
+        {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Expected application/json, got {content_type}."
+            ))
+            .into());
+        }
+        parse::<T>(&data).map(|v| Self(Some(v)))
+    }
+}
+
+/// Reads `data` as `T`: 400 when it is not JSON, 422 naming each field that doesn't fit.
+fn parse<T: ParseFromJSON>(data: &[u8]) -> poem::Result<T> {
+    let value: Value = serde_json::from_slice(data).map_err(|err| {
+        ApiError::BadRequest(format!("The request body is not valid JSON: {err}."))
+    })?;
+    match T::parse_from_json(Some(value)) {
+        Ok(parsed) => Ok(parsed),
+        Err(err) => {
+            // Only the failure path pays for a second parse and the schema walk.
+            let value = serde_json::from_slice(data).unwrap_or(Value::Null);
+            let mut errors = schema_errors::<T>(&value);
+            if errors.is_empty() {
+                errors.push(FieldError::new("body", err.into_message()));
+            }
+            Err(ApiError::Validation(errors).into())
+        }
+    }
+}
 
 /// Everything in `value` that does not fit `T`'s published schema, by field path.
 pub fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {

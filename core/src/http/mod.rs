@@ -1,11 +1,13 @@
 //! HTTP plumbing shared by every keel service: the middleware stack, system endpoints,
 //! and a server that shuts down gracefully.
 
+pub mod client_ip;
 pub mod context;
 pub mod guards;
 pub mod health;
 pub mod json;
 pub mod observe;
+pub mod problems;
 pub mod server;
 pub mod system;
 
@@ -57,7 +59,9 @@ where
             cors(&settings.cors_origins),
         )
         .with(security)
-        .with(observe::Observe)
+        .with(observe::Observe {
+            trusted_proxies: settings.trusted_proxies.clone().into(),
+        })
         .map_to_response()
         .boxed()
 }

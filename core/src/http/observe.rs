@@ -1,36 +1,48 @@
 //! The outermost middleware: request id, request span, metrics, and the rendering of
 //! every error (ours or poem's) as problem+json with the request id in it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::{HeaderValue, Method, StatusCode};
+use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response};
 use tracing::{Instrument, field::Empty};
 
+use super::client_ip::{self, IpNetwork};
 use super::context::{RequestContext, RequestId};
 use crate::error::{ApiError, ProblemDetails, problem_response};
 use crate::telemetry::metrics as names;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// User agents are kept for session lists and audit records; longer ones are cut.
+const MAX_USER_AGENT_CHARS: usize = 256;
+
 /// Route label for requests that matched no route, so scanners can't mint series.
 const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// See the module docs; wrap the whole app in it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Observe;
+#[derive(Debug, Clone, Default)]
+pub struct Observe {
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[IpNetwork]>,
+}
 
 impl<E: Endpoint> Middleware<E> for Observe {
     type Output = ObserveEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        ObserveEndpoint { inner: ep }
+        ObserveEndpoint {
+            inner: ep,
+            trusted_proxies: Arc::clone(&self.trusted_proxies),
+        }
     }
 }
 
 #[derive(Debug)]
 pub struct ObserveEndpoint<E> {
     inner: E,
+    trusted_proxies: Arc<[IpNetwork]>,
 }
 
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
@@ -56,6 +68,12 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let context = RequestContext {
             request_id: request_id.clone(),
             path: req.uri().path().to_owned(),
+            client_ip: client_ip::of(&req, &self.trusted_proxies),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect()),
         };
 
         let (route, mut response) = context

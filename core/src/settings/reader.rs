@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::{MIN_SECRET_LEN, Secret};
+use crate::http::client_ip::IpNetwork;
 
 /// One thing wrong with the configuration: which variable, what is wrong, a good value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +173,7 @@ impl<'a> Reader<'a> {
         origins
     }
 
-    /// Durations as `500ms`, `30s`, `5m` or `1h`; a bare number is seconds.
+    /// Durations as `500ms`, `30s`, `5m`, `1h` or `7d`; a bare number is seconds.
     pub(super) fn duration(&mut self, name: &str, default: Duration, example: &str) -> Duration {
         let Some(raw) = self.get(name) else {
             return default;
@@ -182,12 +183,60 @@ impl<'a> Reader<'a> {
             _ => {
                 self.problem(
                     name,
-                    &format!("{raw:?} is not a positive duration (units: ms, s, m, h)"),
+                    &format!("{raw:?} is not a positive duration (units: ms, s, m, h, d)"),
                     example,
                 );
                 default
             }
         }
+    }
+
+    /// A duration that must fall within `range` (which may admit zero, e.g. "no cache").
+    pub(super) fn duration_within(
+        &mut self,
+        name: &str,
+        default: Duration,
+        example: &str,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Duration {
+        let Some(raw) = self.get(name) else {
+            return default;
+        };
+        match parse_duration(raw) {
+            Some(value) if range.contains(&value) => value,
+            Some(_) => {
+                self.problem(
+                    name,
+                    &format!(
+                        "{raw:?} is out of range ({:?} to {:?})",
+                        range.start(),
+                        range.end()
+                    ),
+                    example,
+                );
+                default
+            }
+            None => {
+                self.problem(
+                    name,
+                    &format!("{raw:?} is not a duration (units: ms, s, m, h, d)"),
+                    example,
+                );
+                default
+            }
+        }
+    }
+
+    /// Proxy addresses as IPs or CIDR blocks (`10.0.0.0/8`, `::1`).
+    pub(super) fn networks(&mut self, name: &str) -> Vec<IpNetwork> {
+        let mut networks = Vec::new();
+        for item in self.list(name) {
+            match item.parse() {
+                Ok(net) => networks.push(net),
+                Err(err) => self.problem(name, &format!("{item:?}: {err}"), "10.0.0.0/8,127.0.0.1"),
+            }
+        }
+        networks
     }
 
     /// Sizes as `512KiB`, `1MiB`, `2MB` or plain bytes.
@@ -284,6 +333,7 @@ fn parse_duration(raw: &str) -> Option<Duration> {
         "" | "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }

@@ -146,3 +146,58 @@ fn a_database_url_with_a_password_is_never_echoed() {
     let err = load(&[("DATABASE_URL", "postgres://keel:hunter2@db:notaport/keel")]).unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+/// `.env.example` is a working configuration, and every variable the configuration
+/// reference documents appears in it (and the other way round).
+#[test]
+fn env_example_parses_and_matches_the_configuration_reference() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let example = std::fs::read_to_string(root.join(".env.example")).unwrap();
+    let vars: Vec<(String, String)> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Settings::from_vars(vars.clone()).unwrap();
+
+    let reference = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+    let documented: Vec<&str> = reference
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(name, _)| name))
+        .collect();
+    let mut in_example: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+    let mut documented_sorted = documented.clone();
+    in_example.sort_unstable();
+    documented_sorted.sort_unstable();
+    assert_eq!(in_example, documented_sorted);
+}
+
+#[test]
+fn auth_settings_have_safe_defaults_and_checked_ranges() {
+    let settings = load(&[]).unwrap();
+    assert_eq!(
+        settings.security.access_token_ttl,
+        Duration::from_secs(15 * 60)
+    );
+    assert_eq!(
+        settings.security.refresh_token_ttl,
+        Duration::from_secs(30 * 86_400)
+    );
+    assert!(settings.security.password_hash_concurrency >= 1);
+    let err = load(&[
+        ("ACCESS_TOKEN_TTL", "2d"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8,nonsense"),
+        ("PASSWORD_HASH_CONCURRENCY", "0"),
+    ])
+    .unwrap_err()
+    .to_string();
+    for var in [
+        "ACCESS_TOKEN_TTL",
+        "TRUSTED_PROXIES",
+        "PASSWORD_HASH_CONCURRENCY",
+    ] {
+        assert!(err.contains(var), "{var} missing from: {err}");
+    }
+}

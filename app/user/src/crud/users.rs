@@ -1,0 +1,126 @@
+//! The users table through `CrudBase`, plus lookups by email.
+
+use std::str::FromStr;
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use keel_core::crud::{Sort, contains_pattern};
+use keel_core::impl_crud;
+use uuid::Uuid;
+
+use crate::models::{NewUser, User, UserChanges, lower, roles, user_roles, users};
+
+#[derive(Debug)]
+pub struct UserCrud;
+
+/// What the admin list filters on; each `Some` narrows it.
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    /// Case-insensitive substring of email or full name.
+    pub search: Option<String>,
+    /// Holds the role with this name.
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSort {
+    Email,
+    FullName,
+    CreatedAt,
+    LastLoginAt,
+}
+
+impl UserSort {
+    pub const KEYS: &[&str] = &["email", "full_name", "created_at", "last_login_at"];
+}
+
+impl FromStr for UserSort {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "email" => Ok(Self::Email),
+            "full_name" => Ok(Self::FullName),
+            "created_at" => Ok(Self::CreatedAt),
+            "last_login_at" => Ok(Self::LastLoginAt),
+            _ => Err(()),
+        }
+    }
+}
+
+impl_crud! {
+    UserCrud {
+        table: users::table,
+        id: users::id => Uuid,
+        row: User,
+        new: NewUser,
+        changes: UserChanges,
+        filter: UserFilter => filter_users,
+        sort: UserSort => sort_users,
+    }
+}
+
+fn filter_users<'a>(
+    mut query: users::BoxedQuery<'a, Pg>,
+    filter: &'a UserFilter,
+) -> users::BoxedQuery<'a, Pg> {
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let pattern = contains_pattern(search);
+        query = query.filter(
+            users::email
+                .ilike(pattern.clone())
+                .or(users::full_name.ilike(pattern)),
+        );
+    }
+    if let Some(role) = &filter.role {
+        query = query.filter(
+            users::id.eq_any(
+                user_roles::table
+                    .inner_join(roles::table)
+                    .filter(roles::name.eq(role))
+                    .select(user_roles::user_id),
+            ),
+        );
+    }
+    if let Some(active) = filter.is_active {
+        query = query.filter(users::is_active.eq(active));
+    }
+    query
+}
+
+fn sort_users(query: users::BoxedQuery<'_, Pg>, sort: Sort<UserSort>) -> users::BoxedQuery<'_, Pg> {
+    match sort.key {
+        UserSort::Email => sort.apply(query, users::email),
+        UserSort::FullName => sort.apply(query, users::full_name),
+        UserSort::CreatedAt => sort.apply(query, users::created_at),
+        UserSort::LastLoginAt => sort.apply(query, users::last_login_at),
+    }
+}
+
+/// The account with this email, compared case-insensitively.
+pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(lower(users::email).eq(lower(email)))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the user's row for the rest of the transaction (serialises changes to one
+/// account, e.g. two concurrent password changes).
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}

@@ -1,0 +1,280 @@
+//! Password hashing: argon2id with OWASP parameters and a server-side pepper, computed on
+//! the blocking pool with bounded concurrency so hashing can't starve the reactor.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use keel_core::ApiError;
+use keel_core::error::FieldError;
+use tokio::sync::Semaphore;
+
+/// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
+const M_COST_KIB: u32 = 19 * 1024;
+const T_COST: u32 = 2;
+const P_COST: u32 = 1;
+
+/// Requests that may wait for a hashing slot, per slot; beyond that we answer 503 at
+/// once instead of queueing work nobody will wait for.
+const QUEUE_PER_SLOT: usize = 16;
+/// Longest wait for a slot before giving up with 503.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+pub const MIN_PASSWORD_CHARS: usize = 10;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Mismatch,
+    Match,
+    /// Correct, but hashed with other parameters: store a fresh hash.
+    MatchNeedsRehash,
+}
+
+/// Hashes and verifies passwords; cheap to clone.
+#[derive(Clone)]
+pub struct Passwords {
+    pepper: Arc<[u8]>,
+    params: Params,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    /// A hash of a random password, verified against when the account doesn't exist so
+    /// an unknown email costs the same time as a wrong password.
+    dummy: Arc<str>,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("params", &self.params)
+            .field("slots", &self.slots.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Passwords {
+    /// Computes the dummy hash, so it runs on the blocking pool too.
+    pub async fn new(pepper: &str, concurrency: usize) -> Result<Self, ApiError> {
+        let params = Params::new(M_COST_KIB, T_COST, P_COST, None).map_err(ApiError::internal)?;
+        let concurrency = concurrency.max(1);
+        let mut passwords = Self {
+            pepper: pepper.as_bytes().into(),
+            params,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: concurrency * QUEUE_PER_SLOT,
+            dummy: "".into(),
+        };
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| ApiError::internal(e.to_string()))?;
+        let dummy_password = crate::tokens::encode(&random);
+        passwords.dummy = passwords.hash(dummy_password).await?.into();
+        Ok(passwords)
+    }
+
+    /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) of `password`.
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        let (pepper, params) = (Arc::clone(&self.pepper), self.params.clone());
+        self.run(move || {
+            let argon = argon2(&pepper, params)?;
+            argon
+                .hash_password(password.as_bytes())
+                .map(|hash| hash.to_string())
+                .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
+        })
+        .await
+    }
+
+    /// Checks `password` against `stored`, or against the dummy hash when there is no
+    /// account, which always ends in [`Verdict::Mismatch`] after the same work.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<Verdict, ApiError> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.dummy.to_string());
+        let (pepper, params) = (Arc::clone(&self.pepper), self.params.clone());
+        self.run(move || {
+            let parsed = PasswordHash::new(&stored).map_err(|e| {
+                ApiError::internal(format!("stored password hash is unreadable: {e}"))
+            })?;
+            let argon = argon2(&pepper, params.clone())?;
+            let matches = argon.verify_password(password.as_bytes(), &parsed).is_ok();
+            Ok(match (known && matches, outdated(&parsed, &params)) {
+                (false, _) => Verdict::Mismatch,
+                (true, false) => Verdict::Match,
+                (true, true) => Verdict::MatchNeedsRehash,
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` on the blocking pool once a hashing slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = {
+            let _waiting =
+                Waiting::enter(&self.waiting, self.max_waiting).ok_or_else(overloaded)?;
+            tokio::time::timeout(MAX_WAIT, Arc::clone(&self.slots).acquire_owned())
+                .await
+                .map_err(|_| overloaded())?
+                .map_err(ApiError::internal)?
+        };
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?
+    }
+}
+
+fn argon2(pepper: &[u8], params: Params) -> Result<Argon2<'_>, ApiError> {
+    Argon2::new_with_secret(pepper, Algorithm::Argon2id, Version::V0x13, params)
+        .map_err(|e| ApiError::internal(format!("argon2 rejected its configuration: {e}")))
+}
+
+/// Whether a stored hash was made with other parameters than the current ones.
+fn outdated(hash: &PasswordHash, current: &Params) -> bool {
+    hash.algorithm.as_str() != "argon2id"
+        || hash.version != Some(Version::V0x13.into())
+        || Params::try_from(hash).map_or(true, |p| {
+            (p.m_cost(), p.t_cost(), p.p_cost())
+                != (current.m_cost(), current.t_cost(), current.p_cost())
+        })
+}
+
+fn overloaded() -> ApiError {
+    ApiError::Unavailable {
+        detail: "Too many password checks are in progress; retry shortly.".to_owned(),
+        retry_after: Some(Duration::from_secs(1)),
+    }
+}
+
+/// Counts a request waiting for a slot; refuses entry when the queue is full.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        let guard = Self(counter);
+        (before < max).then_some(guard)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The password policy: 10–128 characters, not the email address. Returns the rule
+/// broken, as a 422 field error on `field`.
+pub fn check_policy(field: &str, password: &str, email: &str) -> Result<(), FieldError> {
+    let chars = password.chars().count();
+    let problem = if chars < MIN_PASSWORD_CHARS {
+        Some(format!("must be at least {MIN_PASSWORD_CHARS} characters"))
+    } else if chars > MAX_PASSWORD_CHARS {
+        Some(format!("must be at most {MAX_PASSWORD_CHARS} characters"))
+    } else if password.trim().eq_ignore_ascii_case(email.trim()) {
+        Some("must not be the email address".to_owned())
+    } else if password.chars().all(char::is_whitespace) {
+        Some("must not be only whitespace".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => Err(FieldError::new(field, message)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_names_the_broken_rule() {
+        let email = "ada@example.com";
+        assert!(check_policy("password", "correct horse battery", email).is_ok());
+        let short = check_policy("password", "short", email).unwrap_err();
+        assert_eq!(short.field, "password");
+        assert!(short.message.contains("at least 10"), "{}", short.message);
+        assert!(check_policy("password", &"x".repeat(129), email).is_err());
+        assert!(check_policy("password", "ADA@example.com", email).is_err());
+        assert!(check_policy("password", &" ".repeat(12), email).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hashes_verify_and_flag_outdated_parameters() {
+        let passwords = Passwords::new("pepper-pepper-pepper", 1).await.unwrap();
+        let hash = passwords
+            .hash("correct horse battery".into())
+            .await
+            .unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        let verdict = |pw: &str, stored: Option<&str>| {
+            let p = passwords.clone();
+            let (pw, stored) = (pw.to_owned(), stored.map(str::to_owned));
+            async move { p.verify(pw, stored).await.unwrap() }
+        };
+        assert_eq!(
+            verdict("correct horse battery", Some(&hash)).await,
+            Verdict::Match
+        );
+        assert_eq!(
+            verdict("wrong horse battery", Some(&hash)).await,
+            Verdict::Mismatch
+        );
+        assert_eq!(verdict("anything", None).await, Verdict::Mismatch);
+
+        // Another pepper can't verify our hashes.
+        let other = Passwords::new("another-pepper-value", 1).await.unwrap();
+        let stolen = other.verify("correct horse battery".into(), Some(hash.clone()));
+        assert_eq!(stolen.await.unwrap(), Verdict::Mismatch);
+
+        // A hash made with weaker parameters still verifies, and asks to be redone.
+        let weak = Argon2::new_with_secret(
+            b"pepper-pepper-pepper",
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 1, 1, None).unwrap(),
+        )
+        .unwrap()
+        .hash_password(b"correct horse battery")
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            verdict("correct horse battery", Some(&weak)).await,
+            Verdict::MatchNeedsRehash
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_queue_answers_503_instead_of_waiting() {
+        let passwords = Passwords::new("pepper-pepper-pepper", 1).await.unwrap();
+        // Hold the only slot and fill the queue.
+        let _slot = Arc::clone(&passwords.slots).acquire_owned().await.unwrap();
+        passwords
+            .waiting
+            .store(passwords.max_waiting, Ordering::SeqCst);
+        let err = passwords
+            .hash("correct horse battery".into())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert!(matches!(
+            err,
+            ApiError::Unavailable {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+    }
+}

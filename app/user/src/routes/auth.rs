@@ -1,0 +1,273 @@
+//! `/api/v1/auth`: register, login, refresh, logout, and the caller's own account.
+
+use keel_core::auth::{Auth, Principal};
+use keel_core::http::json::{JsonBody, OptionalJsonBody};
+use keel_core::http::problems::Problems;
+use keel_core::problem_statuses;
+use poem::Request;
+use poem::http::header;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use super::UserTags;
+use crate::schemas::{
+    Accepted, ChangePassword, LoginBody, LogoutRequest, Me, RefreshRequest, RegisterRequest,
+    SessionOut, TokenPair, UpdateMe,
+};
+use crate::services::UserService;
+
+problem_statuses!(RegisterProblems = [400, 413, 415, 422, 503]);
+problem_statuses!(LoginProblems = [400, 401, 413, 415, 422, 429, 503]);
+problem_statuses!(RefreshProblems = [400, 401, 413, 415, 422, 503]);
+problem_statuses!(SignedInProblems = [401, 503]);
+problem_statuses!(SignedInBodyProblems = [400, 401, 413, 415, 422, 503]);
+problem_statuses!(PasswordProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
+problem_statuses!(SessionProblems = [400, 401, 404, 503]);
+
+/// Cache-Control for every response that carries tokens.
+const NO_STORE: &str = "no-store";
+
+#[derive(Debug, ApiResponse)]
+enum RegisterResponse {
+    /// Accepted: the account exists now, or already did. Sign in to continue.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+}
+
+#[derive(Debug, ApiResponse)]
+enum TokenResponse {
+    /// A fresh access token and refresh token.
+    #[oai(status = 200)]
+    Ok(
+        Json<TokenPair>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Pragma")] String,
+    ),
+}
+
+impl TokenResponse {
+    fn new(pair: TokenPair) -> Self {
+        Self::Ok(Json(pair), NO_STORE.to_owned(), "no-cache".to_owned())
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+enum Done {
+    /// Done.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[derive(Debug, ApiResponse)]
+enum MeResponse {
+    #[oai(status = 200)]
+    Ok(Json<Me>, #[oai(header = "Cache-Control")] String),
+}
+
+impl MeResponse {
+    fn new(me: Me) -> Self {
+        Self::Ok(Json(me), "private, no-store".to_owned())
+    }
+}
+
+/// The `/api/v1/auth` operations.
+#[derive(Debug, Clone)]
+pub struct AuthApi {
+    service: UserService,
+}
+
+impl AuthApi {
+    pub fn new(service: UserService) -> Self {
+        Self { service }
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/auth", tag = "UserTags::Auth")]
+impl AuthApi {
+    /// Create an account
+    ///
+    /// Creates an account with the `user` role. The answer is the same whether or not
+    /// the email already had an account, so this can't be used to probe for accounts;
+    /// sign in to continue.
+    #[oai(path = "/register", method = "post", operation_id = "auth_register")]
+    async fn register(
+        &self,
+        body: JsonBody<RegisterRequest>,
+    ) -> Result<RegisterResponse, Problems<RegisterProblems>> {
+        let RegisterRequest {
+            email,
+            password,
+            full_name,
+        } = body.0;
+        self.service.register(&email, password, &full_name).await?;
+        Ok(RegisterResponse::Accepted(Json(Accepted {
+            detail: "Registration accepted; sign in with your email and password.".to_owned(),
+        })))
+    }
+
+    /// Sign in
+    ///
+    /// Takes JSON `{email, password}` or the OAuth2 password form (`username` is the
+    /// email), as Swagger UI's Authorize dialog sends it. Wrong email and wrong password
+    /// get the same 401; repeated failures per account or per IP get 429.
+    #[oai(path = "/login", method = "post", operation_id = "auth_login")]
+    async fn login(&self, body: LoginBody) -> Result<TokenResponse, Problems<LoginProblems>> {
+        let (email, password) = match body {
+            LoginBody::Json(json) => (json.0.email, json.0.password),
+            LoginBody::Form(form) => {
+                if form.grant_type.as_deref().is_some_and(|g| g != "password") {
+                    return Err(keel_core::ApiError::BadRequest(
+                        "grant_type must be `password`.".to_owned(),
+                    )
+                    .into());
+                }
+                (form.0.username, form.0.password)
+            }
+        };
+        let pair = self.service.login(&email, password).await?;
+        Ok(TokenResponse::new(pair))
+    }
+
+    /// Rotate tokens
+    ///
+    /// Trades a refresh token for a new access and refresh token. Each refresh token
+    /// works once: presenting one that was already used revokes its whole session.
+    #[oai(path = "/refresh", method = "post", operation_id = "auth_refresh")]
+    async fn refresh(
+        &self,
+        body: JsonBody<RefreshRequest>,
+    ) -> Result<TokenResponse, Problems<RefreshProblems>> {
+        let pair = self.service.refresh(&body.refresh_token).await?;
+        Ok(TokenResponse::new(pair))
+    }
+
+    /// Sign out
+    ///
+    /// Ends the session of the refresh token in the body, or, without a body, the session
+    /// of the bearer access token. Its access tokens stop working at once.
+    #[oai(path = "/logout", method = "post", operation_id = "auth_logout")]
+    async fn logout(
+        &self,
+        req: &Request,
+        body: OptionalJsonBody<LogoutRequest>,
+    ) -> Result<Done, Problems<RefreshProblems>> {
+        let refresh = body.0.and_then(|b| b.refresh_token);
+        let caller = self.optional_caller(req).await?;
+        self.service
+            .logout(refresh.as_deref(), caller.as_deref())
+            .await?;
+        Ok(Done::NoContent)
+    }
+
+    /// Sign out everywhere
+    ///
+    /// Ends every session of the caller, this one included.
+    #[oai(
+        path = "/logout-all",
+        method = "post",
+        operation_id = "auth_logout_all"
+    )]
+    async fn logout_all(&self, auth: Auth) -> Result<Done, Problems<SignedInProblems>> {
+        self.service.logout_all(&auth).await?;
+        Ok(Done::NoContent)
+    }
+
+    /// The signed-in user
+    #[oai(path = "/me", method = "get", operation_id = "auth_me")]
+    async fn me(&self, auth: Auth) -> Result<MeResponse, Problems<SignedInProblems>> {
+        Ok(MeResponse::new(Me::from(&*auth)))
+    }
+
+    /// Edit own profile
+    #[oai(path = "/me", method = "patch", operation_id = "auth_update_me")]
+    async fn update_me(
+        &self,
+        auth: Auth,
+        body: JsonBody<UpdateMe>,
+    ) -> Result<MeResponse, Problems<SignedInBodyProblems>> {
+        let me = self
+            .service
+            .update_me(&auth, body.full_name.as_deref())
+            .await?;
+        Ok(MeResponse::new(me))
+    }
+
+    /// Change own password
+    ///
+    /// Needs the current password (403 if wrong). Every other session of the user ends;
+    /// this one stays signed in.
+    #[oai(
+        path = "/me/password",
+        method = "put",
+        operation_id = "auth_change_password"
+    )]
+    async fn change_password(
+        &self,
+        auth: Auth,
+        body: JsonBody<ChangePassword>,
+    ) -> Result<Done, Problems<PasswordProblems>> {
+        let ChangePassword {
+            current_password,
+            new_password,
+        } = body.0;
+        self.service
+            .change_password(&auth, current_password, new_password)
+            .await?;
+        Ok(Done::NoContent)
+    }
+
+    /// Own active sessions
+    ///
+    /// One entry per signed-in device, newest first; `current` marks this one.
+    #[oai(path = "/sessions", method = "get", operation_id = "auth_sessions")]
+    async fn sessions(
+        &self,
+        auth: Auth,
+    ) -> Result<Json<Vec<SessionOut>>, Problems<SignedInProblems>> {
+        Ok(Json(self.service.my_sessions(&auth).await?))
+    }
+
+    /// End one of own sessions
+    #[oai(
+        path = "/sessions/:id",
+        method = "delete",
+        operation_id = "auth_revoke_session"
+    )]
+    async fn revoke_session(
+        &self,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Done, Problems<SessionProblems>> {
+        self.service.revoke_my_session(&auth, id.0).await?;
+        Ok(Done::NoContent)
+    }
+}
+
+impl AuthApi {
+    /// The caller of a bearer token, if the request carries one (it must then be valid).
+    async fn optional_caller(
+        &self,
+        req: &Request,
+    ) -> Result<Option<std::sync::Arc<Principal>>, keel_core::ApiError> {
+        let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                keel_core::ApiError::Unauthorized("Malformed Authorization header.".to_owned())
+            })?;
+        self.service
+            .authenticator()
+            .authenticate(token.trim())
+            .await
+            .map(Some)
+    }
+}

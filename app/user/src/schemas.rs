@@ -1,0 +1,271 @@
+//! Request and response bodies of keel-user's API. Request types hold only what a
+//! client may set: roles, activity and timestamps are server-owned and have no field
+//! here, so a body can't assign them.
+
+use chrono::{DateTime, Utc};
+use keel_core::auth::Principal;
+use keel_core::http::json::JsonBody;
+use poem_openapi::payload::Form;
+use poem_openapi::{ApiRequest, Object};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::models::{Permission, RefreshSession, Role, User};
+
+#[derive(Debug, Clone, Object)]
+pub struct RegisterRequest {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    /// 10 to 128 characters, not the email address.
+    pub password: String,
+    #[oai(default, validator(max_length = 200))]
+    pub full_name: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Credentials {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+/// The OAuth2 password grant, as Swagger UI's Authorize dialog sends it.
+#[derive(Debug, Clone, Object, Deserialize)]
+pub struct PasswordGrant {
+    /// Must be `password` when given.
+    #[oai(default)]
+    #[serde(default)]
+    pub grant_type: Option<String>,
+    /// The account's email.
+    pub username: String,
+    pub password: String,
+}
+
+/// `POST /auth/login` takes JSON credentials, or the OAuth2 password form.
+#[derive(Debug, ApiRequest)]
+pub enum LoginBody {
+    Json(JsonBody<Credentials>),
+    Form(Form<PasswordGrant>),
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct RefreshRequest {
+    #[oai(validator(max_length = 512))]
+    pub refresh_token: String,
+}
+
+/// An optional refresh token: logout accepts it or just the bearer access token.
+#[derive(Debug, Clone, Object)]
+pub struct LogoutRequest {
+    #[oai(validator(max_length = 512))]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Opaque; present it once to `POST /auth/refresh`, which replaces it.
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Accepted {
+    pub detail: String,
+}
+
+/// The signed-in user, as `GET /auth/me` shows them.
+#[derive(Debug, Clone, Object)]
+pub struct Me {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: String,
+    pub created_at: DateTime<Utc>,
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+impl From<&Principal> for Me {
+    fn from(p: &Principal) -> Self {
+        Self {
+            id: p.user_id,
+            email: p.email.clone(),
+            full_name: p.full_name.clone(),
+            created_at: p.created_at,
+            roles: p.roles.clone(),
+            permissions: p.permissions.iter().cloned().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct UpdateMe {
+    #[oai(validator(max_length = 200))]
+    pub full_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ChangePassword {
+    #[oai(validator(max_length = 1024))]
+    pub current_password: String,
+    /// 10 to 128 characters, not the email address.
+    pub new_password: String,
+}
+
+/// One signed-in device.
+#[derive(Debug, Clone, Object)]
+pub struct SessionOut {
+    /// The session id (`sid` in its access tokens).
+    pub id: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub user_agent: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub ip: Option<String>,
+    /// The session this request was made with.
+    pub current: bool,
+}
+
+impl SessionOut {
+    pub fn new(row: RefreshSession, current: Uuid) -> Self {
+        Self {
+            id: row.family_id,
+            started_at: row.started_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            user_agent: row.user_agent,
+            ip: row.ip,
+            current: row.family_id == current,
+        }
+    }
+}
+
+/// A user account as administrators see it.
+#[derive(Debug, Clone, Object)]
+pub struct UserOut {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: String,
+    pub is_active: bool,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl UserOut {
+    pub fn new(user: User, roles: Vec<String>) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            full_name: user.full_name,
+            is_active: user.is_active,
+            roles,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_login_at: user.last_login_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct CreateUser {
+    #[oai(validator(max_length = 254))]
+    pub email: String,
+    /// 10 to 128 characters, not the email address.
+    pub password: String,
+    #[oai(default, validator(max_length = 200))]
+    pub full_name: String,
+    /// Role names; default: the `user` role.
+    pub roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct UpdateUser {
+    #[oai(validator(max_length = 254))]
+    pub email: Option<String>,
+    #[oai(validator(max_length = 200))]
+    pub full_name: Option<String>,
+    /// Sets a new password and signs the user out everywhere.
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct SetRoles {
+    /// Role names; replaces the set the user holds.
+    #[oai(validator(max_items = 100))]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct RoleOut {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// Seeded roles (`superuser`, `user`) can't be renamed or deleted.
+    pub is_system: bool,
+    pub permissions: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RoleOut {
+    pub fn new(role: Role, permissions: Vec<String>) -> Self {
+        Self {
+            id: role.id,
+            name: role.name,
+            description: role.description,
+            is_system: role.is_system,
+            permissions,
+            created_at: role.created_at,
+            updated_at: role.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct CreateRole {
+    /// Lowercase letters, digits, `-` and `_`, starting with a letter (2–63 chars).
+    pub name: String,
+    #[oai(default, validator(max_length = 500))]
+    pub description: String,
+    /// Permission codes the role grants.
+    #[oai(default, validator(max_items = 200))]
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct UpdateRole {
+    pub name: Option<String>,
+    #[oai(validator(max_length = 500))]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct SetPermissions {
+    #[oai(validator(max_items = 200))]
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct PermissionOut {
+    /// `resource:action`.
+    pub code: String,
+    pub description: String,
+}
+
+impl From<Permission> for PermissionOut {
+    fn from(p: Permission) -> Self {
+        Self {
+            code: p.code,
+            description: p.description,
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The signed-in user's own account: profile, password, sessions.
+
+use keel_core::ApiError;
+use keel_core::auth::Principal;
+use keel_core::crud::CrudBase;
+use uuid::Uuid;
+
+use super::UserService;
+use super::auth::invalid;
+use crate::crud::{sessions, users};
+use crate::errors::UserError;
+use crate::fields;
+use crate::models::{RevokeReason, UserChanges};
+use crate::password::{self, Verdict};
+use crate::schemas::{Me, SessionOut};
+
+impl UserService {
+    pub async fn update_me(
+        &self,
+        caller: &Principal,
+        full_name: Option<&str>,
+    ) -> Result<Me, ApiError> {
+        let full_name = full_name
+            .map(|name| fields::full_name("full_name", name))
+            .transpose()
+            .map_err(invalid)?;
+        let changes = UserChanges {
+            full_name,
+            ..UserChanges::default()
+        };
+        let mut conn = self.db.conn().await?;
+        let user = users::UserCrud::update(&mut conn, caller.user_id, &changes).await?;
+        self.authenticator.user_changed(caller.user_id);
+        let mut me = Me::from(caller);
+        me.full_name = user.full_name;
+        Ok(me)
+    }
+
+    /// Checks the current password, stores the new one and ends every other session.
+    pub async fn change_password(
+        &self,
+        caller: &Principal,
+        current: String,
+        new: String,
+    ) -> Result<(), ApiError> {
+        password::check_policy("new_password", &new, &caller.email).map_err(invalid)?;
+        let stored = {
+            let mut conn = self.db.conn().await?;
+            users::UserCrud::get(&mut conn, caller.user_id)
+                .await?
+                .password_hash
+        };
+        if self.passwords.verify(current, Some(stored.clone())).await? == Verdict::Mismatch {
+            return Err(UserError::WrongCurrentPassword.into());
+        }
+        let hash = self.passwords.hash(new).await?;
+        let (user, keep) = (caller.user_id, caller.session_id);
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    // Refuse if another change landed since we verified.
+                    if users::lock(conn, user).await?.password_hash != stored {
+                        return Err(ApiError::StateConflict(
+                            "The password was changed concurrently; try again.".to_owned(),
+                        ));
+                    }
+                    let changes = UserChanges {
+                        password_hash: Some(hash),
+                        ..UserChanges::default()
+                    };
+                    users::UserCrud::update(conn, user, &changes).await?;
+                    sessions::revoke_user(conn, user, RevokeReason::PasswordChanged, Some(keep))
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        self.authenticator.user_changed(user);
+        Ok(())
+    }
+
+    pub async fn my_sessions(&self, caller: &Principal) -> Result<Vec<SessionOut>, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let rows = sessions::active_of_user(&mut conn, caller.user_id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| SessionOut::new(row, caller.session_id))
+            .collect())
+    }
+
+    /// Ends one of the caller's sessions (404 if it isn't theirs or isn't active).
+    pub async fn revoke_my_session(
+        &self,
+        caller: &Principal,
+        session: Uuid,
+    ) -> Result<(), ApiError> {
+        let mut conn = self.db.conn().await?;
+        if !sessions::is_active(&mut conn, session, caller.user_id).await? {
+            return Err(ApiError::NotFound);
+        }
+        sessions::revoke_family(&mut conn, session, RevokeReason::RevokedByUser).await?;
+        self.authenticator.session_changed(session);
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! Refresh tokens: 256 random bits, handed out once, stored only as a SHA-256 digest.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keel_core::ApiError;
+use sha2::{Digest, Sha256};
+
+/// A new refresh token and the digest to store for it.
+#[derive(Debug)]
+pub struct RefreshToken {
+    pub token: String,
+    pub hash: Vec<u8>,
+}
+
+impl RefreshToken {
+    pub fn generate() -> Result<Self, ApiError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;
+        let token = encode(&bytes);
+        let hash = digest(&token);
+        Ok(Self { token, hash })
+    }
+}
+
+/// The stored form of a presented token. A fast hash is right here: the token has 256
+/// bits of entropy, so there is nothing to brute-force.
+pub fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+pub fn encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}

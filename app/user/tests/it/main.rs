@@ -1,0 +1,10 @@
+//! keel-user integration tests, against real PostgreSQL: one binary for all of them.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers abort the test on a failed step"
+)]
+
+mod auth;
+mod support;
+mod tokens;

@@ -1,0 +1,171 @@
+//! keel-user mounted the way keel-app mounts it, on a fresh database and a random port.
+
+use std::sync::Arc;
+
+use keel_core::db::Db;
+use keel_core::ratelimit::MemoryLimiter;
+use keel_testkit::{TestDb, TestServer};
+use keel_user::UserService;
+use poem::{EndpointExt, Route};
+use poem_openapi::OpenApiService;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug)]
+pub struct TestApp {
+    server: TestServer,
+    pub service: UserService,
+    pub db: TestDb,
+    client: reqwest::Client,
+}
+
+/// An answer: status, headers and the JSON body (`Null` when there is none).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+/// A signed-in user's tokens.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let mut vars = vec![
+            ("JWT_SECRET", JWT_SECRET),
+            ("PASSWORD_HASH_CONCURRENCY", "2"),
+        ];
+        vars.extend_from_slice(overrides);
+        let settings = keel_testkit::settings(db.url(), &vars);
+        let pool = Db::new(&db.secret_url(), &settings.database, "keel-user-tests");
+        keel_user::services::seed(&pool, keel_user::declared_permissions())
+            .await
+            .expect("seeding succeeds");
+        let service = UserService::new(pool, &settings.security, Arc::new(MemoryLimiter::new()))
+            .await
+            .expect("the service starts");
+        let api = OpenApiService::new(keel_user::api(&service), "keel-user", "test");
+        let ep = Route::new()
+            .nest("/", api)
+            .data(service.authenticator().clone());
+        let server = TestServer::start(ep, &settings).await;
+        Self {
+            server,
+            service,
+            db,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self.client.request(method, self.server.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("the request is answered");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("a readable body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn register(&self, email: &str) {
+        let answer = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "full_name": "Test User"}),
+            )
+            .await;
+        assert_eq!(answer.status, 202, "{answer:?}");
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Answer {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers `email` and signs in.
+    pub async fn sign_up(&self, email: &str) -> Session {
+        self.register(email).await;
+        self.sign_in(email).await
+    }
+
+    pub async fn sign_in(&self, email: &str) -> Session {
+        let answer = self.login(email, PASSWORD).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        Session {
+            access: answer.body["access_token"].as_str().unwrap().to_owned(),
+            refresh: answer.body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The status `GET /auth/me` answers with this access token.
+    pub async fn me_status(&self, access: &str) -> StatusCode {
+        self.get("/api/v1/auth/me", access).await.status
+    }
+
+    pub async fn user_id(&self, access: &str) -> Uuid {
+        let me = self.get("/api/v1/auth/me", access).await;
+        me.body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+}
+
+/// The parts of a problem that must not differ between two answers that should be
+/// indistinguishable (request id and instance naturally do).
+pub fn problem_shape(answer: &Answer) -> (StatusCode, Value, Value, Value) {
+    (
+        answer.status,
+        answer.body["type"].clone(),
+        answer.body["title"].clone(),
+        answer.body["detail"].clone(),
+    )
+}

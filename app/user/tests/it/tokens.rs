@@ -1,0 +1,136 @@
+//! Access-token rules: every way a token can be wrong is a 401.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel::QueryDsl;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use keel_user::models::users;
+use serde_json::{Value, json};
+
+use crate::support::{JWT_SECRET, TestApp};
+
+/// The claims of a valid token for the caller of `access`, to tamper with.
+fn claims_of(access: &str) -> Value {
+    let payload = access.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn sign(alg: Algorithm, secret: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_token_is_401() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_up("tokens@example.com").await;
+    let claims = claims_of(&session.access);
+    for key in ["sub", "sid", "exp", "iat", "iss", "aud", "jti", "typ"] {
+        assert!(
+            claims.get(key).is_some(),
+            "claim {key} missing from {claims}"
+        );
+    }
+    assert_eq!(claims["typ"], "access");
+    assert_eq!(claims["iss"], "keel");
+    assert_eq!(claims["aud"], "keel-api");
+    // The same claims re-signed by us are accepted: the cases below fail for their flaw.
+    assert_eq!(
+        app.me_status(&sign(Algorithm::HS256, JWT_SECRET, &claims))
+            .await,
+        200
+    );
+
+    let with = |key: &str, value: Value| {
+        let mut c = claims.clone();
+        c[key] = value;
+        c
+    };
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let now = chrono::Utc::now().timestamp();
+    let cases = [
+        ("alg none", format!("{none_header}.{body}.")),
+        (
+            "another algorithm",
+            sign(Algorithm::HS512, JWT_SECRET, &claims),
+        ),
+        (
+            "bad signature",
+            sign(
+                Algorithm::HS256,
+                "some-other-secret-0123456789abcdef",
+                &claims,
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(Algorithm::HS256, JWT_SECRET, &with("iss", json!("evil"))),
+        ),
+        (
+            "wrong audience",
+            sign(
+                Algorithm::HS256,
+                JWT_SECRET,
+                &with("aud", json!("other-api")),
+            ),
+        ),
+        (
+            "wrong type",
+            sign(Algorithm::HS256, JWT_SECRET, &with("typ", json!("refresh"))),
+        ),
+        (
+            "expired",
+            sign(Algorithm::HS256, JWT_SECRET, &with("exp", json!(now - 60))),
+        ),
+        (
+            "no expiry",
+            sign(Algorithm::HS256, JWT_SECRET, &{
+                let mut c = claims.clone();
+                c.as_object_mut().unwrap().remove("exp");
+                c
+            }),
+        ),
+        (
+            "someone else's session",
+            sign(
+                Algorithm::HS256,
+                JWT_SECRET,
+                &with("sid", json!(uuid::Uuid::now_v7())),
+            ),
+        ),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (case, token) in cases {
+        let answer = app.get("/api/v1/auth/me", &token).await;
+        assert_eq!(answer.status, 401, "{case}: {answer:?}");
+        assert_eq!(
+            answer.headers["content-type"], "application/problem+json",
+            "{case}"
+        );
+        assert_eq!(answer.headers["www-authenticate"], "Bearer", "{case}");
+    }
+
+    let missing = app
+        .call(reqwest::Method::GET, "/api/v1/auth/me", None, None)
+        .await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.headers["content-type"], "application/problem+json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_of_a_deleted_user_stops_working() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_up("gone@example.com").await;
+    let id = app.user_id(&session.access).await;
+    let mut conn = app.db.connect().await;
+    diesel_async::RunQueryDsl::execute(diesel::delete(users::table.find(id)), &mut conn)
+        .await
+        .unwrap();
+    app.service.authenticator().user_changed(id);
+    assert_eq!(app.me_status(&session.access).await, 401);
+}

@@ -1,0 +1,154 @@
+//! Authentication and authorisation for every feature: verify the bearer token, find the
+//! principal (from memory when possible), and check permissions.
+//!
+//! Handlers take an [`Auth`] parameter, which documents the bearer (OAuth2 password)
+//! scheme in OpenAPI and answers 401 on its own, and call [`Principal::require`] for
+//! the permission they list in `#[oai(scopes(..))]`:
+//!
+//! ```ignore
+//! async fn list(&self, #[oai(scopes(UserPermission::Read))] auth: Auth) -> .. {
+//!     auth.require(UserPermission::Read)?;
+//! ```
+//! The feature that owns users (keel-user) provides the [`PrincipalSource`].
+
+pub mod cache;
+pub mod jwt;
+mod principal;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+use uuid::Uuid;
+
+pub use cache::{Cached, PrincipalCache};
+pub use jwt::{AccessClaims, IssuedToken, TokenError, TokenKeys};
+pub use principal::{Principal, declared};
+
+use crate::error::ApiError;
+
+/// Loads the principal of a verified token from the source of truth.
+pub trait PrincipalSource: Send + Sync + 'static {
+    /// `None` when the session is revoked or expired, or the user is gone or deactivated.
+    fn load<'a>(
+        &'a self,
+        claims: &'a AccessClaims,
+    ) -> BoxFuture<'a, Result<Option<Principal>, ApiError>>;
+}
+
+/// Verifies access tokens and resolves them to principals. Installed as request data
+/// (`.data(authenticator)`) so the [`Auth`] extractor can reach it.
+#[derive(Clone)]
+pub struct Authenticator {
+    keys: TokenKeys,
+    cache: Arc<PrincipalCache>,
+    source: Arc<dyn PrincipalSource>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys)
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(
+        keys: TokenKeys,
+        cache: Arc<PrincipalCache>,
+        source: Arc<dyn PrincipalSource>,
+    ) -> Self {
+        Self {
+            keys,
+            cache,
+            source,
+        }
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    pub fn cache(&self) -> &Arc<PrincipalCache> {
+        &self.cache
+    }
+
+    /// The principal behind `token`, or 401. The reason for a refusal is logged at debug
+    /// and never told to the caller.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, ApiError> {
+        let claims = self.keys.verify(token).map_err(|err| {
+            tracing::debug!(error = %err, "access token refused");
+            unauthorized()
+        })?;
+        let cached = match self.cache.get(claims.sid) {
+            Some(cached) => cached,
+            None => {
+                let epoch = self.cache.epoch();
+                let loaded = match self.source.load(&claims).await? {
+                    Some(principal) => Cached::Valid(Arc::new(principal)),
+                    None => Cached::Refused {
+                        user_id: claims.sub,
+                    },
+                };
+                self.cache.insert(claims.sid, loaded.clone(), epoch);
+                loaded
+            }
+        };
+        match cached {
+            Cached::Valid(principal) if principal.user_id == claims.sub => Ok(principal),
+            _ => {
+                tracing::debug!(session = %claims.sid, "access token of an ended session");
+                Err(unauthorized())
+            }
+        }
+    }
+
+    /// Makes a session's change visible to the next request (after the change commits).
+    pub fn session_changed(&self, session: Uuid) {
+        self.cache.invalidate_session(session);
+    }
+
+    pub fn user_changed(&self, user: Uuid) {
+        self.cache.invalidate_user(user);
+    }
+
+    pub fn everyone_changed(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::Unauthorized("The access token is missing, invalid, expired or revoked.".to_owned())
+}
+
+/// A signed-in caller. As an operation parameter it adds the bearer security
+/// requirement to the operation and answers 401 when the token doesn't check out.
+#[derive(Debug, SecurityScheme)]
+#[oai(
+    rename = "OAuth2",
+    ty = "oauth2",
+    flows(password(token_url = "/api/v1/auth/login")),
+    checker = "authenticate"
+)]
+/// Sign in with your email as username; the access token goes in
+/// `Authorization: Bearer <token>`. Operations list the permission they need as a scope.
+pub struct Auth(pub Arc<Principal>);
+
+impl std::ops::Deref for Auth {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Arc<Principal>> {
+    let authenticator = req
+        .data::<Authenticator>()
+        .ok_or_else(|| ApiError::internal("no Authenticator installed as request data"))?;
+    Ok(authenticator.authenticate(&bearer.token).await?)
+}

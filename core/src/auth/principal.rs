@@ -1,0 +1,56 @@
+//! Who is calling: the user behind a verified access token, with their permissions.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::OAuthScopes;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// An authenticated user in an active session, as loaded once and then cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub email: String,
+    pub full_name: String,
+    pub created_at: DateTime<Utc>,
+    /// Role names, sorted.
+    pub roles: Vec<String>,
+    /// `resource:action` codes granted through the roles.
+    pub permissions: BTreeSet<String>,
+}
+
+impl Principal {
+    pub fn has(&self, code: &str) -> bool {
+        self.permissions.contains(code)
+    }
+
+    /// 403 unless the principal holds `permission`. Permissions are declared by the
+    /// features as [`OAuthScopes`] enums, so the same value lists the permission in the
+    /// operation's OpenAPI security requirement.
+    pub fn require(&self, permission: impl OAuthScopes) -> Result<(), ApiError> {
+        let code = permission.name();
+        if self.has(code) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "This operation requires the permission {code}."
+            )))
+        }
+    }
+}
+
+/// The `(code, description)` pairs a feature's permission enum declares, for seeding.
+pub fn declared<P: OAuthScopes>() -> Vec<(String, String)> {
+    P::meta()
+        .into_iter()
+        .map(|scope| {
+            (
+                scope.name.to_owned(),
+                scope.description.unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
