@@ -27,5 +27,10 @@ pub fn declared_permissions() -> Vec<(String, String)> {
 
 /// keel-user's operations, mounted under `/api/v1` by keel-app.
 pub fn api(service: &UserService) -> impl OpenApi + use<> {
-    routes::AuthApi::new(service.clone())
+    (
+        routes::AuthApi::new(service.clone()),
+        routes::UsersApi::new(service.clone()),
+        routes::RolesApi::new(service.clone()),
+        routes::PermissionsApi::new(service.clone()),
+    )
 }

@@ -3,11 +3,11 @@
 //!
 //! Handlers take an [`Auth`] parameter, which documents the bearer (OAuth2 password)
 //! scheme in OpenAPI and answers 401 on its own, and call [`Principal::require`] for
-//! the permission they list in `#[oai(scopes(..))]`:
+//! the permission they list in `#[oai(scope = "..")]`:
 //!
 //! ```ignore
-//! async fn list(&self, #[oai(scopes(UserPermission::Read))] auth: Auth) -> .. {
-//!     auth.require(UserPermission::Read)?;
+//! async fn list(&self, #[oai(scope = "UserPermission::UsersRead")] auth: Auth) -> .. {
+//!     auth.require(UserPermission::UsersRead)?;
 //! ```
 //! The feature that owns users (keel-user) provides the [`PrincipalSource`].
 

@@ -90,6 +90,21 @@ pub async fn find_role_by_name(
         .optional()
 }
 
+/// The role with this name, locked for the rest of the transaction (serialises checks
+/// such as "is this the last superuser?").
+pub async fn lock_role_by_name(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> QueryResult<Option<Role>> {
+    roles::table
+        .filter(roles::name.eq(name))
+        .select(Role::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn roles_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Role>> {
     roles::table
         .filter(roles::id.eq_any(ids))

@@ -11,7 +11,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
-use super::UserTags;
+use super::{Done, UserTags};
 use crate::schemas::{
     Accepted, ChangePassword, LoginBody, LogoutRequest, Me, RefreshRequest, RegisterRequest,
     SessionOut, TokenPair, UpdateMe,
@@ -51,13 +51,6 @@ impl TokenResponse {
     fn new(pair: TokenPair) -> Self {
         Self::Ok(Json(pair), NO_STORE.to_owned(), "no-cache".to_owned())
     }
-}
-
-#[derive(Debug, ApiResponse)]
-enum Done {
-    /// Done.
-    #[oai(status = 204)]
-    NoContent,
 }
 
 #[derive(Debug, ApiResponse)]

@@ -2,8 +2,10 @@
 //! commits, tells the authenticator what changed so the next request sees it.
 
 mod account;
+mod admin;
 mod auth;
 mod principals;
+mod roles;
 mod seed;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use keel_core::http::context::RequestContext;
 use keel_core::ratelimit::{RateLimiter, Rule};
 use keel_core::settings::SecuritySettings;
 
+pub use admin::NewAccount;
 pub use principals::DbPrincipals;
 pub use seed::{SUPERUSER_ROLE, SeedReport, USER_ROLE, seed};
 

@@ -5,6 +5,7 @@
     reason = "test helpers abort the test on a failed step"
 )]
 
+mod admin;
 mod auth;
 mod support;
 mod tokens;

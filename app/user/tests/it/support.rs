@@ -169,3 +169,52 @@ pub fn problem_shape(answer: &Answer) -> (StatusCode, Value, Value, Value) {
         answer.body["detail"].clone(),
     )
 }
+
+impl TestApp {
+    /// Gives `email` the role `name` directly in the database (test set-up only).
+    pub async fn grant_role(&self, email: &str, role: &str) {
+        use keel_user::crud::{access, users};
+        let mut conn = self.db.connect().await;
+        let user = users::find_by_email(&mut conn, email)
+            .await
+            .unwrap()
+            .unwrap();
+        let role = access::find_role_by_name(&mut conn, role)
+            .await
+            .unwrap()
+            .unwrap();
+        access::grant_roles(&mut conn, user.id, &[role.id])
+            .await
+            .unwrap();
+        self.service.authenticator().user_changed(user.id);
+    }
+
+    /// Creates a role holding exactly `codes` (test set-up only).
+    pub async fn role_with(&self, name: &str, codes: &[&str]) {
+        use keel_user::crud::access;
+        let mut conn = self.db.connect().await;
+        let (role, _) = access::ensure_role(
+            &mut conn,
+            &keel_user::models::NewRole {
+                id: Uuid::now_v7(),
+                name: name.to_owned(),
+                description: String::new(),
+                is_system: false,
+            },
+        )
+        .await
+        .unwrap();
+        let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
+        access::set_role_permissions(&mut conn, role.id, &codes)
+            .await
+            .unwrap();
+        self.service.authenticator().everyone_changed();
+    }
+
+    /// A signed-in superuser.
+    pub async fn superuser(&self, email: &str) -> Session {
+        self.register(email).await;
+        self.grant_role(email, "superuser").await;
+        self.sign_in(email).await
+    }
+}

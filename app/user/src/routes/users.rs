@@ -1,0 +1,204 @@
+//! `/api/v1/users`: account administration, guarded by `users:*` permissions.
+
+use keel_core::auth::Auth;
+use keel_core::crud::{Page, PageParams, Sort};
+use keel_core::http::json::JsonBody;
+use keel_core::http::problems::Problems;
+use keel_core::problem_statuses;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use super::{Done, UserTags};
+use crate::crud::users::{UserFilter, UserSort};
+use crate::permissions::UserPermission;
+use crate::schemas::{CreateUser, SetRoles, UpdateUser, UserOut};
+use crate::services::{NewAccount, UserService};
+
+problem_statuses!(ListProblems = [400, 401, 403, 422, 503]);
+problem_statuses!(ReadProblems = [400, 401, 403, 404, 503]);
+problem_statuses!(CreateProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
+problem_statuses!(EditProblems = [400, 401, 403, 404, 409, 413, 415, 422, 503]);
+problem_statuses!(StateProblems = [400, 401, 403, 404, 409, 503]);
+
+#[derive(Debug, ApiResponse)]
+enum Created {
+    #[oai(status = 201)]
+    Created(Json<UserOut>),
+}
+
+/// The `/api/v1/users` operations.
+#[derive(Debug, Clone)]
+pub struct UsersApi {
+    service: UserService,
+}
+
+impl UsersApi {
+    pub fn new(service: UserService) -> Self {
+        Self { service }
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/users", tag = "UserTags::Users")]
+impl UsersApi {
+    /// List users
+    ///
+    /// Filters combine; `search` matches email or name (case-insensitive); `sort` is
+    /// `email`, `full_name`, `created_at` or `last_login_at`, `-` for descending.
+    #[oai(path = "/", method = "get", operation_id = "users_list")]
+    #[expect(clippy::too_many_arguments, reason = "one parameter per query field")]
+    async fn list(
+        &self,
+        #[oai(scope = "UserPermission::UsersRead")] auth: Auth,
+        #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
+        size: Query<Option<u32>>,
+        #[oai(validator(max_length = 200))] search: Query<Option<String>>,
+        role: Query<Option<String>>,
+        is_active: Query<Option<bool>>,
+        sort: Query<Option<String>>,
+    ) -> Result<Json<Page<UserOut>>, Problems<ListProblems>> {
+        auth.require(UserPermission::UsersRead)?;
+        let page = PageParams::new(page.0, size.0)?;
+        let sort = Sort::parse(
+            sort.as_deref(),
+            Sort::asc(UserSort::CreatedAt),
+            UserSort::KEYS,
+        )?;
+        let filter = UserFilter {
+            search: search.0,
+            role: role.0,
+            is_active: is_active.0,
+        };
+        let listed = self.service.list_users(filter, sort, page).await?;
+        Ok(Json(Page::from(listed)))
+    }
+
+    /// Get a user
+    #[oai(path = "/:id", method = "get", operation_id = "users_get")]
+    async fn get(
+        &self,
+        #[oai(scope = "UserPermission::UsersRead")] auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<UserOut>, Problems<ReadProblems>> {
+        auth.require(UserPermission::UsersRead)?;
+        Ok(Json(self.service.get_user(id.0).await?))
+    }
+
+    /// Create a user
+    ///
+    /// Roles default to `user`; granting a role needs every permission it carries.
+    #[oai(path = "/", method = "post", operation_id = "users_create")]
+    async fn create(
+        &self,
+        #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
+        body: JsonBody<CreateUser>,
+    ) -> Result<Created, Problems<CreateProblems>> {
+        auth.require(UserPermission::UsersWrite)?;
+        let CreateUser {
+            email,
+            password,
+            full_name,
+            roles,
+        } = body.0;
+        let account = NewAccount {
+            email,
+            password,
+            full_name,
+            roles,
+        };
+        let user = self.service.create_user(Some(&auth), account).await?;
+        Ok(Created::Created(Json(user)))
+    }
+
+    /// Edit a user
+    ///
+    /// A new password ends every session of the user.
+    #[oai(path = "/:id", method = "patch", operation_id = "users_update")]
+    async fn update(
+        &self,
+        #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
+        id: Path<Uuid>,
+        body: JsonBody<UpdateUser>,
+    ) -> Result<Json<UserOut>, Problems<EditProblems>> {
+        auth.require(UserPermission::UsersWrite)?;
+        let UpdateUser {
+            email,
+            full_name,
+            password,
+        } = body.0;
+        let user = self
+            .service
+            .update_user(id.0, email.as_deref(), full_name.as_deref(), password)
+            .await?;
+        Ok(Json(user))
+    }
+
+    /// Deactivate a user
+    ///
+    /// Ends every session at once. You can't deactivate yourself or the last active
+    /// superuser (409).
+    #[oai(
+        path = "/:id/deactivate",
+        method = "post",
+        operation_id = "users_deactivate"
+    )]
+    async fn deactivate(
+        &self,
+        #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<UserOut>, Problems<StateProblems>> {
+        auth.require(UserPermission::UsersWrite)?;
+        Ok(Json(self.service.deactivate_user(&auth, id.0).await?))
+    }
+
+    /// Activate a user
+    #[oai(
+        path = "/:id/activate",
+        method = "post",
+        operation_id = "users_activate"
+    )]
+    async fn activate(
+        &self,
+        #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Json<UserOut>, Problems<ReadProblems>> {
+        auth.require(UserPermission::UsersWrite)?;
+        Ok(Json(self.service.activate_user(id.0).await?))
+    }
+
+    /// Set a user's roles
+    ///
+    /// Replaces the set. Adding a role needs every permission it grants (403); removing
+    /// the superuser role from the last active superuser is refused (409).
+    #[oai(path = "/:id/roles", method = "put", operation_id = "users_set_roles")]
+    async fn set_roles(
+        &self,
+        #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
+        id: Path<Uuid>,
+        body: JsonBody<SetRoles>,
+    ) -> Result<Json<UserOut>, Problems<EditProblems>> {
+        auth.require(UserPermission::UsersWrite)?;
+        let user = self
+            .service
+            .set_user_roles(&auth, id.0, body.0.roles)
+            .await?;
+        Ok(Json(user))
+    }
+
+    /// Sign a user out everywhere
+    #[oai(
+        path = "/:id/sessions",
+        method = "delete",
+        operation_id = "users_force_logout"
+    )]
+    async fn force_logout(
+        &self,
+        #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
+        id: Path<Uuid>,
+    ) -> Result<Done, Problems<ReadProblems>> {
+        auth.require(UserPermission::UsersWrite)?;
+        self.service.force_logout(id.0).await?;
+        Ok(Done::NoContent)
+    }
+}

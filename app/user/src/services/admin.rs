@@ -1,0 +1,325 @@
+//! Administering accounts: list, create, edit, (de)activate, roles, force sign-out.
+
+use std::collections::{BTreeSet, HashMap};
+
+use diesel_async::AsyncPgConnection;
+use keel_core::ApiError;
+use keel_core::auth::Principal;
+use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
+use keel_core::error::FieldError;
+use uuid::Uuid;
+
+use super::UserService;
+use super::seed::{SUPERUSER_ROLE, USER_ROLE};
+use crate::crud::access;
+use crate::crud::sessions;
+use crate::crud::users::{UserCrud, UserFilter, UserSort};
+use crate::errors::UserError;
+use crate::fields::{self, Email};
+use crate::models::{NewUser, RevokeReason, Role, User, UserChanges};
+use crate::password;
+use crate::schemas::UserOut;
+
+/// A new account as an administrator (or `keel-admin create-admin`) creates it.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub email: String,
+    pub password: String,
+    pub full_name: String,
+    /// Role names; `None` gives the default `user` role.
+    pub roles: Option<Vec<String>>,
+}
+
+impl UserService {
+    pub async fn list_users(
+        &self,
+        filter: UserFilter,
+        sort: Sort<UserSort>,
+        page: PageParams,
+    ) -> Result<Listed<UserOut>, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let listed = UserCrud::list(&mut conn, &filter, sort, page).await?;
+        let ids: Vec<Uuid> = listed.items.iter().map(|u| u.id).collect();
+        let mut roles: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (user, role) in access::role_names_of_users(&mut conn, &ids).await? {
+            roles.entry(user).or_default().push(role);
+        }
+        Ok(listed.map(|user| {
+            let names = roles.remove(&user.id).unwrap_or_default();
+            UserOut::new(user, names)
+        }))
+    }
+
+    pub async fn get_user(&self, id: Uuid) -> Result<UserOut, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let user = UserCrud::get(&mut conn, id).await?;
+        user_out(&mut conn, user).await
+    }
+
+    /// Creates an account with the given roles, which `actor` must be able to grant
+    /// (`None` for the command line, which acts as the operator).
+    pub async fn create_user(
+        &self,
+        actor: Option<&Principal>,
+        account: NewAccount,
+    ) -> Result<UserOut, ApiError> {
+        let email = Email::parse("email", &account.email);
+        let full_name = fields::full_name("full_name", &account.full_name);
+        let mut errors = Vec::new();
+        if let Ok(email) = &email
+            && let Err(e) = password::check_policy("password", &account.password, email.as_str())
+        {
+            errors.push(e);
+        }
+        let (email, full_name) = match (email, full_name) {
+            (Ok(email), Ok(name)) if errors.is_empty() => (email, name),
+            (email, name) => {
+                errors.extend(email.err());
+                errors.extend(name.err());
+                return Err(ApiError::Validation(errors));
+            }
+        };
+        let role_names = account.roles.unwrap_or_else(|| vec![USER_ROLE.to_owned()]);
+        let password_hash = self.passwords.hash(account.password).await?;
+        let actor = actor.cloned();
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let roles = roles_by_name(conn, &role_names).await?;
+                    if let Some(actor) = &actor {
+                        check_can_grant(conn, actor, &roles).await?;
+                    }
+                    let user = UserCrud::create(
+                        conn,
+                        &NewUser {
+                            id: Uuid::now_v7(),
+                            email: email.into_inner(),
+                            password_hash,
+                            full_name,
+                            is_active: true,
+                        },
+                    )
+                    .await?;
+                    let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
+                    access::grant_roles(conn, user.id, &ids).await?;
+                    user_out(conn, user).await
+                })
+            })
+            .await
+    }
+
+    /// Edits email, name or password; a new password ends every session of the user.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        email: Option<&str>,
+        full_name: Option<&str>,
+        new_password: Option<String>,
+    ) -> Result<UserOut, ApiError> {
+        let mut errors = Vec::new();
+        let email = email
+            .map(|e| Email::parse("email", e))
+            .transpose()
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            });
+        let full_name = full_name
+            .map(|n| fields::full_name("full_name", n))
+            .transpose()
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            });
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        let password_hash = match new_password {
+            Some(password) => {
+                let target_email = match &email {
+                    Some(e) => e.as_str().to_owned(),
+                    None => self.get_user(id).await?.email,
+                };
+                password::check_policy("password", &password, &target_email)
+                    .map_err(|e| ApiError::Validation(vec![e]))?;
+                Some(self.passwords.hash(password).await?)
+            }
+            None => None,
+        };
+        let ends_sessions = password_hash.is_some();
+        let changes = UserChanges {
+            email: email.map(Email::into_inner),
+            full_name,
+            password_hash,
+            ..UserChanges::default()
+        };
+        let out = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let user = UserCrud::update(conn, id, &changes).await?;
+                    if ends_sessions {
+                        sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
+                    }
+                    user_out(conn, user).await
+                })
+            })
+            .await?;
+        self.authenticator.user_changed(id);
+        Ok(out)
+    }
+
+    /// Deactivates an account and ends its sessions. Nobody deactivates themselves or
+    /// the last active superuser.
+    pub async fn deactivate_user(&self, actor: &Principal, id: Uuid) -> Result<UserOut, ApiError> {
+        if actor.user_id == id {
+            return Err(UserError::DeactivateSelf.into());
+        }
+        let out = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let user = crate::crud::users::lock(conn, id).await?;
+                    if user.is_active {
+                        ensure_not_last_superuser(conn, id).await?;
+                    }
+                    let changes = UserChanges {
+                        is_active: Some(false),
+                        ..UserChanges::default()
+                    };
+                    let user = UserCrud::update(conn, id, &changes).await?;
+                    sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
+                    user_out(conn, user).await
+                })
+            })
+            .await?;
+        self.authenticator.user_changed(id);
+        Ok(out)
+    }
+
+    pub async fn activate_user(&self, id: Uuid) -> Result<UserOut, ApiError> {
+        let changes = UserChanges {
+            is_active: Some(true),
+            ..UserChanges::default()
+        };
+        let mut conn = self.db.conn().await?;
+        let user = UserCrud::update(&mut conn, id, &changes).await?;
+        self.authenticator.user_changed(id);
+        user_out(&mut conn, user).await
+    }
+
+    /// Replaces the user's roles. `actor` must hold every permission of the roles being
+    /// added, and the last active superuser keeps the role.
+    pub async fn set_user_roles(
+        &self,
+        actor: &Principal,
+        id: Uuid,
+        names: Vec<String>,
+    ) -> Result<UserOut, ApiError> {
+        let actor = actor.clone();
+        let out = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let user = crate::crud::users::lock(conn, id).await?;
+                    let wanted = roles_by_name(conn, &names).await?;
+                    let held = access::roles_of(conn, id).await?;
+                    let added: Vec<Role> = wanted
+                        .iter()
+                        .filter(|r| held.iter().all(|h| h.id != r.id))
+                        .cloned()
+                        .collect();
+                    check_can_grant(conn, &actor, &added).await?;
+                    let drops_superuser = held.iter().any(|r| r.name == SUPERUSER_ROLE)
+                        && wanted.iter().all(|r| r.name != SUPERUSER_ROLE);
+                    if drops_superuser && user.is_active {
+                        ensure_not_last_superuser(conn, id).await?;
+                    }
+                    let ids: Vec<Uuid> = wanted.iter().map(|r| r.id).collect();
+                    access::set_user_roles(conn, id, &ids).await?;
+                    user_out(conn, user).await
+                })
+            })
+            .await?;
+        self.authenticator.user_changed(id);
+        Ok(out)
+    }
+
+    /// Ends every session of the user (their access tokens stop working at once).
+    pub async fn force_logout(&self, id: Uuid) -> Result<(), ApiError> {
+        let mut conn = self.db.conn().await?;
+        UserCrud::get(&mut conn, id).await?;
+        sessions::revoke_user(&mut conn, id, RevokeReason::RevokedByAdmin, None).await?;
+        self.authenticator.user_changed(id);
+        Ok(())
+    }
+}
+
+/// The user with their role names.
+async fn user_out(conn: &mut AsyncPgConnection, user: User) -> Result<UserOut, ApiError> {
+    let roles = access::roles_of(conn, user.id).await?;
+    Ok(UserOut::new(
+        user,
+        roles.into_iter().map(|r| r.name).collect(),
+    ))
+}
+
+/// The roles with these names; 422 on `roles` naming the unknown ones.
+pub(super) async fn roles_by_name(
+    conn: &mut AsyncPgConnection,
+    names: &[String],
+) -> Result<Vec<Role>, ApiError> {
+    let mut roles = Vec::with_capacity(names.len());
+    let mut unknown = Vec::new();
+    for name in names.iter().collect::<BTreeSet<_>>() {
+        match access::find_role_by_name(conn, name).await? {
+            Some(role) => roles.push(role),
+            None => unknown.push(name.as_str()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "roles",
+            format!("unknown role(s): {}", unknown.join(", ")),
+        )]));
+    }
+    Ok(roles)
+}
+
+/// 403 unless `actor` holds every permission the `roles` grant.
+async fn check_can_grant(
+    conn: &mut AsyncPgConnection,
+    actor: &Principal,
+    roles: &[Role],
+) -> Result<(), ApiError> {
+    let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
+    let codes = access::permissions_of_roles(conn, &ids).await?;
+    ensure_holds(actor, &codes)
+}
+
+/// 403 naming the first of `codes` that `actor` doesn't hold.
+pub(super) fn ensure_holds(actor: &Principal, codes: &[String]) -> Result<(), ApiError> {
+    match codes.iter().find(|code| !actor.has(code)) {
+        Some(missing) => Err(UserError::CannotGrant(format!("the permission {missing}")).into()),
+        None => Ok(()),
+    }
+}
+
+/// 409 if `user` is the only active holder of the superuser role. Locks the role row so
+/// two concurrent demotions can't each count the other as the remaining superuser.
+async fn ensure_not_last_superuser(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> Result<(), ApiError> {
+    let Some(superuser) = access::lock_role_by_name(conn, SUPERUSER_ROLE).await? else {
+        return Ok(());
+    };
+    let holds = access::roles_of(conn, user)
+        .await?
+        .iter()
+        .any(|r| r.id == superuser.id);
+    if holds && access::count_active_holders(conn, superuser.id, Some(user)).await? == 0 {
+        return Err(UserError::LastSuperuser.into());
+    }
+    Ok(())
+}

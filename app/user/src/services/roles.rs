@@ -1,0 +1,188 @@
+//! Administering roles and reading the declared permissions.
+
+use std::collections::{BTreeSet, HashMap};
+
+use keel_core::ApiError;
+use keel_core::auth::Principal;
+use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
+use keel_core::error::FieldError;
+use uuid::Uuid;
+
+use super::UserService;
+use super::admin::ensure_holds;
+use super::seed::SUPERUSER_ROLE;
+use crate::crud::access::{self, RoleCrud, RoleFilter, RoleSort};
+use crate::errors::UserError;
+use crate::fields;
+use crate::models::{NewRole, Permission, Role, RoleChanges};
+use crate::schemas::RoleOut;
+
+impl UserService {
+    pub async fn list_roles(
+        &self,
+        filter: RoleFilter,
+        sort: Sort<RoleSort>,
+        page: PageParams,
+    ) -> Result<Listed<RoleOut>, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let listed = RoleCrud::list(&mut conn, &filter, sort, page).await?;
+        let ids: Vec<Uuid> = listed.items.iter().map(|r| r.id).collect();
+        let mut codes: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (role, code) in access::role_permission_pairs(&mut conn, &ids).await? {
+            codes.entry(role).or_default().push(code);
+        }
+        Ok(listed.map(|role| {
+            let granted = codes.remove(&role.id).unwrap_or_default();
+            RoleOut::new(role, granted)
+        }))
+    }
+
+    pub async fn get_role(&self, id: Uuid) -> Result<RoleOut, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let role = RoleCrud::get(&mut conn, id).await?;
+        role_out(&mut conn, role).await
+    }
+
+    /// Creates a role granting `permissions`, each of which `actor` must hold.
+    pub async fn create_role(
+        &self,
+        actor: &Principal,
+        name: &str,
+        description: String,
+        permissions: Vec<String>,
+    ) -> Result<RoleOut, ApiError> {
+        let name = fields::role_name("name", name).map_err(|e| ApiError::Validation(vec![e]))?;
+        let permissions = dedup(permissions);
+        let actor = actor.clone();
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    ensure_exist(conn, &permissions).await?;
+                    ensure_holds(&actor, &permissions)?;
+                    let role = RoleCrud::create(
+                        conn,
+                        &NewRole {
+                            id: Uuid::now_v7(),
+                            name,
+                            description,
+                            is_system: false,
+                        },
+                    )
+                    .await?;
+                    access::set_role_permissions(conn, role.id, &permissions).await?;
+                    role_out(conn, role).await
+                })
+            })
+            .await
+    }
+
+    /// Renames or describes a role; system roles keep their names.
+    pub async fn update_role(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        description: Option<String>,
+    ) -> Result<RoleOut, ApiError> {
+        let name = name
+            .map(|n| fields::role_name("name", n))
+            .transpose()
+            .map_err(|e| ApiError::Validation(vec![e]))?;
+        let mut conn = self.db.conn().await?;
+        let role = RoleCrud::get(&mut conn, id).await?;
+        if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
+            return Err(UserError::SystemRole.into());
+        }
+        let role = RoleCrud::update(&mut conn, id, &RoleChanges { name, description }).await?;
+        self.authenticator.everyone_changed();
+        role_out(&mut conn, role).await
+    }
+
+    /// Deletes a role (its holders lose its permissions at once); system roles stay.
+    pub async fn delete_role(&self, id: Uuid) -> Result<(), ApiError> {
+        let mut conn = self.db.conn().await?;
+        if RoleCrud::get(&mut conn, id).await?.is_system {
+            return Err(UserError::SystemRole.into());
+        }
+        RoleCrud::delete(&mut conn, id).await?;
+        self.authenticator.everyone_changed();
+        Ok(())
+    }
+
+    /// Replaces the permissions a role grants. `actor` must hold each one added; the
+    /// superuser role always holds everything (seeding maintains it).
+    pub async fn set_role_permissions(
+        &self,
+        actor: &Principal,
+        id: Uuid,
+        permissions: Vec<String>,
+    ) -> Result<RoleOut, ApiError> {
+        let permissions = dedup(permissions);
+        let actor = actor.clone();
+        let out = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let role = RoleCrud::get(conn, id).await?;
+                    if role.name == SUPERUSER_ROLE {
+                        return Err(UserError::SystemRole.into());
+                    }
+                    ensure_exist(conn, &permissions).await?;
+                    let current = access::permissions_of_roles(conn, &[id]).await?;
+                    let added: Vec<String> = permissions
+                        .iter()
+                        .filter(|c| !current.contains(c))
+                        .cloned()
+                        .collect();
+                    ensure_holds(&actor, &added)?;
+                    access::set_role_permissions(conn, id, &permissions).await?;
+                    role_out(conn, role).await
+                })
+            })
+            .await?;
+        self.authenticator.everyone_changed();
+        Ok(out)
+    }
+
+    pub async fn list_permissions(&self) -> Result<Vec<Permission>, ApiError> {
+        let mut conn = self.db.conn().await?;
+        Ok(access::list_permissions(&mut conn).await?)
+    }
+}
+
+async fn role_out(
+    conn: &mut diesel_async::AsyncPgConnection,
+    role: Role,
+) -> Result<RoleOut, ApiError> {
+    let codes = access::permissions_of_roles(conn, &[role.id]).await?;
+    Ok(RoleOut::new(role, codes))
+}
+
+fn dedup(codes: Vec<String>) -> Vec<String> {
+    codes
+        .into_iter()
+        .map(|c| c.trim().to_owned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// 422 on `permissions` naming codes no feature declares.
+async fn ensure_exist(
+    conn: &mut diesel_async::AsyncPgConnection,
+    codes: &[String],
+) -> Result<(), ApiError> {
+    let known = access::existing_permissions(conn, codes).await?;
+    let unknown: Vec<&str> = codes
+        .iter()
+        .filter(|c| !known.contains(c))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(vec![FieldError::new(
+            "permissions",
+            format!("unknown permission(s): {}", unknown.join(", ")),
+        )]))
+    }
+}
