@@ -6,8 +6,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keel_app::{api, database};
-use keel_core::db::migrate;
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+
+use keel_core::ApiError;
+use keel_core::db::local::PrivateServer;
+use keel_core::db::{Db, migrate};
+use keel_core::ratelimit::MemoryLimiter;
 use keel_core::settings::Settings;
+use keel_user::UserService;
+use keel_user::services::{AdminOutcome, seed};
 
 #[derive(Debug, Parser)]
 #[command(name = "keel-admin", version, about = "Operate a keel deployment")]
@@ -29,6 +37,23 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Create a superuser (prompts for email and a hidden password), or promote an
+    /// existing account with --promote.
+    CreateAdmin {
+        /// The account's email; prompted for when omitted.
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+        /// If the email already has an account, give it the superuser role (and
+        /// reactivate it) instead of failing.
+        #[arg(long)]
+        promote: bool,
+    },
+    /// Seed the declared permissions and the superuser and user roles (idempotent;
+    /// keel-api also does this at start).
+    Seed,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -74,10 +99,81 @@ async fn run(command: Command) -> Result<(), BoxError> {
                     versions.join(", ")
                 );
             }
-            if let Some(server) = database.server {
-                server.stop().await?;
+            stop(database.server).await
+        }
+        Command::Seed => {
+            let settings = Settings::load()?;
+            let database = database::resolve(&settings).await?;
+            let db = Db::new(&database.url, &settings.database, "keel-admin");
+            let report = seed(&db, api::declared_permissions())
+                .await
+                .map_err(|e| describe(&e))?;
+            if report.changed_anything() {
+                eprintln!(
+                    "keel-admin: seeded: {} permission(s) added or updated, {} role(s) created{}",
+                    report.permissions,
+                    report.roles_created,
+                    if report.superuser_updated {
+                        ", superuser role completed"
+                    } else {
+                        ""
+                    }
+                );
+            } else {
+                eprintln!("keel-admin: nothing to seed; permissions and roles are up to date");
             }
-            Ok(())
+            stop(database.server).await
+        }
+        Command::CreateAdmin {
+            email,
+            password_stdin,
+            promote,
+        } => {
+            let settings = Settings::load()?;
+            let email = match email {
+                Some(email) => email,
+                None => prompt_line("Email: ")?,
+            };
+            let password = if password_stdin {
+                read_stdin_password()?
+            } else {
+                prompt_new_password()?
+            };
+            let database = database::resolve(&settings).await?;
+            let db = Db::new(&database.url, &settings.database, "keel-admin");
+            seed(&db, api::declared_permissions())
+                .await
+                .map_err(|e| describe(&e))?;
+            let users = UserService::new(db, &settings.security, Arc::new(MemoryLimiter::new()))
+                .await
+                .map_err(|e| describe(&e))?;
+            let outcome = users
+                .create_admin(&email, password, promote)
+                .await
+                .map_err(|e| match e {
+                    ApiError::Conflict { .. } => format!(
+                        "an account with {email} exists; pass --promote to make it a superuser"
+                    ),
+                    other => describe(&other),
+                })?;
+            match outcome {
+                AdminOutcome::Created(user) => {
+                    eprintln!("keel-admin: created superuser {} ({})", user.email, user.id);
+                }
+                AdminOutcome::Promoted(user) => {
+                    eprintln!(
+                        "keel-admin: promoted {} ({}) to superuser",
+                        user.email, user.id
+                    );
+                }
+                AdminOutcome::AlreadySuperuser(user) => {
+                    eprintln!(
+                        "keel-admin: {} ({}) already is a superuser; nothing changed",
+                        user.email, user.id
+                    );
+                }
+            }
+            stop(database.server).await
         }
         Command::Openapi { output } => {
             let spec = api::spec().await?;
@@ -89,4 +185,58 @@ async fn run(command: Command) -> Result<(), BoxError> {
             Ok(())
         }
     }
+}
+
+async fn stop(server: Option<PrivateServer>) -> Result<(), BoxError> {
+    if let Some(server) = server {
+        server.stop().await?;
+    }
+    Ok(())
+}
+
+/// One line for an error, naming each broken rule for validation errors.
+fn describe(err: &ApiError) -> String {
+    match err {
+        ApiError::Validation(errors) => errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApiError::Unavailable { .. } => "the database is unavailable".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn prompt_line(prompt: &str) -> Result<String, BoxError> {
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to prompt on: pass --email (and --password-stdin)".into());
+    }
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+/// Asks twice, without echo, and insists the two match.
+fn prompt_new_password() -> Result<String, BoxError> {
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to prompt on: pass --password-stdin".into());
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Password (again): ")?;
+    if first != second {
+        return Err("the passwords do not match".into());
+    }
+    Ok(first)
+}
+
+/// The first line of standard input, without its line ending.
+fn read_stdin_password() -> Result<String, BoxError> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(password)
 }

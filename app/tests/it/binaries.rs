@@ -201,3 +201,111 @@ fn admin_openapi_writes_the_spec() {
         stderr(&unwritable)
     );
 }
+
+/// Runs keel-admin with `stdin` piped in.
+fn run_with_stdin(args: &[&str], vars: &[(&str, &str)], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = command(ADMIN, vars)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn admin_create_admin_creates_promotes_and_explains_failures() {
+    let db = TestDb::new().await;
+    let vars = [("DATABASE_URL", db.url())];
+    let create = |email: &str, extra: &[&str], password: &str| {
+        let mut args = vec!["create-admin", "--email", email, "--password-stdin"];
+        args.extend_from_slice(extra);
+        run_with_stdin(&args, &vars, &format!("{password}\n"))
+    };
+
+    let weak = create("root@example.com", &[], "short");
+    assert_eq!(weak.status.code(), Some(1));
+    assert_eq!(
+        stderr(&weak).trim(),
+        "keel-admin: password: must be at least 10 characters"
+    );
+
+    let created = create("Root@Example.com", &[], "correct horse battery");
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        stderr(&created).starts_with("keel-admin: created superuser root@example.com"),
+        "{}",
+        stderr(&created)
+    );
+
+    let exists = create("root@example.com", &[], "correct horse battery");
+    assert_eq!(exists.status.code(), Some(1));
+    let text = stderr(&exists);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("--promote"), "{text}");
+
+    let again = create("root@example.com", &["--promote"], "correct horse battery");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already is a superuser"),
+        "{}",
+        stderr(&again)
+    );
+
+    // A plain account is promoted.
+    let plain = create("plain@example.com", &[], "correct horse battery");
+    assert!(plain.status.success());
+    let mut conn = db.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "DELETE FROM user_roles WHERE user_id = \
+             (SELECT id FROM users WHERE email = 'plain@example.com') \
+             AND role_id = (SELECT id FROM roles WHERE name = 'superuser')",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let promoted = create("plain@example.com", &["--promote"], "correct horse battery");
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    assert!(
+        stderr(&promoted).contains("promoted plain@example.com"),
+        "{}",
+        stderr(&promoted)
+    );
+
+    let no_terminal = run_with_stdin(&["create-admin"], &vars, "");
+    assert_eq!(no_terminal.status.code(), Some(1));
+    assert!(
+        stderr(&no_terminal).contains("no terminal"),
+        "{}",
+        stderr(&no_terminal)
+    );
+}
+
+#[tokio::test]
+async fn admin_seed_is_idempotent() {
+    let db = TestDb::new().await;
+    let vars = [("DATABASE_URL", db.url())];
+    let first = run(ADMIN, &["seed"], &vars);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("nothing to seed") || stderr(&first).contains("seeded"),
+        "{}",
+        stderr(&first)
+    );
+    let second = run(ADMIN, &["seed"], &vars);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(
+        stderr(&second).trim(),
+        "keel-admin: nothing to seed; permissions and roles are up to date"
+    );
+}

@@ -98,8 +98,12 @@ async fn metrics_use_route_templates_and_pass_promtool() {
     app.get("/health/ready").await;
     for id in ["123", "456"] {
         assert_eq!(
-            app.get(&format!("/api/v1/users/{id}")).await.status(),
+            app.get(&format!("/api/v1/nowhere/{id}")).await.status(),
             StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.get(&format!("/api/v1/users/{id}")).await.status(),
+            StatusCode::UNAUTHORIZED
         );
     }
 
@@ -122,10 +126,10 @@ async fn metrics_use_route_templates_and_pass_promtool() {
     assert!(text.contains("db_pool_connections"), "{text}");
     assert!(text.contains("db_pool_timeouts_total"), "{text}");
     assert!(text.contains(r#"keel_build_info{version=""#), "{text}");
-    assert!(
-        !text.contains("/api/v1/users/123"),
-        "raw paths never become labels"
-    );
+    for raw in ["/api/v1/users/123", "/api/v1/nowhere/123"] {
+        assert!(!text.contains(raw), "raw paths never become labels");
+    }
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
 
     promtool_accepts(&text);
 }

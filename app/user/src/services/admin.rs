@@ -323,3 +323,78 @@ async fn ensure_not_last_superuser(
     }
     Ok(())
 }
+
+/// What `create_admin` did.
+#[derive(Debug, Clone)]
+pub enum AdminOutcome {
+    Created(UserOut),
+    /// An existing account was given the superuser role (and reactivated if needed).
+    Promoted(UserOut),
+    /// The account already was an active superuser.
+    AlreadySuperuser(UserOut),
+}
+
+impl UserService {
+    /// `keel-admin create-admin`: a new superuser, or with `promote`, an existing account
+    /// made one. Without `promote`, an existing email is a 409.
+    pub async fn create_admin(
+        &self,
+        email: &str,
+        password: String,
+        promote: bool,
+    ) -> Result<AdminOutcome, ApiError> {
+        let parsed = Email::parse("email", email).map_err(|e| ApiError::Validation(vec![e]))?;
+        let existing = {
+            let mut conn = self.db.conn().await?;
+            crate::crud::users::find_by_email(&mut conn, parsed.as_str()).await?
+        };
+        let Some(user) = existing else {
+            let account = NewAccount {
+                email: parsed.into_inner(),
+                password,
+                full_name: String::new(),
+                roles: Some(vec![SUPERUSER_ROLE.to_owned(), USER_ROLE.to_owned()]),
+            };
+            return self
+                .create_user(None, account)
+                .await
+                .map(AdminOutcome::Created);
+        };
+        if !promote {
+            return Err(ApiError::Conflict {
+                field: "email".to_owned(),
+            });
+        }
+        let id = user.id;
+        let outcome = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let user = crate::crud::users::lock(conn, id).await?;
+                    let superuser = roles_by_name(conn, &[SUPERUSER_ROLE.to_owned()]).await?;
+                    let held = access::roles_of(conn, id).await?;
+                    let was = user.is_active && held.iter().any(|r| r.name == SUPERUSER_ROLE);
+                    let ids: Vec<Uuid> = superuser.iter().map(|r| r.id).collect();
+                    access::grant_roles(conn, id, &ids).await?;
+                    let user = if user.is_active {
+                        user
+                    } else {
+                        let changes = UserChanges {
+                            is_active: Some(true),
+                            ..UserChanges::default()
+                        };
+                        UserCrud::update(conn, id, &changes).await?
+                    };
+                    let out = user_out(conn, user).await?;
+                    Ok::<_, ApiError>(if was {
+                        AdminOutcome::AlreadySuperuser(out)
+                    } else {
+                        AdminOutcome::Promoted(out)
+                    })
+                })
+            })
+            .await?;
+        self.authenticator.user_changed(id);
+        Ok(outcome)
+    }
+}

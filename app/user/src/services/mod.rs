@@ -18,7 +18,7 @@ use keel_core::http::context::RequestContext;
 use keel_core::ratelimit::{RateLimiter, Rule};
 use keel_core::settings::SecuritySettings;
 
-pub use admin::NewAccount;
+pub use admin::{AdminOutcome, NewAccount};
 pub use principals::DbPrincipals;
 pub use seed::{SUPERUSER_ROLE, SeedReport, USER_ROLE, seed};
 
