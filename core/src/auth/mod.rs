@@ -20,7 +20,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use poem::Request;
 use poem_openapi::SecurityScheme;
-use poem_openapi::auth::Bearer;
+use poem_openapi::auth::{Bearer, BearerAuthorization};
 use uuid::Uuid;
 
 pub use cache::{Cached, PrincipalCache};
@@ -146,9 +146,29 @@ impl std::ops::Deref for Auth {
     }
 }
 
+/// The caller when the request carries a bearer token (which must then be valid), for
+/// operations that also serve anonymous callers.
+pub async fn optional_caller(req: &Request) -> Result<Option<Arc<Principal>>, ApiError> {
+    if !req
+        .headers()
+        .contains_key(poem::http::header::AUTHORIZATION)
+    {
+        return Ok(None);
+    }
+    let bearer = <Bearer as BearerAuthorization>::from_request(req).map_err(|_| {
+        ApiError::Unauthorized("The Authorization header is not a bearer token.".to_owned())
+    })?;
+    principal_of(req, &bearer.token).await.map(Some)
+}
+
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Arc<Principal>> {
-    let authenticator = req
-        .data::<Authenticator>()
-        .ok_or_else(|| ApiError::internal("no Authenticator installed as request data"))?;
-    Ok(authenticator.authenticate(&bearer.token).await?)
+    Ok(principal_of(req, &bearer.token).await?)
+}
+
+/// Resolves `token` with the [`Authenticator`] installed as request data.
+async fn principal_of(req: &Request, token: &str) -> Result<Arc<Principal>, ApiError> {
+    req.data::<Authenticator>()
+        .ok_or_else(|| ApiError::internal("no Authenticator installed as request data"))?
+        .authenticate(token)
+        .await
 }

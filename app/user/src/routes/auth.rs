@@ -1,11 +1,10 @@
 //! `/api/v1/auth`: register, login, refresh, logout, and the caller's own account.
 
-use keel_core::auth::{Auth, Principal};
+use keel_core::auth::Auth;
 use keel_core::http::json::{JsonBody, OptionalJsonBody};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
 use poem::Request;
-use poem::http::header;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -147,7 +146,7 @@ impl AuthApi {
         body: OptionalJsonBody<LogoutRequest>,
     ) -> Result<Done, Problems<RefreshProblems>> {
         let refresh = body.0.and_then(|b| b.refresh_token);
-        let caller = self.optional_caller(req).await?;
+        let caller = keel_core::auth::optional_caller(req).await?;
         self.service
             .logout(refresh.as_deref(), caller.as_deref())
             .await?;
@@ -235,32 +234,5 @@ impl AuthApi {
     ) -> Result<Done, Problems<SessionProblems>> {
         self.service.revoke_my_session(&auth, id.0).await?;
         Ok(Done::NoContent)
-    }
-}
-
-impl AuthApi {
-    /// The caller of a bearer token, if the request carries one (it must then be valid).
-    async fn optional_caller(
-        &self,
-        req: &Request,
-    ) -> Result<Option<std::sync::Arc<Principal>>, keel_core::ApiError> {
-        let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-            return Ok(None);
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| {
-                keel_core::ApiError::Unauthorized("Malformed Authorization header.".to_owned())
-            })?;
-        self.service
-            .authenticator()
-            .authenticate(token.trim())
-            .await
-            .map(Some)
     }
 }

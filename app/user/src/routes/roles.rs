@@ -4,24 +4,19 @@ use keel_core::auth::Auth;
 use keel_core::crud::{Page, PageParams, Sort};
 use keel_core::http::json::JsonBody;
 use keel_core::http::problems::Problems;
-use keel_core::problem_statuses;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
-use super::{Done, UserTags};
+use super::{
+    CreateProblems, Done, EditProblems, GuardedProblems, ListProblems, ReadProblems, StateProblems,
+    UserTags,
+};
 use crate::crud::access::{RoleFilter, RoleSort};
 use crate::permissions::UserPermission;
 use crate::schemas::{CreateRole, PermissionOut, RoleOut, SetPermissions, UpdateRole};
 use crate::services::UserService;
-
-problem_statuses!(ListProblems = [400, 401, 403, 422, 503]);
-problem_statuses!(ReadProblems = [400, 401, 403, 404, 503]);
-problem_statuses!(CreateProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
-problem_statuses!(EditProblems = [400, 401, 403, 404, 409, 413, 415, 422, 503]);
-problem_statuses!(DeleteProblems = [400, 401, 403, 404, 409, 503]);
-problem_statuses!(SignedInProblems = [401, 403, 503]);
 
 #[derive(Debug, ApiResponse)]
 enum Created {
@@ -125,7 +120,7 @@ impl RolesApi {
         &self,
         #[oai(scope = "UserPermission::RolesWrite")] auth: Auth,
         id: Path<Uuid>,
-    ) -> Result<Done, Problems<DeleteProblems>> {
+    ) -> Result<Done, Problems<StateProblems>> {
         auth.require(UserPermission::RolesWrite)?;
         self.service.delete_role(id.0).await?;
         Ok(Done::NoContent)
@@ -176,7 +171,7 @@ impl PermissionsApi {
     async fn list(
         &self,
         #[oai(scope = "UserPermission::PermissionsRead")] auth: Auth,
-    ) -> Result<Json<Vec<PermissionOut>>, Problems<SignedInProblems>> {
+    ) -> Result<Json<Vec<PermissionOut>>, Problems<GuardedProblems>> {
         auth.require(UserPermission::PermissionsRead)?;
         let all = self.service.list_permissions().await?;
         Ok(Json(all.into_iter().map(PermissionOut::from).collect()))

@@ -4,23 +4,18 @@ use keel_core::auth::Auth;
 use keel_core::crud::{Page, PageParams, Sort};
 use keel_core::http::json::JsonBody;
 use keel_core::http::problems::Problems;
-use keel_core::problem_statuses;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
-use super::{Done, UserTags};
+use super::{
+    CreateProblems, Done, EditProblems, ListProblems, ReadProblems, StateProblems, UserTags,
+};
 use crate::crud::users::{UserFilter, UserSort};
 use crate::permissions::UserPermission;
 use crate::schemas::{CreateUser, SetRoles, UpdateUser, UserOut};
 use crate::services::{NewAccount, UserService};
-
-problem_statuses!(ListProblems = [400, 401, 403, 422, 503]);
-problem_statuses!(ReadProblems = [400, 401, 403, 404, 503]);
-problem_statuses!(CreateProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
-problem_statuses!(EditProblems = [400, 401, 403, 404, 409, 413, 415, 422, 503]);
-problem_statuses!(StateProblems = [400, 401, 403, 404, 409, 503]);
 
 #[derive(Debug, ApiResponse)]
 enum Created {

@@ -9,14 +9,14 @@ use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
-use super::UserService;
 use super::seed::{SUPERUSER_ROLE, USER_ROLE};
+use super::{UserService, check_new_account, insert_account};
 use crate::crud::access;
 use crate::crud::sessions;
 use crate::crud::users::{UserCrud, UserFilter, UserSort};
 use crate::errors::UserError;
 use crate::fields::{self, Email};
-use crate::models::{NewUser, RevokeReason, Role, User, UserChanges};
+use crate::models::{RevokeReason, Role, User, UserChanges};
 use crate::password;
 use crate::schemas::UserOut;
 
@@ -63,22 +63,8 @@ impl UserService {
         actor: Option<&Principal>,
         account: NewAccount,
     ) -> Result<UserOut, ApiError> {
-        let email = Email::parse("email", &account.email);
-        let full_name = fields::full_name("full_name", &account.full_name);
-        let mut errors = Vec::new();
-        if let Ok(email) = &email
-            && let Err(e) = password::check_policy("password", &account.password, email.as_str())
-        {
-            errors.push(e);
-        }
-        let (email, full_name) = match (email, full_name) {
-            (Ok(email), Ok(name)) if errors.is_empty() => (email, name),
-            (email, name) => {
-                errors.extend(email.err());
-                errors.extend(name.err());
-                return Err(ApiError::Validation(errors));
-            }
-        };
+        let (email, full_name) =
+            check_new_account(&account.email, &account.password, &account.full_name)?;
         let role_names = account.roles.unwrap_or_else(|| vec![USER_ROLE.to_owned()]);
         let password_hash = self.passwords.hash(account.password).await?;
         let actor = actor.cloned();
@@ -89,19 +75,8 @@ impl UserService {
                     if let Some(actor) = &actor {
                         check_can_grant(conn, actor, &roles).await?;
                     }
-                    let user = UserCrud::create(
-                        conn,
-                        &NewUser {
-                            id: Uuid::now_v7(),
-                            email: email.into_inner(),
-                            password_hash,
-                            full_name,
-                            is_active: true,
-                        },
-                    )
-                    .await?;
                     let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
-                    access::grant_roles(conn, user.id, &ids).await?;
+                    let user = insert_account(conn, email, password_hash, full_name, &ids).await?;
                     user_out(conn, user).await
                 })
             })
@@ -138,7 +113,7 @@ impl UserService {
             Some(password) => {
                 let target_email = match &email {
                     Some(e) => e.as_str().to_owned(),
-                    None => self.get_user(id).await?.email,
+                    None => UserCrud::get(&mut *self.db.conn().await?, id).await?.email,
                 };
                 password::check_policy("password", &password, &target_email)
                     .map_err(|e| ApiError::Validation(vec![e]))?;

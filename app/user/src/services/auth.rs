@@ -9,12 +9,11 @@ use keel_core::crud::CrudBase;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
-use super::{Device, UserService};
+use super::{Device, UserService, check_new_account, insert_account};
 use crate::crud::{access, sessions, users};
 use crate::errors::UserError;
-use crate::fields::{self, Email};
-use crate::models::{NewRefreshSession, NewUser, RevokeReason, UserChanges};
-use crate::password::{self, Verdict};
+use crate::models::{NewRefreshSession, RevokeReason, UserChanges};
+use crate::password::Verdict;
 use crate::schemas::TokenPair;
 use crate::services::USER_ROLE;
 use crate::tokens::{self, RefreshToken};
@@ -43,25 +42,7 @@ impl UserService {
         password: String,
         full_name: &str,
     ) -> Result<(), ApiError> {
-        let email = Email::parse("email", email);
-        let full_name = fields::full_name("full_name", full_name);
-        let mut errors = Vec::new();
-        if let Err(e) = password::check_policy(
-            "password",
-            &password,
-            email.as_ref().map(Email::as_str).unwrap_or_default(),
-        ) {
-            errors.push(e);
-        }
-        let (email, full_name) = match (email, full_name) {
-            (Ok(email), Ok(name)) if errors.is_empty() => (email, name),
-            (email, name) => {
-                errors.extend(email.err());
-                errors.extend(name.err());
-                return Err(ApiError::Validation(errors));
-            }
-        };
-
+        let (email, full_name) = check_new_account(email, &password, full_name)?;
         let password_hash = self.passwords.hash(password).await?;
         let created = self
             .db
@@ -75,18 +56,8 @@ impl UserService {
                         .ok_or_else(|| {
                             ApiError::internal("the `user` role is missing: run keel-admin seed")
                         })?;
-                    let user = users::UserCrud::create(
-                        conn,
-                        &NewUser {
-                            id: Uuid::now_v7(),
-                            email: email.into_inner(),
-                            password_hash,
-                            full_name,
-                            is_active: true,
-                        },
-                    )
-                    .await?;
-                    access::grant_roles(conn, user.id, &[role.id]).await?;
+                    let user =
+                        insert_account(conn, email, password_hash, full_name, &[role.id]).await?;
                     Ok(Some(user.id))
                 })
             })

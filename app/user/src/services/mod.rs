@@ -22,7 +22,15 @@ pub use admin::{AdminOutcome, NewAccount};
 pub use principals::DbPrincipals;
 pub use seed::{SUPERUSER_ROLE, SeedReport, USER_ROLE, seed};
 
-use crate::password::Passwords;
+use diesel_async::AsyncPgConnection;
+use keel_core::crud::CrudBase;
+use uuid::Uuid;
+
+use crate::crud::access;
+use crate::crud::users::UserCrud;
+use crate::fields::{self, Email};
+use crate::models::{NewUser, User};
+use crate::password::{self, Passwords};
 
 /// Everything keel-user's services need; cheap to clone.
 #[derive(Clone, Debug)]
@@ -105,4 +113,52 @@ impl Device {
             })
             .unwrap_or_default()
     }
+}
+
+/// The parts of a new account that must be checked before any work: 422 listing every
+/// broken rule (email syntax, name, password policy) at once.
+fn check_new_account(
+    email: &str,
+    password: &str,
+    full_name: &str,
+) -> Result<(Email, String), ApiError> {
+    let email = Email::parse("email", email);
+    let full_name = fields::full_name("full_name", full_name);
+    let policy = password::check_policy(
+        "password",
+        password,
+        email.as_ref().map(Email::as_str).unwrap_or_default(),
+    );
+    match (email, full_name, policy) {
+        (Ok(email), Ok(name), Ok(())) => Ok((email, name)),
+        (email, name, policy) => Err(ApiError::Validation(
+            [email.err(), name.err(), policy.err()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        )),
+    }
+}
+
+/// Inserts an active account holding the roles `role_ids`.
+async fn insert_account(
+    conn: &mut AsyncPgConnection,
+    email: Email,
+    password_hash: String,
+    full_name: String,
+    role_ids: &[Uuid],
+) -> Result<User, ApiError> {
+    let user = UserCrud::create(
+        conn,
+        &NewUser {
+            id: Uuid::now_v7(),
+            email: email.into_inner(),
+            password_hash,
+            full_name,
+            is_active: true,
+        },
+    )
+    .await?;
+    access::grant_roles(conn, user.id, role_ids).await?;
+    Ok(user)
 }
