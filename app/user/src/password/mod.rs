@@ -1,19 +1,27 @@
 //! Password hashing: argon2id with OWASP parameters and a server-side pepper, computed on
-//! the blocking pool with bounded concurrency so hashing can't starve the reactor.
+//! a small pool of low-priority threads with bounded admission so hashing can't starve
+//! the reactor or queue work nobody will wait for.
+
+mod pool;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Params, Version};
 use keel_core::ApiError;
 use keel_core::error::FieldError;
 use tokio::sync::Semaphore;
+
+use pool::{HashPool, Memory};
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
 const M_COST_KIB: u32 = 19 * 1024;
 const T_COST: u32 = 2;
 const P_COST: u32 = 1;
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
 
 /// Requests that may wait for a hashing slot, per slot; beyond that we answer 503 at
 /// once instead of queueing work nobody will wait for.
@@ -38,6 +46,8 @@ pub enum Verdict {
 pub struct Passwords {
     pepper: Arc<[u8]>,
     params: Params,
+    pool: Arc<HashPool>,
+    /// One permit per hashing thread: a job is admitted only when a thread is free.
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
@@ -56,34 +66,44 @@ impl std::fmt::Debug for Passwords {
 }
 
 impl Passwords {
-    /// Computes the dummy hash, so it runs on the blocking pool too.
+    /// Starts `concurrency` hashing threads and computes the dummy hash on them.
     pub async fn new(pepper: &str, concurrency: usize) -> Result<Self, ApiError> {
-        let params = Params::new(M_COST_KIB, T_COST, P_COST, None).map_err(ApiError::internal)?;
+        let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_LEN))
+            .map_err(ApiError::internal)?;
         let concurrency = concurrency.max(1);
+        let pool = HashPool::start(concurrency).map_err(|e| {
+            ApiError::internal(format!("cannot start password hashing threads: {e}"))
+        })?;
         let mut passwords = Self {
             pepper: pepper.as_bytes().into(),
             params,
+            pool: Arc::new(pool),
             slots: Arc::new(Semaphore::new(concurrency)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: concurrency * QUEUE_PER_SLOT,
             dummy: "".into(),
         };
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| ApiError::internal(e.to_string()))?;
-        let dummy_password = crate::tokens::encode(&random);
+        let dummy_password = crate::tokens::encode(&random::<32>()?);
         passwords.dummy = passwords.hash(dummy_password).await?.into();
         Ok(passwords)
     }
 
     /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) of `password`.
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        let salt = random::<SALT_LEN>()?;
         let (pepper, params) = (Arc::clone(&self.pepper), self.params.clone());
-        self.run(move || {
-            let argon = argon2(&pepper, params)?;
-            argon
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
-                .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
+        self.run(move |memory| {
+            let kept = params.block_count();
+            let argon = argon2(&pepper, Algorithm::Argon2id, Version::V0x13, &params)?;
+            let output = compute(&argon, password.as_bytes(), &salt, memory, kept)?;
+            let phc = PasswordHash {
+                algorithm: ARGON2ID_IDENT,
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params).map_err(hash_error)?,
+                salt: Some(Salt::new(&salt).map_err(hash_error)?),
+                hash: Some(output),
+            };
+            Ok(phc.to_string())
         })
         .await
     }
@@ -97,14 +117,31 @@ impl Passwords {
     ) -> Result<Verdict, ApiError> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy.to_string());
-        let (pepper, params) = (Arc::clone(&self.pepper), self.params.clone());
-        self.run(move || {
-            let parsed = PasswordHash::new(&stored).map_err(|e| {
+        let (pepper, current) = (Arc::clone(&self.pepper), self.params.clone());
+        self.run(move |memory| {
+            let unreadable = |e: &dyn std::fmt::Display| {
                 ApiError::internal(format!("stored password hash is unreadable: {e}"))
-            })?;
-            let argon = argon2(&pepper, params.clone())?;
-            let matches = argon.verify_password(password.as_bytes(), &parsed).is_ok();
-            Ok(match (known && matches, outdated(&parsed, &params)) {
+            };
+            let parsed = PasswordHash::new(&stored).map_err(|e| unreadable(&e))?;
+            let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+                return Err(unreadable(&"no salt or hash"));
+            };
+            let algorithm =
+                Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| unreadable(&e))?;
+            let version = Version::try_from(parsed.version.unwrap_or(Version::V0x13.into()))
+                .map_err(|e| unreadable(&e))?;
+            let params = Params::try_from(&parsed).map_err(|e| unreadable(&e))?;
+            let argon = argon2(&pepper, algorithm, version, &params)?;
+            let output = compute(
+                &argon,
+                password.as_bytes(),
+                salt.as_ref(),
+                memory,
+                current.block_count(),
+            )?;
+            // `Output` compares in constant time.
+            let matches = known && output == *expected;
+            Ok(match (matches, outdated(&parsed, &current)) {
                 (false, _) => Verdict::Mismatch,
                 (true, false) => Verdict::Match,
                 (true, true) => Verdict::MatchNeedsRehash,
@@ -113,12 +150,12 @@ impl Passwords {
         .await
     }
 
-    /// Runs `work` on the blocking pool once a hashing slot is free.
+    /// Runs `work` on a hashing thread once one is free.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+        work: impl FnOnce(&mut Memory) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = {
+        let permit = {
             let _waiting =
                 Waiting::enter(&self.waiting, self.max_waiting).ok_or_else(overloaded)?;
             tokio::time::timeout(MAX_WAIT, Arc::clone(&self.slots).acquire_owned())
@@ -126,20 +163,62 @@ impl Passwords {
                 .map_err(|_| overloaded())?
                 .map_err(ApiError::internal)?
         };
-        tokio::task::spawn_blocking(work)
+        // The permit travels with the job: if the request is cancelled, the slot stays
+        // taken until the thread has actually finished.
+        self.pool
+            .run(move |memory| {
+                let _permit = permit;
+                work(memory)
+            })
             .await
-            .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?
+            .ok_or_else(|| ApiError::internal("password hashing failed"))?
     }
 }
 
-fn argon2(pepper: &[u8], params: Params) -> Result<Argon2<'_>, ApiError> {
-    Argon2::new_with_secret(pepper, Algorithm::Argon2id, Version::V0x13, params)
-        .map_err(|e| ApiError::internal(format!("argon2 rejected its configuration: {e}")))
+fn argon2<'k>(
+    pepper: &'k [u8],
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+) -> Result<Argon2<'k>, ApiError> {
+    Argon2::new_with_secret(pepper, algorithm, version, params.clone()).map_err(hash_error)
+}
+
+/// The hash of `password` in this thread's memory (`kept_blocks` is what the thread
+/// keeps between hashes).
+fn compute(
+    argon: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    memory: &mut Memory,
+    kept_blocks: usize,
+) -> Result<Output, ApiError> {
+    let params = argon.params();
+    let len = params.output_len().unwrap_or(OUTPUT_LEN);
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = out
+        .get_mut(..len)
+        .ok_or_else(|| hash_error("output too long"))?;
+    let blocks = memory.blocks(params.block_count(), kept_blocks);
+    argon
+        .hash_password_into_with_memory(password, salt, out, blocks)
+        .map_err(hash_error)?;
+    Output::new(out).map_err(hash_error)
+}
+
+fn hash_error(err: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("password hashing failed: {err}"))
+}
+
+fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(bytes)
 }
 
 /// Whether a stored hash was made with other parameters than the current ones.
 fn outdated(hash: &PasswordHash, current: &Params) -> bool {
-    hash.algorithm.as_str() != "argon2id"
+    hash.algorithm != ARGON2ID_IDENT
         || hash.version != Some(Version::V0x13.into())
         || Params::try_from(hash).map_or(true, |p| {
             (p.m_cost(), p.t_cost(), p.p_cost())
@@ -195,6 +274,7 @@ pub fn check_policy(field: &str, password: &str, email: &str) -> Result<(), Fiel
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::PasswordHasher;
 
     #[test]
     fn policy_names_the_broken_rule() {
@@ -239,6 +319,39 @@ mod tests {
         let stolen = other.verify("correct horse battery".into(), Some(hash.clone()));
         assert_eq!(stolen.await.unwrap(), Verdict::Mismatch);
 
+        // The argon2 crate's own PHC encoding (how earlier hashes were stored) agrees.
+        let standard = |algorithm, params| {
+            Argon2::new_with_secret(b"pepper-pepper-pepper", algorithm, Version::V0x13, params)
+                .unwrap()
+                .hash_password(b"correct horse battery")
+                .unwrap()
+                .to_string()
+        };
+        let current = standard(Algorithm::Argon2id, passwords.params.clone());
+        assert_eq!(
+            verdict("correct horse battery", Some(&current)).await,
+            Verdict::Match
+        );
+        // Another variant, or a larger memory cost than the threads keep, still verifies
+        // and asks to be redone.
+        let argon2i = standard(Algorithm::Argon2i, passwords.params.clone());
+        assert_eq!(
+            verdict("correct horse battery", Some(&argon2i)).await,
+            Verdict::MatchNeedsRehash
+        );
+        let larger = standard(
+            Algorithm::Argon2id,
+            Params::new(32 * 1024, 1, 1, None).unwrap(),
+        );
+        assert_eq!(
+            verdict("correct horse battery", Some(&larger)).await,
+            Verdict::MatchNeedsRehash
+        );
+        assert_eq!(
+            verdict("wrong horse battery", Some(&larger)).await,
+            Verdict::Mismatch
+        );
+
         // A hash made with weaker parameters still verifies, and asks to be redone.
         let weak = Argon2::new_with_secret(
             b"pepper-pepper-pepper",
@@ -276,5 +389,26 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Hashing runs on its own low-priority threads, so request handling preempts it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hashing_threads_run_at_low_priority() {
+        let passwords = Passwords::new("pepper-pepper-pepper", 2).await.unwrap();
+        passwords
+            .hash("correct horse battery".into())
+            .await
+            .unwrap();
+        let mut niceness = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+            // pid (comm) state ... : field 19 is the nice value, counting from pid as 1.
+            let (comm, rest) = stat.split_once(") ").unwrap();
+            if comm.ends_with("keel-argon2-0") || comm.ends_with("keel-argon2-1") {
+                niceness.push(rest.split(' ').nth(16).unwrap().to_owned());
+            }
+        }
+        assert_eq!(niceness, ["10", "10"]);
     }
 }
