@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use reader::{Problem, SettingsError};
 pub use secret::Secret;
 
+use crate::auth::{JwtAlgorithm, KeyError, SigningKeys};
 use crate::http::client_ip::IpNetwork;
 use reader::Reader;
 
@@ -135,7 +136,9 @@ pub struct LogSettings {
 
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
-    pub jwt_secret: Secret,
+    /// Signs and verifies access tokens: `JWT_SECRET` (HS256) or the key pair in
+    /// `JWT_PRIVATE_KEY_FILE`/`JWT_PUBLIC_KEY_FILE` (`JWT_ALGORITHM`).
+    pub jwt_keys: SigningKeys,
     pub password_pepper: Secret,
     /// `iss` of the access tokens we issue and the only one we accept.
     pub jwt_issuer: String,
@@ -282,8 +285,9 @@ impl Settings {
             ),
         };
 
+        let jwt_keys = jwt_keys(&mut r, prod);
         let security = SecuritySettings {
-            jwt_secret: r.secret("JWT_SECRET", DEV_JWT_SECRET, prod),
+            jwt_keys,
             password_pepper: r.secret("PASSWORD_PEPPER", DEV_PASSWORD_PEPPER, prod),
             jwt_issuer: r.string("JWT_ISSUER", "keel"),
             jwt_audience: r.string("JWT_AUDIENCE", "keel-api"),
@@ -343,6 +347,34 @@ impl Settings {
             security,
         })
     }
+}
+
+/// HS256 with `JWT_SECRET`, or the PEM key pair an asymmetric `JWT_ALGORITHM` names.
+fn jwt_keys(r: &mut Reader<'_>, prod: bool) -> SigningKeys {
+    let algorithm = r.parse("JWT_ALGORITHM", JwtAlgorithm::Hs256, "EdDSA");
+    if algorithm == JwtAlgorithm::Hs256 {
+        let secret = r.secret("JWT_SECRET", DEV_JWT_SECRET, prod);
+        return SigningKeys::hmac(secret.expose().as_bytes());
+    }
+    let why = "when JWT_ALGORITHM is not HS256";
+    let private = r.required_file("JWT_PRIVATE_KEY_FILE", why, "/run/secrets/jwt-private.pem");
+    let public = r.required_file("JWT_PUBLIC_KEY_FILE", why, "/run/secrets/jwt-public.pem");
+    let fallback = SigningKeys::hmac(DEV_JWT_SECRET.as_bytes());
+    let (Some(private), Some(public)) = (private, public) else {
+        return fallback; // the missing file is already reported
+    };
+    SigningKeys::from_pem(algorithm, &private, &public).unwrap_or_else(|err| {
+        let variable = match err {
+            KeyError::Private(_) => "JWT_PRIVATE_KEY_FILE",
+            _ => "JWT_PUBLIC_KEY_FILE",
+        };
+        r.problem(
+            variable,
+            &format!("{err} (JWT_ALGORITHM={algorithm:?})"),
+            "a PEM key made with `openssl genpkey -algorithm ed25519` for EdDSA",
+        );
+        fallback
+    })
 }
 
 /// Half the cores, at least one: argon2 is pure CPU, and the async reactor must keep a

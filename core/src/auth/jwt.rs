@@ -8,6 +8,128 @@ use uuid::Uuid;
 
 use crate::settings::SecuritySettings;
 
+/// The signing algorithms keel accepts in `JWT_ALGORITHM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `JWT_SECRET`: every verifier holds the signing secret.
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl JwtAlgorithm {
+    fn algorithm(self) -> Algorithm {
+        match self {
+            Self::Hs256 => Algorithm::HS256,
+            Self::Rs256 => Algorithm::RS256,
+            Self::Es256 => Algorithm::ES256,
+            Self::EdDsa => Algorithm::EdDSA,
+        }
+    }
+}
+
+impl std::str::FromStr for JwtAlgorithm {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "HS256" => Ok(Self::Hs256),
+            "RS256" => Ok(Self::Rs256),
+            "ES256" => Ok(Self::Es256),
+            "EdDSA" => Ok(Self::EdDsa),
+            _ => Err("expected HS256, RS256, ES256 or EdDSA"),
+        }
+    }
+}
+
+/// The keys that sign and verify access tokens, checked to belong together when built.
+#[derive(Clone)]
+pub struct SigningKeys {
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKeys {
+    /// HS256 with a shared secret.
+    pub fn hmac(secret: &[u8]) -> Self {
+        Self {
+            algorithm: Algorithm::HS256,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// An asymmetric algorithm with a PEM private key (PKCS#8, or PKCS#1 for RSA) and
+    /// the matching PEM public key. Fails, saying which, when a key doesn't parse for
+    /// `algorithm` or the public key doesn't verify what the private key signs.
+    pub fn from_pem(
+        algorithm: JwtAlgorithm,
+        private_pem: &[u8],
+        public_pem: &[u8],
+    ) -> Result<Self, KeyError> {
+        let (encoding, decoding) = match algorithm {
+            JwtAlgorithm::Hs256 => return Err(KeyError::NotAsymmetric),
+            JwtAlgorithm::Rs256 => (
+                EncodingKey::from_rsa_pem(private_pem),
+                DecodingKey::from_rsa_pem(public_pem),
+            ),
+            JwtAlgorithm::Es256 => (
+                EncodingKey::from_ec_pem(private_pem),
+                DecodingKey::from_ec_pem(public_pem),
+            ),
+            JwtAlgorithm::EdDsa => (
+                EncodingKey::from_ed_pem(private_pem),
+                DecodingKey::from_ed_pem(public_pem),
+            ),
+        };
+        let keys = Self {
+            algorithm: algorithm.algorithm(),
+            encoding: encoding.map_err(KeyError::Private)?,
+            decoding: decoding.map_err(KeyError::Public)?,
+        };
+        // A key of the wrong type parses but fails at first use; a public key from
+        // another pair verifies nothing. Find out now, not at the first login.
+        let probe = b"keel key check";
+        let signature = jsonwebtoken::crypto::sign(probe, &keys.encoding, keys.algorithm)
+            .map_err(KeyError::Private)?;
+        match jsonwebtoken::crypto::verify(&signature, probe, &keys.decoding, keys.algorithm) {
+            Ok(true) => Ok(keys),
+            Ok(false) => Err(KeyError::Mismatch),
+            Err(err) => Err(KeyError::Public(err)),
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+/// Why a key pair from settings can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("HS256 uses JWT_SECRET, not a key pair")]
+    NotAsymmetric,
+    #[error("the private key is not usable for this algorithm: {0}")]
+    Private(jsonwebtoken::errors::Error),
+    #[error("the public key is not usable for this algorithm: {0}")]
+    Public(jsonwebtoken::errors::Error),
+    #[error("the public key does not belong to the private key")]
+    Mismatch,
+}
+
 /// The `typ` claim of access tokens; a token minted for another purpose is refused.
 pub const ACCESS_TYPE: &str = "access";
 
@@ -72,11 +194,11 @@ impl std::fmt::Debug for TokenKeys {
 }
 
 impl TokenKeys {
-    /// HS256 with `JWT_SECRET`. Verification accepts HS256 only, with our `iss` and `aud`,
-    /// and requires every claim keel relies on.
+    /// The keys and claims from settings. Verification accepts the configured algorithm
+    /// only, with our `iss` and `aud`, and requires every claim keel relies on.
     pub fn from_settings(security: &SecuritySettings) -> Self {
-        let secret = security.jwt_secret.expose().as_bytes();
-        let algorithm = Algorithm::HS256;
+        let keys = &security.jwt_keys;
+        let algorithm = keys.algorithm;
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&security.jwt_issuer]);
         validation.set_audience(&[&security.jwt_audience]);
@@ -84,8 +206,8 @@ impl TokenKeys {
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: keys.encoding.clone(),
+            decoding: keys.decoding.clone(),
             validation,
             algorithm,
             issuer: security.jwt_issuer.clone(),

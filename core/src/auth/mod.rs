@@ -24,7 +24,9 @@ use poem_openapi::auth::{Bearer, BearerAuthorization};
 use uuid::Uuid;
 
 pub use cache::{Cached, PrincipalCache};
-pub use jwt::{AccessClaims, IssuedToken, TokenError, TokenKeys};
+pub use jwt::{
+    AccessClaims, IssuedToken, JwtAlgorithm, KeyError, SigningKeys, TokenError, TokenKeys,
+};
 pub use principal::{Principal, declared};
 
 use crate::error::ApiError;

@@ -226,17 +226,27 @@ macro_rules! impl_crud {
             ) -> impl ::std::future::Future<
                 Output = $crate::crud::__private::diesel::QueryResult<$crate::crud::Listed<$row>>,
             > + Send {
+                use $crate::crud::__private::diesel::dsl::count_star;
+                use $crate::crud::__private::diesel::expression_methods::WindowExpressionMethods;
                 use $crate::crud::__private::diesel::{QueryDsl, SelectableHelper};
                 async move {
-                    let total = <Self as $crate::crud::CrudBase>::count(conn, filter).await?;
+                    // One round trip: every row carries the filtered total.
                     let query = $apply_sort($apply_filter($table.into_boxed(), filter), sort)
                         .then_order_by($id_column)
-                        .select(<$row>::as_select())
+                        .select((<$row>::as_select(), count_star().over()))
                         .offset(page.offset())
                         .limit(page.limit());
-                    let items =
+                    let rows: Vec<($row, i64)> =
                         $crate::crud::__private::diesel_async::RunQueryDsl::load(query, conn)
                             .await?;
+                    // Slice `first` by path: a caller's diesel prelude has a `first` for any type.
+                    let total = match <[_]>::first(&rows) {
+                        Some((_, total)) => *total,
+                        None if page.offset() == 0 => 0,
+                        // Past the end: no row to carry the total, so count.
+                        None => <Self as $crate::crud::CrudBase>::count(conn, filter).await?,
+                    };
+                    let items = rows.into_iter().map(|(row, _)| row).collect();
                     Ok($crate::crud::Listed {
                         items,
                         total,

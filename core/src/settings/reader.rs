@@ -134,6 +134,27 @@ impl<'a> Reader<'a> {
         self.get(name).unwrap_or(default).to_owned()
     }
 
+    /// The contents of the file this variable names, which must be set (`why` says
+    /// when) and readable.
+    pub(super) fn required_file(
+        &mut self,
+        name: &str,
+        why: &str,
+        example: &str,
+    ) -> Option<Vec<u8>> {
+        let Some(path) = self.get(name) else {
+            self.problem(name, &format!("is required {why}"), example);
+            return None;
+        };
+        match std::fs::read(path) {
+            Ok(contents) => Some(contents),
+            Err(err) => {
+                self.problem(name, &format!("cannot read {path:?}: {err}"), example);
+                None
+            }
+        }
+    }
+
     pub(super) fn optional_string(&mut self, name: &str) -> Option<String> {
         self.get(name).map(str::to_owned)
     }

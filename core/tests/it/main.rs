@@ -8,6 +8,7 @@
 mod crud;
 mod db;
 mod http;
+mod jwt;
 mod local_db;
 mod logging;
 mod settings;

@@ -1,0 +1,136 @@
+//! Access tokens signed with an asymmetric key pair from settings (`JWT_ALGORITHM`).
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use keel_core::auth::{AccessClaims, TokenKeys};
+use keel_core::settings::{Settings, SettingsError};
+use uuid::Uuid;
+
+fn fixture(name: &str) -> String {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/fixtures/jwt", name]
+        .iter()
+        .collect();
+    path.to_string_lossy().into_owned()
+}
+
+fn settings(algorithm: &str, private: &str, public: &str) -> Result<Settings, SettingsError> {
+    Settings::from_vars([
+        ("JWT_ALGORITHM", algorithm.to_owned()),
+        ("JWT_PRIVATE_KEY_FILE", fixture(private)),
+        ("JWT_PUBLIC_KEY_FILE", fixture(public)),
+    ])
+}
+
+fn keys(algorithm: &str, pair: &str) -> TokenKeys {
+    let settings = settings(
+        algorithm,
+        &format!("{pair}-private.pem"),
+        &format!("{pair}-public.pem"),
+    )
+    .unwrap();
+    TokenKeys::from_settings(&settings.security)
+}
+
+#[test]
+fn each_asymmetric_algorithm_signs_and_verifies_with_its_header() {
+    for (algorithm, pair, alg) in [
+        ("EdDSA", "ed25519", "EdDSA"),
+        ("ES256", "es256", "ES256"),
+        ("RS256", "rs256", "RS256"),
+    ] {
+        let keys = keys(algorithm, pair);
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let issued = keys.issue(user, session).unwrap();
+        let header = issued.token.split('.').next().unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        assert_eq!(header["alg"], alg);
+        let claims = keys.verify(&issued.token).unwrap();
+        assert_eq!((claims.sub, claims.sid), (user, session));
+    }
+}
+
+#[test]
+fn the_algorithm_is_pinned_so_the_public_key_cannot_be_used_as_an_hmac_secret() {
+    let keys = keys("RS256", "rs256");
+    let claims = keys.verify(&keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap().token);
+    let claims: AccessClaims = claims.unwrap();
+    // The classic confusion attack: HS256 keyed with the (public) verification key.
+    let public = std::fs::read(fixture("rs256-public.pem")).unwrap();
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert!(keys.verify(&forged).is_err());
+    // Nor does a token signed by another key pair of the same algorithm verify.
+    let ed = keys_with_public("ed25519-private.pem", "ed25519-public.pem");
+    let token = ed.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap().token;
+    assert!(keys.verify(&token).is_err());
+}
+
+fn keys_with_public(private: &str, public: &str) -> TokenKeys {
+    TokenKeys::from_settings(&settings("EdDSA", private, public).unwrap().security)
+}
+
+#[test]
+fn bad_key_settings_are_reported_at_start_naming_the_variable() {
+    let problem = |result: Result<Settings, SettingsError>| {
+        let err = result.unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        (p.variable.clone(), p.to_string())
+    };
+
+    let err = Settings::from_vars([("JWT_ALGORITHM", "EdDSA")]).unwrap_err();
+    let vars: Vec<&str> = err.problems.iter().map(|p| p.variable.as_str()).collect();
+    assert_eq!(vars, ["JWT_PRIVATE_KEY_FILE", "JWT_PUBLIC_KEY_FILE"]);
+    assert!(
+        err.to_string()
+            .contains("is required when JWT_ALGORITHM is not HS256")
+    );
+
+    let (var, text) = problem(settings("EdDSA", "missing.pem", "ed25519-public.pem"));
+    assert_eq!(var, "JWT_PRIVATE_KEY_FILE");
+    assert!(text.contains("cannot read"), "{text}");
+
+    // A public key from another pair: caught by signing and verifying a probe.
+    let (var, text) = problem(settings(
+        "EdDSA",
+        "ed25519-private.pem",
+        "other-ed25519-public.pem",
+    ));
+    assert_eq!(var, "JWT_PUBLIC_KEY_FILE");
+    assert!(text.contains("does not belong"), "{text}");
+
+    // An RSA key where an Ed25519 one is expected.
+    let (var, _) = problem(settings("EdDSA", "rs256-private.pem", "rs256-public.pem"));
+    assert_eq!(var, "JWT_PRIVATE_KEY_FILE");
+
+    let (var, text) = problem(Settings::from_vars([("JWT_ALGORITHM", "none")]));
+    assert_eq!(var, "JWT_ALGORITHM");
+    assert!(
+        text.contains("expected HS256, RS256, ES256 or EdDSA"),
+        "{text}"
+    );
+}
+
+#[test]
+fn production_with_a_key_pair_needs_no_jwt_secret() {
+    let settings = Settings::from_vars([
+        ("APP_ENV", "production".to_owned()),
+        ("DATABASE_URL", "postgres://keel:pw@db:5432/keel".to_owned()),
+        (
+            "PASSWORD_PEPPER",
+            "0123456789abcdef0123456789abcdef-pep".to_owned(),
+        ),
+        ("JWT_ALGORITHM", "EdDSA".to_owned()),
+        ("JWT_PRIVATE_KEY_FILE", fixture("ed25519-private.pem")),
+        ("JWT_PUBLIC_KEY_FILE", fixture("ed25519-public.pem")),
+    ]);
+    assert!(settings.is_ok(), "{:?}", settings.err());
+}
