@@ -2,7 +2,8 @@
 # Load benchmark for keel-api: a release build against a fresh database, driven by wrk
 # on the same machine. Reports req/s, p50 and p99 for /health/live, /api/v1/auth/me and
 # a users list page at 64 connections; login p50/p99 with 8 clients; /health/live p99
-# idle and while logins hammer argon2; and keel-api's peak RSS.
+# idle and while logins hammer argon2; login latency one client at a time for a right
+# password, a wrong one and an unknown email; and keel-api's peak RSS.
 #
 #   scripts/bench.sh                      # defaults: 10 s per run
 #   BENCH_DURATION=30s scripts/bench.sh
@@ -61,11 +62,17 @@ TOKEN=$(curl -fs -H 'content-type: application/json' \
   -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/api/v1/auth/login" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
-cat >"$WORK/login.lua" <<LUA
+# login_script NAME EMAIL PASSWORD: a wrk script that posts these credentials.
+login_script() {
+  cat >"$WORK/$1.lua" <<LUA
 wrk.method = "POST"
-wrk.body = '{"email":"$EMAIL","password":"$PASSWORD"}'
+wrk.body = '{"email":"$2","password":"$3"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+}
+login_script login "$EMAIL" "$PASSWORD"
+login_script wrong_password "$EMAIL" "not the password 0123"
+login_script unknown_email "nobody@example.com" "not the password 0123"
 
 # run NAME CONNECTIONS URL [wrk args...] -> prints "NAME req/s p50 p99" and saves the report
 run() {
@@ -97,5 +104,10 @@ LOGIN=$!
 sleep 1
 run "health_live_under_login_c8" 8 "$BASE/health/live"
 wait $LOGIN
+
+# One client at a time: an unknown email must cost what a wrong password costs.
+run "login_ok_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/login.lua"
+run "login_wrong_password_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/wrong_password.lua"
+run "login_unknown_email_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/unknown_email.lua"
 
 echo "keel-api peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$API_PID/status)"

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
@@ -40,6 +41,8 @@ pub struct Application {
     endpoint: BoxEndpoint<'static, Response>,
     metrics: PrometheusHandle,
     settings: Settings,
+    /// Keeps query caches in step with the database while the application lives.
+    _changes: Listener,
 }
 
 impl std::fmt::Debug for Application {
@@ -99,6 +102,7 @@ impl Application {
         }
         let metrics = metrics::install().map_err(StartError::Metrics)?;
         let db = Db::new(database_url, &settings.database, "keel-api");
+        let changes = db.listen_for_changes();
         seed_or_retry(&db).await?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new());
         let users = UserService::new(db.clone(), &settings.security, limiter)
@@ -125,6 +129,7 @@ impl Application {
             endpoint,
             metrics,
             settings: settings.clone(),
+            _changes: changes,
         })
     }
 

@@ -11,7 +11,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// A validated `?page=&size=` pair: `page` from 1, `size` from 1 to [`MAX_PAGE_SIZE`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageParams {
     page: u32,
     size: u32,

@@ -9,7 +9,7 @@ use poem_openapi::Enum;
 
 use crate::error::{ApiError, FieldError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
 #[oai(rename_all = "lowercase")]
 pub enum SortOrder {
     Asc,
@@ -17,7 +17,7 @@ pub enum SortOrder {
 }
 
 /// A sort key and direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sort<K> {
     pub key: K,
     pub order: SortOrder,

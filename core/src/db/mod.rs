@@ -2,6 +2,8 @@
 //! mapping of database failures to the errors clients see.
 
 pub mod admin;
+pub mod cached;
+pub mod changes;
 pub mod local;
 pub mod migrate;
 
@@ -30,6 +32,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub struct Db {
     pool: bb8::Pool<Manager>,
     max_size: u32,
+    url: Secret,
+    changes: changes::ChangeFeed,
 }
 
 impl std::fmt::Debug for Db {
@@ -72,16 +76,34 @@ impl Db {
         Self {
             pool,
             max_size: settings.pool_size,
+            url: url.clone(),
+            changes: changes::ChangeFeed::default(),
         }
     }
 
+    /// The table change counters query caches check; live only while
+    /// [`Db::listen_for_changes`]'s listener runs.
+    pub fn changes(&self) -> &changes::ChangeFeed {
+        &self.changes
+    }
+
+    /// Starts the change listener (one extra connection); it stops when the returned
+    /// guard is dropped.
+    pub fn listen_for_changes(&self) -> changes::Listener {
+        self.changes.listen(&self.url)
+    }
+
     /// A pooled connection; waiting longer than the pool timeout is a 503, not a hang.
+    /// Use it for reads; write through [`Db::transaction`], which also tells this
+    /// process's query caches at once.
     pub async fn conn(&self) -> Result<PooledConn<'_>, ApiError> {
         self.pool.get().await.map_err(ApiError::from)
     }
 
     /// Runs `f` in a transaction on a pooled connection: commit on `Ok`, roll back on
     /// `Err` (or if the future is dropped: the pool discards the broken connection).
+    /// After a commit, this process's query caches start over (other replicas hear of
+    /// the change from PostgreSQL).
     ///
     /// ```ignore
     /// db.transaction(|conn| Box::pin(async move {
@@ -97,7 +119,11 @@ impl Db {
         R: Send,
     {
         let mut conn = self.conn().await?;
-        conn.transaction(async move |c| f(c).await).await
+        let result = conn.transaction(async move |c| f(c).await).await;
+        if result.is_ok() {
+            self.changes.committed_here();
+        }
+        result
     }
 
     /// Round-trips a trivial query; used by the readiness check.

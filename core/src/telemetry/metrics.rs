@@ -20,6 +20,9 @@ pub const DB_POOL_MAX: &str = "db_pool_max_connections";
 pub const DB_POOL_WAITS: &str = "db_pool_waits_total";
 pub const DB_POOL_TIMEOUTS: &str = "db_pool_timeouts_total";
 pub const DB_POOL_WAIT_SECONDS: &str = "db_pool_wait_seconds_total";
+pub const DB_CHANGE_LISTENER_UP: &str = "db_change_listener_up";
+pub const QUERY_CACHE_HITS: &str = "query_cache_hits_total";
+pub const QUERY_CACHE_MISSES: &str = "query_cache_misses_total";
 pub const BUILD_INFO: &str = "keel_build_info";
 
 /// Latency buckets in seconds, from a cached read (1 ms) to a slow report (10 s).
@@ -85,6 +88,18 @@ fn describe() {
         DB_POOL_WAIT_SECONDS,
         Unit::Seconds,
         "Total time spent waiting for a pooled connection"
+    );
+    describe_gauge!(
+        DB_CHANGE_LISTENER_UP,
+        "1 while the table change listener is connected; at 0 query caches are bypassed"
+    );
+    describe_counter!(
+        QUERY_CACHE_HITS,
+        "Query results served from memory, by cache"
+    );
+    describe_counter!(
+        QUERY_CACHE_MISSES,
+        "Query results loaded from the database, by cache"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the running build");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);

@@ -208,11 +208,13 @@ async fn prepare(
             datname != template
         };
         if stale {
-            conn.batch_execute(&format!(
-                "ALTER DATABASE {0} IS_TEMPLATE false; DROP DATABASE IF EXISTS {0} WITH (FORCE)",
-                admin::quote_ident(&datname)
-            ))
-            .await?;
+            // Two round trips: a multi-statement query runs as one transaction block,
+            // which DROP DATABASE refuses.
+            let name = admin::quote_ident(&datname);
+            conn.batch_execute(&format!("ALTER DATABASE {name} IS_TEMPLATE false"))
+                .await?;
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await?;
         }
     }
 

@@ -105,6 +105,17 @@ pub async fn lock_role_by_name(
         .optional()
 }
 
+/// The role with this id, locked for the rest of the transaction; `NotFound` (→ 404)
+/// when there is none.
+pub async fn lock_role(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Role> {
+    roles::table
+        .find(id)
+        .select(Role::as_select())
+        .for_update()
+        .first(conn)
+        .await
+}
+
 pub async fn roles_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Role>> {
     roles::table
         .filter(roles::id.eq_any(ids))

@@ -15,7 +15,7 @@ use crate::models::{NewUser, User, UserChanges, lower, roles, user_roles, users}
 pub struct UserCrud;
 
 /// What the admin list filters on; each `Some` narrows it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct UserFilter {
     /// Case-insensitive substring of email or full name.
     pub search: Option<String>,
@@ -24,7 +24,7 @@ pub struct UserFilter {
     pub is_active: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UserSort {
     Email,
     FullName,

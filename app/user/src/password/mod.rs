@@ -409,6 +409,6 @@ mod tests {
                 niceness.push(rest.split(' ').nth(16).unwrap().to_owned());
             }
         }
-        assert_eq!(niceness, ["10", "10"]);
+        assert_eq!(niceness, ["19", "19"]);
     }
 }

@@ -11,7 +11,7 @@ use argon2::Block;
 /// preempts them as soon as it has work; hashing gets the CPU it leaves over, which is
 /// most of a core on a machine that isn't saturated.
 #[cfg(target_os = "linux")]
-const NICENESS: i32 = 10;
+const NICENESS: i32 = 19;
 
 type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 

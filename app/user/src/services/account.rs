@@ -28,8 +28,15 @@ impl UserService {
             full_name,
             ..UserChanges::default()
         };
-        let mut conn = self.db.conn().await?;
-        let user = users::UserCrud::update(&mut conn, caller.user_id, &changes).await?;
+        let id = caller.user_id;
+        let user = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    Ok::<_, ApiError>(users::UserCrud::update(conn, id, &changes).await?)
+                })
+            })
+            .await?;
         self.authenticator.user_changed(caller.user_id);
         let mut me = Me::from(caller);
         me.full_name = user.full_name;

@@ -1,11 +1,14 @@
 //! Administering accounts: list, create, edit, (de)activate, roles, force sign-out.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
+use keel_core::db::Db;
+use keel_core::db::cached::QueryCache;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
@@ -30,8 +33,40 @@ pub struct NewAccount {
     pub roles: Option<Vec<String>>,
 }
 
+/// Admin list pages by query. The list reads only these tables, and PostgreSQL reports
+/// every change to them (a login's `last_login_at` too), so a cached page is never
+/// older than the last write this replica has heard of.
+pub(super) type UserPages = QueryCache<(UserFilter, Sort<UserSort>, PageParams), Listed<UserOut>>;
+
+/// Distinct queries kept; searches make the key space unbounded.
+const USER_PAGES_KEPT: usize = 1024;
+/// Pages are dropped after this even without a change (a safety net, not the mechanism).
+const USER_PAGES_TTL: Duration = Duration::from_secs(60);
+
+pub(super) fn user_pages(db: &Db) -> UserPages {
+    QueryCache::new(
+        "users_list",
+        db.changes().clone(),
+        &["users", "user_roles", "roles"],
+        USER_PAGES_TTL,
+        USER_PAGES_KEPT,
+    )
+}
+
 impl UserService {
     pub async fn list_users(
+        &self,
+        filter: UserFilter,
+        sort: Sort<UserSort>,
+        page: PageParams,
+    ) -> Result<Listed<UserOut>, ApiError> {
+        let key = (filter.clone(), sort, page);
+        self.user_pages
+            .get_or_load(key, self.load_users(filter, sort, page))
+            .await
+    }
+
+    async fn load_users(
         &self,
         filter: UserFilter,
         sort: Sort<UserSort>,
@@ -177,10 +212,17 @@ impl UserService {
             is_active: Some(true),
             ..UserChanges::default()
         };
-        let mut conn = self.db.conn().await?;
-        let user = UserCrud::update(&mut conn, id, &changes).await?;
+        let out = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let user = UserCrud::update(conn, id, &changes).await?;
+                    user_out(conn, user).await
+                })
+            })
+            .await?;
         self.authenticator.user_changed(id);
-        user_out(&mut conn, user).await
+        Ok(out)
     }
 
     /// Replaces the user's roles. `actor` must hold every permission of the roles being

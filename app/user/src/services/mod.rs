@@ -36,6 +36,8 @@ use crate::password::{self, Passwords};
 #[derive(Clone, Debug)]
 pub struct UserService {
     db: Db,
+    /// Admin list pages, dropped by PostgreSQL's change notifications.
+    user_pages: Arc<admin::UserPages>,
     passwords: Passwords,
     authenticator: Authenticator,
     limiter: Arc<dyn RateLimiter>,
@@ -79,6 +81,7 @@ impl UserService {
             },
         };
         Ok(Self {
+            user_pages: Arc::new(admin::user_pages(&db)),
             db,
             passwords,
             authenticator,

@@ -87,23 +87,37 @@ impl UserService {
             .map(|n| fields::role_name("name", n))
             .transpose()
             .map_err(|e| ApiError::Validation(vec![e]))?;
-        let mut conn = self.db.conn().await?;
-        let role = RoleCrud::get(&mut conn, id).await?;
-        if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
-            return Err(UserError::SystemRole.into());
-        }
-        let role = RoleCrud::update(&mut conn, id, &RoleChanges { name, description }).await?;
+        let out = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let role = access::lock_role(conn, id).await?;
+                    if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
+                        return Err(UserError::SystemRole.into());
+                    }
+                    let changes = RoleChanges { name, description };
+                    let role = RoleCrud::update(conn, id, &changes).await?;
+                    role_out(conn, role).await
+                })
+            })
+            .await?;
         self.authenticator.everyone_changed();
-        role_out(&mut conn, role).await
+        Ok(out)
     }
 
     /// Deletes a role (its holders lose its permissions at once); system roles stay.
     pub async fn delete_role(&self, id: Uuid) -> Result<(), ApiError> {
-        let mut conn = self.db.conn().await?;
-        if RoleCrud::get(&mut conn, id).await?.is_system {
-            return Err(UserError::SystemRole.into());
-        }
-        RoleCrud::delete(&mut conn, id).await?;
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    if access::lock_role(conn, id).await?.is_system {
+                        return Err(UserError::SystemRole.into());
+                    }
+                    RoleCrud::delete(conn, id).await?;
+                    Ok::<_, ApiError>(())
+                })
+            })
+            .await?;
         self.authenticator.everyone_changed();
         Ok(())
     }

@@ -144,6 +144,54 @@ async fn admins_list_filter_sort_and_page_users() {
     assert_eq!(bad_sort.body["errors"][0]["field"], "sort");
 }
 
+/// The list is served from memory; every write still shows on the next read, whether
+/// it came through this API (at once) or from elsewhere (when PostgreSQL reports it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cached_users_list_shows_every_write() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let app = TestApp::spawn().await;
+    let admin = app.superuser("admin@example.com").await;
+    app.register("ada@example.com").await;
+    let name_of_ada = || async {
+        let page = app.get("/api/v1/users?search=ada", &admin.access).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        page.body["items"][0]["full_name"].clone()
+    };
+    assert_eq!(name_of_ada().await, "Test User");
+    assert_eq!(name_of_ada().await, "Test User", "cached");
+
+    // Through the API: the very next read sees it.
+    let ada = app.sign_in("ada@example.com").await;
+    let patched = app
+        .call(
+            Method::PATCH,
+            "/api/v1/auth/me",
+            Some(&ada.access),
+            Some(json!({"full_name": "Ada Lovelace"})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{patched:?}");
+    assert_eq!(name_of_ada().await, "Ada Lovelace");
+
+    // From elsewhere (another replica, keel-admin, psql): once PostgreSQL tells us.
+    app.db
+        .connect()
+        .await
+        .batch_execute("UPDATE users SET full_name = 'Countess' WHERE email = 'ada@example.com'")
+        .await
+        .unwrap();
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        seen = name_of_ada().await;
+        if seen == "Countess" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, "Countess");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn admins_create_edit_and_read_users() {
     let app = TestApp::spawn().await;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use keel_core::db::Db;
+use keel_core::db::changes::Listener;
 use keel_core::ratelimit::MemoryLimiter;
 use keel_testkit::{TestDb, TestServer};
 use keel_user::UserService;
@@ -19,6 +20,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestApp {
     server: TestServer,
     pub service: UserService,
+    /// The change listener keel-api runs, so cached reads are what the tests exercise.
+    _changes: Listener,
     pub db: TestDb,
     client: reqwest::Client,
 }
@@ -52,6 +55,8 @@ impl TestApp {
         vars.extend_from_slice(overrides);
         let settings = keel_testkit::settings(db.url(), &vars);
         let pool = Db::new(&db.secret_url(), &settings.database, "keel-user-tests");
+        let changes = pool.listen_for_changes();
+        wait_until_live(&pool).await;
         keel_user::services::seed(&pool, keel_user::declared_permissions())
             .await
             .expect("seeding succeeds");
@@ -66,6 +71,7 @@ impl TestApp {
         Self {
             server,
             service,
+            _changes: changes,
             db,
             client: reqwest::Client::new(),
         }
@@ -217,4 +223,15 @@ impl TestApp {
         self.grant_role(email, "superuser").await;
         self.sign_in(email).await
     }
+}
+
+/// Waits (up to 10 s) until the change listener is connected.
+pub async fn wait_until_live(db: &Db) {
+    for _ in 0..200 {
+        if db.changes().is_live() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the table change listener did not connect");
 }

@@ -1,0 +1,156 @@
+//! Table change notifications from PostgreSQL, so a replica can cache what it reads and
+//! still see every write at once, whoever made it: another replica, `keel-admin`, or a
+//! person with `psql`.
+//!
+//! Tables opt in with the `keel_notify_change()` trigger (see the migrations): each
+//! statement that changes one sends the table's name on [`CHANNEL`] when its transaction
+//! commits. Each replica keeps one connection listening and counts changes per table;
+//! a cache stores a value with the [`ChangeFeed::version`] it read before loading and
+//! serves it only while the version is unchanged. While the listener is not connected
+//! there is no version, so nothing is cached or served from a cache: a lost connection
+//! costs speed, never correctness. A write committed through [`Db::transaction`]
+//! invalidates this process's caches at once, so a client reads its own writes even
+//! before the notification comes back.
+//!
+//! [`Db::transaction`]: super::Db::transaction
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use crate::error::ErrorChain;
+use crate::settings::Secret;
+use crate::telemetry::metrics as names;
+
+/// The notification channel the `keel_notify_change()` trigger sends on.
+pub const CHANNEL: &str = "keel_table_changes";
+
+/// How often the idle listener checks that its connection still answers: a silently
+/// dropped connection would otherwise leave caches trusting a feed that no longer comes.
+const PING_EVERY: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// Per-table change counters, shared by every cache of the process.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeFeed(Arc<FeedState>);
+
+#[derive(Debug, Default)]
+struct FeedState {
+    live: AtomicBool,
+    /// Bumped on every (re)connect: changes made while nobody listened are unknown.
+    epoch: AtomicU64,
+    tables: RwLock<HashMap<String, u64>>,
+}
+
+impl ChangeFeed {
+    /// A token that changes whenever one of `tables` changes; `None` while the listener
+    /// is not connected, when nothing may be cached.
+    pub fn version(&self, tables: &[&str]) -> Option<u64> {
+        if !self.0.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let epoch = self.0.epoch.load(Ordering::Acquire);
+        let counts = self.0.tables.read().unwrap_or_else(|e| e.into_inner());
+        // Counters only grow, so any change makes the sum grow.
+        let version = tables
+            .iter()
+            .filter_map(|table| counts.get(*table))
+            .fold(epoch, |sum, count| sum.wrapping_add(*count));
+        // A disconnect while we read means the counts may already be stale.
+        self.0.live.load(Ordering::Acquire).then_some(version)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.0.live.load(Ordering::Acquire)
+    }
+
+    /// This process just committed a write: drop what every cache holds now, so the
+    /// writer's next read never waits on its own notification to arrive.
+    pub(crate) fn committed_here(&self) {
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn changed(&self, table: &str) {
+        let mut counts = self.0.tables.write().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(table.to_owned()).or_default() += 1;
+    }
+
+    fn connected(&self) {
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+        self.0.live.store(true, Ordering::Release);
+        metrics::gauge!(names::DB_CHANGE_LISTENER_UP).set(1.0);
+    }
+
+    fn disconnected(&self) {
+        self.0.live.store(false, Ordering::Release);
+        metrics::gauge!(names::DB_CHANGE_LISTENER_UP).set(0.0);
+    }
+
+    /// Keeps a connection listening on [`CHANNEL`], reconnecting with backoff, until the
+    /// returned guard is dropped.
+    pub fn listen(&self, url: &Secret) -> Listener {
+        let (feed, url) = (self.clone(), url.clone());
+        Listener(tokio::spawn(async move {
+            let mut backoff = RECONNECT_MIN;
+            loop {
+                match feed.listen_once(&url).await {
+                    Ok(()) => backoff = RECONNECT_MIN,
+                    Err(err) => {
+                        tracing::warn!(error = %ErrorChain(&*err), retry_in = ?backoff, "table change listener down; caches bypassed");
+                    }
+                }
+                feed.disconnected();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+            }
+        }))
+    }
+
+    /// Connects, listens and relays notifications until the connection fails.
+    async fn listen_once(
+        &self,
+        url: &Secret,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut conn = AsyncPgConnection::establish(url.expose()).await?;
+        conn.batch_execute(&format!(
+            "SET application_name = 'keel-change-listener'; LISTEN {CHANNEL}"
+        ))
+        .await?;
+        self.connected();
+        tracing::debug!("listening for table changes");
+        loop {
+            let next = {
+                let mut notifications = pin!(conn.notifications_stream());
+                tokio::time::timeout(PING_EVERY, notifications.next()).await
+            };
+            match next {
+                Ok(Some(Ok(note))) => self.changed(&note.payload),
+                Ok(Some(Err(err))) => return Err(err.into()),
+                Ok(None) => return Err("the listening connection closed".into()),
+                Err(_idle) => {
+                    tokio::time::timeout(PING_TIMEOUT, conn.batch_execute("SELECT 1"))
+                        .await
+                        .map_err(|_| "the listening connection stopped answering")??;
+                }
+            }
+        }
+    }
+}
+
+/// Stops the listener when dropped.
+#[derive(Debug)]
+pub struct Listener(JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
