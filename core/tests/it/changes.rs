@@ -8,6 +8,7 @@ use diesel_async::SimpleAsyncConnection;
 use keel_core::ApiError;
 use keel_core::db::Db;
 use keel_core::db::cached::QueryCache;
+use keel_core::db::changes::Listener;
 use keel_testkit::TestDb;
 
 /// A table that opts in to change notifications, as a feature's migration would.
@@ -45,6 +46,14 @@ impl Fixture {
             cache,
             loads: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A fixture whose change listener is connected (until the guard is dropped).
+    async fn listening() -> (Self, Listener) {
+        let f = Self::new().await;
+        let listener = f.db.listen_for_changes();
+        until("the listener connects", || f.db.changes().is_live()).await;
+        (f, listener)
     }
 
     /// Reads through the cache; returns how many loads have run so far.
@@ -100,9 +109,7 @@ async fn without_a_listener_nothing_is_cached() {
 
 #[tokio::test]
 async fn a_change_from_another_connection_drops_the_cached_result() {
-    let f = Fixture::new().await;
-    let _listener = f.db.listen_for_changes();
-    until("the listener connects", || f.db.changes().is_live()).await;
+    let (f, _listener) = Fixture::listening().await;
 
     let loaded = f.read().await;
     assert_eq!(
@@ -136,9 +143,7 @@ async fn a_change_from_another_connection_drops_the_cached_result() {
 
 #[tokio::test]
 async fn a_commit_through_db_transaction_is_seen_by_the_next_read_at_once() {
-    let f = Fixture::new().await;
-    let _listener = f.db.listen_for_changes();
-    until("the listener connects", || f.db.changes().is_live()).await;
+    let (f, _listener) = Fixture::listening().await;
     let loaded = f.read().await;
     assert_eq!(f.read().await, loaded);
     f.db.transaction(|conn| {
@@ -156,9 +161,7 @@ async fn a_commit_through_db_transaction_is_seen_by_the_next_read_at_once() {
 
 #[tokio::test]
 async fn a_lost_listener_bypasses_the_cache_until_it_reconnects() {
-    let f = Fixture::new().await;
-    let _listener = f.db.listen_for_changes();
-    until("the listener connects", || f.db.changes().is_live()).await;
+    let (f, _listener) = Fixture::listening().await;
     let loaded = f.read().await;
     assert_eq!(f.read().await, loaded);
 
