@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use keel_activity::ActivityService;
 use keel_core::db::Db;
 use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
@@ -15,18 +16,26 @@ use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
 #[derive(Debug, Clone)]
 pub struct Features {
     pub users: UserService,
+    pub activity: ActivityService,
 }
 
 /// The versioned API: one entry per feature crate. Each feature's `#[OpenApi]` declares
 /// `prefix_path = "/api/v1/<feature>"`, so this tuple is the only place a feature is
 /// mounted (nest tuples beyond 16 entries).
 fn v1(features: &Features) -> impl OpenApi + use<> {
-    keel_user::api(&features.users)
+    (
+        keel_user::api(&features.users),
+        keel_activity::api(&features.activity),
+    )
 }
 
 /// Every permission the features declare, for seeding.
 pub fn declared_permissions() -> Vec<(String, String)> {
-    keel_user::declared_permissions()
+    [
+        keel_user::declared_permissions(),
+        keel_activity::declared_permissions(),
+    ]
+    .concat()
 }
 
 /// The service that serves every operation and generates the spec from the same types.
@@ -51,12 +60,13 @@ pub async fn spec() -> Result<String, String> {
         Settings::from_vars(std::iter::empty::<(String, String)>()).map_err(|e| e.to_string())?;
     let url = keel_core::settings::Secret::new(keel_core::db::local::DEFAULT_URL);
     let db = Db::new(&url, &settings.database, "keel-admin");
+    let activity = ActivityService::new(db.clone());
     let users = UserService::new(db, &settings.security, Arc::new(MemoryLimiter::new()))
         .await
         .map_err(|e| e.to_string())?;
     Ok(service(
         SystemApi::new(Checks::default(), metrics),
-        &Features { users },
+        &Features { users, activity },
     )
     .spec())
 }

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use keel_activity::ActivityService;
+use keel_activity::chain::Sealer;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
 use keel_core::http::health::Checks;
@@ -43,6 +45,8 @@ pub struct Application {
     settings: Settings,
     /// Keeps query caches in step with the database while the application lives.
     _changes: Listener,
+    /// Seals committed audit entries into the hash chain.
+    _sealer: Sealer,
 }
 
 impl std::fmt::Debug for Application {
@@ -112,7 +116,9 @@ impl Application {
                 source,
             })?;
         let authenticator = users.authenticator().clone();
-        let features = api::Features { users };
+        let activity = ActivityService::new(db.clone());
+        let sealer = activity.spawn_sealer();
+        let features = api::Features { users, activity };
         let system = SystemApi::new(Checks::default().with(db.clone()), metrics.clone())
             .on_scrape(move || db.record_metrics());
         let endpoint = keel_core::http::stack(
@@ -130,6 +136,7 @@ impl Application {
             metrics,
             settings: settings.clone(),
             _changes: changes,
+            _sealer: sealer,
         })
     }
 

@@ -9,6 +9,8 @@ use keel_app::{api, database};
 use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
 
+use keel_activity::ActivityService;
+use keel_activity::chain::Verdict;
 use keel_core::ApiError;
 use keel_core::db::local::PrivateServer;
 use keel_core::db::{Db, migrate};
@@ -54,6 +56,17 @@ enum Command {
     /// Seed the declared permissions and the superuser and user roles (idempotent;
     /// keel-api also does this at start).
     Seed,
+    /// The audit trail's hash chain.
+    Activity {
+        #[command(subcommand)]
+        command: ActivityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ActivityCommand {
+    /// Seal what is final, then walk the whole chain; exit 1 at the first broken link.
+    Verify,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -174,6 +187,42 @@ async fn run(command: Command) -> Result<(), BoxError> {
                 }
             }
             stop(database.server).await
+        }
+        Command::Activity {
+            command: ActivityCommand::Verify,
+        } => {
+            let settings = Settings::load()?;
+            let database = database::resolve(&settings).await?;
+            let db = Db::new(&database.url, &settings.database, "keel-admin");
+            let activity = ActivityService::new(db);
+            activity.seal_all().await.map_err(|e| describe(&e))?;
+            let verdict = activity.verify().await.map_err(|e| describe(&e));
+            stop(database.server).await?;
+            match verdict? {
+                Verdict::Intact {
+                    sealed,
+                    head,
+                    unsealed,
+                } => {
+                    let head = head.map_or_else(
+                        || "empty chain".to_owned(),
+                        |(position, hash)| format!("head {position} {hash}"),
+                    );
+                    eprintln!(
+                        "keel-admin: audit chain intact: {sealed} sealed entries, {head}; \
+                         {unsealed} not sealed yet"
+                    );
+                    Ok(())
+                }
+                Verdict::Broken {
+                    position,
+                    entry_id,
+                    reason,
+                } => {
+                    let entry = entry_id.map_or_else(String::new, |id| format!(" (entry {id})"));
+                    Err(format!("audit chain broken at seal {position}{entry}: {reason}").into())
+                }
+            }
         }
         Command::Openapi { output } => {
             let spec = api::spec().await?;

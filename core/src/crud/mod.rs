@@ -10,12 +10,14 @@
 //! generic bounds for "any table" (rust-lang/rust#102211) cost more to read than the few
 //! lines the macro expands to for each concrete table.
 
+mod cursor;
 mod page;
 mod sort;
 
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
+pub use cursor::{CursorPage, CursorParams};
 pub use page::{DEFAULT_PAGE_SIZE, Listed, MAX_PAGE_SIZE, Page, PageParams};
 pub use sort::{Sort, SortOrder};
 

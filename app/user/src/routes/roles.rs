@@ -107,7 +107,7 @@ impl RolesApi {
         let UpdateRole { name, description } = body.0;
         let role = self
             .service
-            .update_role(id.0, name.as_deref(), description)
+            .update_role(&auth, id.0, name.as_deref(), description)
             .await?;
         Ok(Json(role))
     }
@@ -122,7 +122,7 @@ impl RolesApi {
         id: Path<Uuid>,
     ) -> Result<Done, Problems<StateProblems>> {
         auth.require(UserPermission::RolesWrite)?;
-        self.service.delete_role(id.0).await?;
+        self.service.delete_role(&auth, id.0).await?;
         Ok(Done::NoContent)
     }
 

@@ -124,7 +124,13 @@ impl UsersApi {
         } = body.0;
         let user = self
             .service
-            .update_user(id.0, email.as_deref(), full_name.as_deref(), password)
+            .update_user(
+                &auth,
+                id.0,
+                email.as_deref(),
+                full_name.as_deref(),
+                password,
+            )
             .await?;
         Ok(Json(user))
     }
@@ -159,7 +165,7 @@ impl UsersApi {
         id: Path<Uuid>,
     ) -> Result<Json<UserOut>, Problems<ReadProblems>> {
         auth.require(UserPermission::UsersWrite)?;
-        Ok(Json(self.service.activate_user(id.0).await?))
+        Ok(Json(self.service.activate_user(&auth, id.0).await?))
     }
 
     /// Set a user's roles
@@ -193,7 +199,7 @@ impl UsersApi {
         id: Path<Uuid>,
     ) -> Result<Done, Problems<ReadProblems>> {
         auth.require(UserPermission::UsersWrite)?;
-        self.service.force_logout(id.0).await?;
+        self.service.force_logout(&auth, id.0).await?;
         Ok(Done::NoContent)
     }
 }

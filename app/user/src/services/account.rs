@@ -13,6 +13,8 @@ use crate::fields;
 use crate::models::{RevokeReason, UserChanges};
 use crate::password::{self, Verdict};
 use crate::schemas::{Me, SessionOut};
+use keel_activity::{Action, Actor, Entry, record};
+use serde_json::json;
 
 impl UserService {
     pub async fn update_me(
@@ -29,11 +31,21 @@ impl UserService {
             ..UserChanges::default()
         };
         let id = caller.user_id;
+        let entry = Entry::new(
+            Action::ProfileUpdated,
+            "user",
+            format!("{} edited their profile", caller.email),
+        )
+        .actor(caller)
+        .entity(id)
+        .metadata(json!({"changed": changes.full_name.as_ref().map(|_| "full_name")}));
         let user = self
             .db
             .transaction(|conn| {
                 Box::pin(async move {
-                    Ok::<_, ApiError>(users::UserCrud::update(conn, id, &changes).await?)
+                    let user = users::UserCrud::update(conn, id, &changes).await?;
+                    record(conn, entry).await?;
+                    Ok::<_, ApiError>(user)
                 })
             })
             .await?;
@@ -62,6 +74,7 @@ impl UserService {
         }
         let hash = self.passwords.hash(new).await?;
         let (user, keep) = (caller.user_id, caller.session_id);
+        let actor = Actor::from(caller);
         self.db
             .transaction(|conn| {
                 Box::pin(async move {
@@ -76,8 +89,19 @@ impl UserService {
                         ..UserChanges::default()
                     };
                     users::UserCrud::update(conn, user, &changes).await?;
-                    sessions::revoke_user(conn, user, RevokeReason::PasswordChanged, Some(keep))
-                        .await?;
+                    let ended = sessions::revoke_user(
+                        conn,
+                        user,
+                        RevokeReason::PasswordChanged,
+                        Some(keep),
+                    )
+                    .await?;
+                    let summary = format!("{} changed their password", actor.email);
+                    let entry = Entry::new(Action::PasswordChanged, "user", summary)
+                        .actor(actor)
+                        .entity(user)
+                        .metadata(json!({"other_sessions_ended": ended.len()}));
+                    record(conn, entry).await?;
                     Ok(())
                 })
             })
@@ -101,11 +125,23 @@ impl UserService {
         caller: &Principal,
         session: Uuid,
     ) -> Result<(), ApiError> {
-        let mut conn = self.db.conn().await?;
-        if !sessions::is_active(&mut conn, session, caller.user_id).await? {
-            return Err(ApiError::NotFound);
-        }
-        sessions::revoke_family(&mut conn, session, RevokeReason::RevokedByUser).await?;
+        let actor = Actor::from(caller);
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    if !sessions::is_active(conn, session, actor.id).await? {
+                        return Err(ApiError::NotFound);
+                    }
+                    sessions::revoke_family(conn, session, RevokeReason::RevokedByUser).await?;
+                    let summary = format!("{} ended one of their sessions", actor.email);
+                    let entry = Entry::new(Action::SessionRevoked, "session", summary)
+                        .actor(actor)
+                        .entity(session);
+                    record(conn, entry).await?;
+                    Ok(())
+                })
+            })
+            .await?;
         self.authenticator.session_changed(session);
         Ok(())
     }

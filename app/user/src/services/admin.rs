@@ -13,7 +13,7 @@ use keel_core::error::FieldError;
 use uuid::Uuid;
 
 use super::seed::{SUPERUSER_ROLE, USER_ROLE};
-use super::{UserService, check_new_account, insert_account};
+use super::{UserService, by_actor, check_new_account, insert_account};
 use crate::crud::access;
 use crate::crud::sessions;
 use crate::crud::users::{UserCrud, UserFilter, UserSort};
@@ -22,6 +22,8 @@ use crate::fields::{self, Email};
 use crate::models::{RevokeReason, Role, User, UserChanges};
 use crate::password;
 use crate::schemas::UserOut;
+use keel_activity::{Action, Actor, Entry, record};
+use serde_json::json;
 
 /// A new account as an administrator (or `keel-admin create-admin`) creates it.
 #[derive(Debug, Clone)]
@@ -112,7 +114,24 @@ impl UserService {
                     }
                     let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
                     let user = insert_account(conn, email, password_hash, full_name, &ids).await?;
-                    user_out(conn, user).await
+                    let out = user_out(conn, user).await?;
+                    let by = match &actor {
+                        Some(a) => a.email.as_str(),
+                        None => "keel-admin",
+                    };
+                    let entry = Entry::new(
+                        Action::UserCreated,
+                        "user",
+                        format!(
+                            "{by} created {} with roles {}",
+                            out.email,
+                            out.roles.join(", ")
+                        ),
+                    )
+                    .entity(out.id)
+                    .metadata(json!({"roles": out.roles}));
+                    record(conn, by_actor(entry, actor.as_ref())).await?;
+                    Ok(out)
                 })
             })
             .await
@@ -121,6 +140,7 @@ impl UserService {
     /// Edits email, name or password; a new password ends every session of the user.
     pub async fn update_user(
         &self,
+        actor: &Principal,
         id: Uuid,
         email: Option<&str>,
         full_name: Option<&str>,
@@ -157,6 +177,21 @@ impl UserService {
             None => None,
         };
         let ends_sessions = password_hash.is_some();
+        let mut changed: Vec<&str> = Vec::new();
+        if email.is_some() {
+            changed.push("email");
+        }
+        if full_name.is_some() {
+            changed.push("full_name");
+        }
+        if ends_sessions {
+            changed.push("password");
+        }
+        let entry = Entry::new(Action::UserUpdated, "user", String::new())
+            .actor(actor)
+            .entity(id)
+            .metadata(json!({"changed": changed}));
+        let by = actor.email.clone();
         let changes = UserChanges {
             email: email.map(Email::into_inner),
             full_name,
@@ -171,6 +206,8 @@ impl UserService {
                     if ends_sessions {
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
                     }
+                    let summary = format!("{by} edited {}", user.email);
+                    record(conn, entry.summary(summary)).await?;
                     user_out(conn, user).await
                 })
             })
@@ -185,6 +222,10 @@ impl UserService {
         if actor.user_id == id {
             return Err(UserError::DeactivateSelf.into());
         }
+        let entry = Entry::new(Action::UserDeactivated, "user", String::new())
+            .actor(actor)
+            .entity(id);
+        let by = actor.email.clone();
         let out = self
             .db
             .transaction(|conn| {
@@ -199,6 +240,8 @@ impl UserService {
                     };
                     let user = UserCrud::update(conn, id, &changes).await?;
                     sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
+                    let summary = format!("{by} deactivated {}", user.email);
+                    record(conn, entry.summary(summary)).await?;
                     user_out(conn, user).await
                 })
             })
@@ -207,16 +250,22 @@ impl UserService {
         Ok(out)
     }
 
-    pub async fn activate_user(&self, id: Uuid) -> Result<UserOut, ApiError> {
+    pub async fn activate_user(&self, actor: &Principal, id: Uuid) -> Result<UserOut, ApiError> {
         let changes = UserChanges {
             is_active: Some(true),
             ..UserChanges::default()
         };
+        let entry = Entry::new(Action::UserActivated, "user", String::new())
+            .actor(actor)
+            .entity(id);
+        let by = actor.email.clone();
         let out = self
             .db
             .transaction(|conn| {
                 Box::pin(async move {
                     let user = UserCrud::update(conn, id, &changes).await?;
+                    let summary = format!("{by} activated {}", user.email);
+                    record(conn, entry.summary(summary)).await?;
                     user_out(conn, user).await
                 })
             })
@@ -254,7 +303,23 @@ impl UserService {
                     }
                     let ids: Vec<Uuid> = wanted.iter().map(|r| r.id).collect();
                     access::set_user_roles(conn, id, &ids).await?;
-                    user_out(conn, user).await
+                    let out = user_out(conn, user).await?;
+                    let before: Vec<&str> = held.iter().map(|r| r.name.as_str()).collect();
+                    let entry = Entry::new(
+                        Action::UserRolesChanged,
+                        "user",
+                        format!(
+                            "{} set the roles of {} to {}",
+                            actor.email,
+                            out.email,
+                            out.roles.join(", ")
+                        ),
+                    )
+                    .actor(&actor)
+                    .entity(id)
+                    .metadata(json!({"before": before, "after": out.roles}));
+                    record(conn, entry).await?;
+                    Ok::<_, ApiError>(out)
                 })
             })
             .await?;
@@ -263,10 +328,24 @@ impl UserService {
     }
 
     /// Ends every session of the user (their access tokens stop working at once).
-    pub async fn force_logout(&self, id: Uuid) -> Result<(), ApiError> {
-        let mut conn = self.db.conn().await?;
-        UserCrud::get(&mut conn, id).await?;
-        sessions::revoke_user(&mut conn, id, RevokeReason::RevokedByAdmin, None).await?;
+    pub async fn force_logout(&self, actor: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let actor = Actor::from(actor);
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let user = UserCrud::get(conn, id).await?;
+                    let ended =
+                        sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
+                    let summary = format!("{} signed {} out everywhere", actor.email, user.email);
+                    let entry = Entry::new(Action::UserSessionsRevoked, "user", summary)
+                        .actor(actor)
+                        .entity(id)
+                        .metadata(json!({"sessions_ended": ended.len()}));
+                    record(conn, entry).await?;
+                    Ok::<_, ApiError>(())
+                })
+            })
+            .await?;
         self.authenticator.user_changed(id);
         Ok(())
     }
@@ -403,6 +482,12 @@ impl UserService {
                         UserCrud::update(conn, id, &changes).await?
                     };
                     let out = user_out(conn, user).await?;
+                    if !was {
+                        let summary = format!("keel-admin made {} a superuser", out.email);
+                        let entry =
+                            Entry::new(Action::UserPromoted, "user", summary).entity(out.id);
+                        record(conn, entry).await?;
+                    }
                     Ok::<_, ApiError>(if was {
                         AdminOutcome::AlreadySuperuser(out)
                     } else {

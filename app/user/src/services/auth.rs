@@ -9,7 +9,7 @@ use keel_core::crud::CrudBase;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
-use super::{Device, UserService, check_new_account, insert_account};
+use super::{Device, UserService, actor_of, check_new_account, insert_account};
 use crate::crud::{access, sessions, users};
 use crate::errors::UserError;
 use crate::models::{NewRefreshSession, RevokeReason, UserChanges};
@@ -17,6 +17,8 @@ use crate::password::Verdict;
 use crate::schemas::TokenPair;
 use crate::services::USER_ROLE;
 use crate::tokens::{self, RefreshToken};
+use keel_activity::{Action, Actor, Entry, record};
+use serde_json::json;
 
 /// What a refresh attempt found, decided inside the transaction and acted on after it
 /// commits (a reuse must stay revoked even though the request fails).
@@ -58,6 +60,17 @@ impl UserService {
                         })?;
                     let user =
                         insert_account(conn, email, password_hash, full_name, &[role.id]).await?;
+                    let entry = Entry::new(
+                        Action::UserRegistered,
+                        "user",
+                        format!("{} registered", user.email),
+                    )
+                    .actor(Actor {
+                        id: user.id,
+                        email: user.email.clone(),
+                    })
+                    .entity(user.id);
+                    record(conn, entry).await?;
                     Ok(Some(user.id))
                 })
             })
@@ -109,7 +122,14 @@ impl UserService {
             .await?;
         let user = match (verdict, user) {
             (Verdict::Match | Verdict::MatchNeedsRehash, Some(user)) => user,
-            _ => {
+            (_, user) => {
+                let reason = if user.is_some() {
+                    "wrong_password"
+                } else {
+                    "unknown_email"
+                };
+                self.record_failed_login(&email, user.map(|u| u.id), reason)
+                    .await?;
                 self.limiter
                     .hit(&account_key, self.rules.failures_per_account)
                     .await?;
@@ -120,6 +140,8 @@ impl UserService {
             }
         };
         if !user.is_active {
+            self.record_failed_login(&email, Some(user.id), "deactivated")
+                .await?;
             return Err(UserError::Deactivated.into());
         }
         self.limiter.reset(&account_key).await?;
@@ -140,8 +162,21 @@ impl UserService {
                         last_login_at: Some(Utc::now()),
                         ..UserChanges::default()
                     };
-                    users::UserCrud::update(conn, user_id, &changes).await?;
-                    open_session(conn, user_id, family, Utc::now(), ttl, device).await
+                    let user = users::UserCrud::update(conn, user_id, &changes).await?;
+                    let session =
+                        open_session(conn, user_id, family, Utc::now(), ttl, device).await?;
+                    let entry = Entry::new(
+                        Action::LoginSucceeded,
+                        "session",
+                        format!("{} signed in", user.email),
+                    )
+                    .actor(Actor {
+                        id: user.id,
+                        email: user.email,
+                    })
+                    .entity(family);
+                    record(conn, entry).await?;
+                    Ok::<_, ApiError>(session)
                 })
             })
             .await?;
@@ -165,6 +200,15 @@ impl UserService {
                     if row.revoke_reason.as_deref() == Some(RevokeReason::Rotated.as_str()) {
                         sessions::revoke_family(conn, row.family_id, RevokeReason::ReuseDetected)
                             .await?;
+                        let actor = actor_of(conn, row.user_id).await?;
+                        let summary = format!(
+                            "a used refresh token of {} was presented again: session ended",
+                            actor.email
+                        );
+                        let entry = Entry::new(Action::RefreshReused, "session", summary)
+                            .actor(actor)
+                            .entity(row.family_id);
+                        record(conn, entry).await?;
                         return Ok(Rotation::ReuseDetected {
                             family: row.family_id,
                         });
@@ -216,36 +260,88 @@ impl UserService {
         refresh_token: Option<&str>,
         caller: Option<&Principal>,
     ) -> Result<(), ApiError> {
-        let family = match (refresh_token, caller) {
-            (Some(token), _) => {
-                let hash = tokens::digest(token);
-                let mut conn = self.db.conn().await?;
-                let row = sessions::lock_by_hash(&mut conn, &hash)
-                    .await?
-                    .ok_or(UserError::InvalidRefreshToken)?;
-                if caller.is_some_and(|c| c.user_id != row.user_id) {
-                    return Err(UserError::InvalidRefreshToken.into());
-                }
-                row.family_id
-            }
-            (None, Some(caller)) => caller.session_id,
-            (None, None) => {
-                return Err(ApiError::Unauthorized(
-                    "Send the refresh token in the body or a bearer access token.".to_owned(),
-                ));
-            }
-        };
-        let mut conn = self.db.conn().await?;
-        sessions::revoke_family(&mut conn, family, RevokeReason::Logout).await?;
+        if refresh_token.is_none() && caller.is_none() {
+            return Err(ApiError::Unauthorized(
+                "Send the refresh token in the body or a bearer access token.".to_owned(),
+            ));
+        }
+        let hash = refresh_token.map(tokens::digest);
+        let caller = caller.cloned();
+        let family = self
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let (family, user) = match (hash, &caller) {
+                        (Some(hash), _) => {
+                            let row = sessions::lock_by_hash(conn, &hash)
+                                .await?
+                                .ok_or(UserError::InvalidRefreshToken)?;
+                            if caller.as_ref().is_some_and(|c| c.user_id != row.user_id) {
+                                return Err(UserError::InvalidRefreshToken.into());
+                            }
+                            (row.family_id, row.user_id)
+                        }
+                        (None, Some(caller)) => (caller.session_id, caller.user_id),
+                        (None, None) => return Err(ApiError::internal("checked above")),
+                    };
+                    sessions::revoke_family(conn, family, RevokeReason::Logout).await?;
+                    let actor = actor_of(conn, user).await?;
+                    let summary = format!("{} signed out", actor.email);
+                    let entry = Entry::new(Action::Logout, "session", summary)
+                        .actor(actor)
+                        .entity(family);
+                    record(conn, entry).await?;
+                    Ok::<_, ApiError>(family)
+                })
+            })
+            .await?;
         self.authenticator.session_changed(family);
         Ok(())
     }
 
     /// Ends every session of the caller, this one included.
     pub async fn logout_all(&self, caller: &Principal) -> Result<(), ApiError> {
-        let mut conn = self.db.conn().await?;
-        sessions::revoke_user(&mut conn, caller.user_id, RevokeReason::LogoutAll, None).await?;
+        let actor = Actor::from(caller);
+        let user = caller.user_id;
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let ended =
+                        sessions::revoke_user(conn, user, RevokeReason::LogoutAll, None).await?;
+                    let summary = format!("{} signed out everywhere", actor.email);
+                    let entry = Entry::new(Action::LogoutAll, "user", summary)
+                        .actor(actor)
+                        .entity(user)
+                        .metadata(json!({"sessions_ended": ended.len()}));
+                    record(conn, entry).await?;
+                    Ok::<_, ApiError>(())
+                })
+            })
+            .await?;
         self.authenticator.user_changed(caller.user_id);
+        Ok(())
+    }
+
+    /// Records a failed sign-in (on its own: there is no transaction to join). The
+    /// attempted email is kept for investigators; the answer to the client never says
+    /// which reason applied.
+    async fn record_failed_login(
+        &self,
+        email: &str,
+        user: Option<Uuid>,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        let mut entry = Entry::new(
+            Action::LoginFailed,
+            "user",
+            format!("failed sign-in as {email}"),
+        )
+        .metadata(json!({"email": email, "reason": reason}));
+        if let Some(user) = user {
+            entry = entry.entity(user);
+        }
+        let mut conn = self.db.conn().await?;
+        record(&mut conn, entry).await?;
         Ok(())
     }
 

@@ -100,6 +100,29 @@ impl UserService {
     }
 }
 
+/// `user` as an audit actor (id and current email).
+async fn actor_of(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> Result<keel_activity::Actor, ApiError> {
+    let user = UserCrud::get(conn, user).await?;
+    Ok(keel_activity::Actor {
+        id: user.id,
+        email: user.email,
+    })
+}
+
+/// `entry` as done by `actor`, or by the operator (keel-admin) when there is none.
+fn by_actor(
+    entry: keel_activity::Entry,
+    actor: Option<&keel_core::auth::Principal>,
+) -> keel_activity::Entry {
+    match actor {
+        Some(actor) => entry.actor(actor),
+        None => entry,
+    }
+}
+
 /// Device details of the current request, stored with the sessions it opens.
 #[derive(Debug, Default, Clone)]
 struct Device {

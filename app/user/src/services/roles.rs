@@ -16,6 +16,8 @@ use crate::errors::UserError;
 use crate::fields;
 use crate::models::{NewRole, Permission, Role, RoleChanges};
 use crate::schemas::RoleOut;
+use keel_activity::{Action, Actor, Entry, record};
+use serde_json::json;
 
 impl UserService {
     pub async fn list_roles(
@@ -70,6 +72,12 @@ impl UserService {
                     )
                     .await?;
                     access::set_role_permissions(conn, role.id, &permissions).await?;
+                    let summary = format!("{} created the role {}", actor.email, role.name);
+                    let entry = Entry::new(Action::RoleCreated, "role", summary)
+                        .actor(&actor)
+                        .entity(role.id)
+                        .metadata(json!({"name": role.name, "permissions": permissions}));
+                    record(conn, entry).await?;
                     role_out(conn, role).await
                 })
             })
@@ -79,6 +87,7 @@ impl UserService {
     /// Renames or describes a role; system roles keep their names.
     pub async fn update_role(
         &self,
+        actor: &Principal,
         id: Uuid,
         name: Option<&str>,
         description: Option<String>,
@@ -87,6 +96,7 @@ impl UserService {
             .map(|n| fields::role_name("name", n))
             .transpose()
             .map_err(|e| ApiError::Validation(vec![e]))?;
+        let actor = Actor::from(actor);
         let out = self
             .db
             .transaction(|conn| {
@@ -95,8 +105,15 @@ impl UserService {
                     if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
                         return Err(UserError::SystemRole.into());
                     }
+                    let before = role.name;
                     let changes = RoleChanges { name, description };
                     let role = RoleCrud::update(conn, id, &changes).await?;
+                    let summary = format!("{} edited the role {}", actor.email, role.name);
+                    let entry = Entry::new(Action::RoleUpdated, "role", summary)
+                        .actor(actor)
+                        .entity(id)
+                        .metadata(json!({"name_before": before, "name": role.name}));
+                    record(conn, entry).await?;
                     role_out(conn, role).await
                 })
             })
@@ -106,14 +123,22 @@ impl UserService {
     }
 
     /// Deletes a role (its holders lose its permissions at once); system roles stay.
-    pub async fn delete_role(&self, id: Uuid) -> Result<(), ApiError> {
+    pub async fn delete_role(&self, actor: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let actor = Actor::from(actor);
         self.db
             .transaction(|conn| {
                 Box::pin(async move {
-                    if access::lock_role(conn, id).await?.is_system {
+                    let role = access::lock_role(conn, id).await?;
+                    if role.is_system {
                         return Err(UserError::SystemRole.into());
                     }
                     RoleCrud::delete(conn, id).await?;
+                    let summary = format!("{} deleted the role {}", actor.email, role.name);
+                    let entry = Entry::new(Action::RoleDeleted, "role", summary)
+                        .actor(actor)
+                        .entity(id)
+                        .metadata(json!({"name": role.name}));
+                    record(conn, entry).await?;
                     Ok::<_, ApiError>(())
                 })
             })
@@ -149,6 +174,15 @@ impl UserService {
                         .collect();
                     ensure_holds(&actor, &added)?;
                     access::set_role_permissions(conn, id, &permissions).await?;
+                    let summary = format!(
+                        "{} set the permissions of the role {}",
+                        actor.email, role.name
+                    );
+                    let entry = Entry::new(Action::RolePermissionsChanged, "role", summary)
+                        .actor(&actor)
+                        .entity(id)
+                        .metadata(json!({"before": current, "after": permissions}));
+                    record(conn, entry).await?;
                     role_out(conn, role).await
                 })
             })

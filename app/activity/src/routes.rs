@@ -1,0 +1,101 @@
+//! `GET /api/v1/activity` (everyone's trail, `activity:read`) and
+//! `GET /api/v1/auth/me/activity` (the caller's own). There is no write endpoint.
+
+use chrono::{DateTime, Utc};
+use keel_core::auth::Auth;
+use keel_core::crud::{CursorPage, CursorParams};
+use keel_core::http::problems::Problems;
+use keel_core::problem_statuses;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{OpenApi, Tags};
+use uuid::Uuid;
+
+use crate::actions::Action;
+use crate::crud::ActivityFilter;
+use crate::permissions::ActivityPermission;
+use crate::schemas::ActivityOut;
+use crate::services::ActivityService;
+
+problem_statuses!(ListProblems = [400, 401, 403, 422, 503]);
+problem_statuses!(OwnProblems = [400, 401, 422, 503]);
+
+#[derive(Debug, Tags)]
+enum ActivityTags {
+    /// The append-only audit trail.
+    Activity,
+}
+
+/// The audit trail's read operations.
+#[derive(Debug, Clone)]
+pub struct ActivityApi {
+    service: ActivityService,
+}
+
+impl ActivityApi {
+    pub fn new(service: ActivityService) -> Self {
+        Self { service }
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ActivityTags::Activity")]
+impl ActivityApi {
+    /// Audit trail
+    ///
+    /// Newest first. Filters combine; `search` matches the summary (case-insensitive).
+    /// Pages by cursor: pass `next_cursor` back as `cursor` until it is absent.
+    #[oai(path = "/activity", method = "get", operation_id = "activity_list")]
+    #[expect(clippy::too_many_arguments, reason = "one parameter per query field")]
+    async fn list(
+        &self,
+        #[oai(scope = "ActivityPermission::ActivityRead")] auth: Auth,
+        actor_id: Query<Option<Uuid>>,
+        action: Query<Option<Action>>,
+        #[oai(validator(max_length = 50))] entity_type: Query<Option<String>>,
+        #[oai(validator(max_length = 200))] entity_id: Query<Option<String>>,
+        /// From this instant (inclusive), RFC 3339.
+        since: Query<Option<DateTime<Utc>>>,
+        /// Before this instant (exclusive), RFC 3339.
+        until: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(max_length = 200))] search: Query<Option<String>>,
+        cursor: Query<Option<String>>,
+        size: Query<Option<u32>>,
+    ) -> Result<Json<CursorPage<ActivityOut>>, Problems<ListProblems>> {
+        auth.require(ActivityPermission::ActivityRead)?;
+        let page = CursorParams::new(cursor.as_deref(), size.0)?;
+        let filter = ActivityFilter {
+            actor_id: actor_id.0,
+            action: action.0,
+            entity_type: entity_type.0,
+            entity_id: entity_id.0,
+            since: since.0,
+            until: until.0,
+            text: search.0,
+        };
+        Ok(Json(self.service.list(&filter, page).await?))
+    }
+
+    /// My activity
+    ///
+    /// The signed-in user's own trail, newest first, paged by cursor.
+    #[oai(
+        path = "/auth/me/activity",
+        method = "get",
+        operation_id = "auth_my_activity"
+    )]
+    async fn mine(
+        &self,
+        auth: Auth,
+        action: Query<Option<Action>>,
+        cursor: Query<Option<String>>,
+        size: Query<Option<u32>>,
+    ) -> Result<Json<CursorPage<ActivityOut>>, Problems<OwnProblems>> {
+        let page = CursorParams::new(cursor.as_deref(), size.0)?;
+        let filter = ActivityFilter {
+            actor_id: Some(auth.user_id),
+            action: action.0,
+            ..ActivityFilter::default()
+        };
+        Ok(Json(self.service.list(&filter, page).await?))
+    }
+}

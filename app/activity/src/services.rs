@@ -1,0 +1,48 @@
+//! Reading the trail, and the chain's upkeep. Recording lives in [`crate::record`],
+//! called by other features inside their own transactions.
+
+use keel_core::ApiError;
+use keel_core::crud::{CursorPage, CursorParams};
+use keel_core::db::Db;
+
+use crate::chain::{self, Sealer, Verdict};
+use crate::crud::{self, ActivityFilter};
+use crate::schemas::ActivityOut;
+
+/// keel-activity's service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ActivityService {
+    db: Db,
+}
+
+impl ActivityService {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Entries matching `filter`, newest first.
+    pub async fn list(
+        &self,
+        filter: &ActivityFilter,
+        page: CursorParams,
+    ) -> Result<CursorPage<ActivityOut>, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let rows = crud::list(&mut conn, filter, page).await?;
+        Ok(page.page(rows, |row| row.id, ActivityOut::from))
+    }
+
+    /// Starts sealing in the background (see [`chain`]); stops when the guard drops.
+    pub fn spawn_sealer(&self) -> Sealer {
+        chain::spawn_sealer(self.db.clone())
+    }
+
+    /// Seals everything final now; returns how many entries.
+    pub async fn seal_all(&self) -> Result<usize, ApiError> {
+        chain::seal_all(&self.db).await
+    }
+
+    /// Walks the chain and reports the first broken link.
+    pub async fn verify(&self) -> Result<Verdict, ApiError> {
+        chain::verify(&self.db).await
+    }
+}
