@@ -1,8 +1,8 @@
 //! Tamper evidence: seals chain committed entries, and verification walks the chain.
 //!
-//! Entries carry the id of the transaction that wrote them. Once no transaction older
-//! than the oldest one still running exists, no entry can appear below that point, so
-//! the sealer seals everything below it in `(tx_id, id)` order: seal N holds
+//! Entries carry the id of the transaction that wrote them. No entry can appear below
+//! the oldest transaction of this database still running (the frontier), so the sealer
+//! seals everything below it in `(tx_id, id)` order: seal N holds
 //! `SHA-256(domain ‖ N ‖ seal N-1 ‖ digest(entry))`. Business transactions never wait
 //! on it; an entry is sealed within a round or two after every transaction older than
 //! it has ended. Changing or removing a sealed entry (or seal) breaks its link and every
@@ -61,6 +61,18 @@ struct Sealable {
     #[diesel(sql_type = Nullable<Text>)]
     user_agent: Option<String>,
 }
+
+/// The oldest transaction that might still add an entry: the lowest one in progress,
+/// ignoring those that a backend of another database is running (they can't write
+/// here), or the snapshot's horizon when none is. Entries below it are final. A
+/// long-running writing transaction in this database holds sealing back.
+const FRONTIER: &str = "WITH snap AS (SELECT pg_current_snapshot() AS s), \
+     elsewhere AS (SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity \
+                   WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()), \
+     frontier AS (SELECT coalesce( \
+         (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x \
+          WHERE (x::text::bigint & 4294967295) NOT IN (SELECT xid FROM elsewhere)), \
+         (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)) AS xid)";
 
 const ENTRY_COLUMNS: &str = "e.id, e.tx_id, e.occurred_at, e.actor_id, e.actor_email, e.action, \
      e.entity_type, e.entity_id, e.summary, e.metadata::text AS metadata, e.request_id, e.ip, \
@@ -157,12 +169,11 @@ pub async fn seal_batch(conn: &mut AsyncPgConnection) -> Result<usize, ApiError>
                 Some(h) => (h.position, h.hash.clone(), (h.tx_id, h.entry_id)),
                 None => (0, GENESIS.to_vec(), (i64::MIN, i64::MIN)),
             };
-            // One statement, one snapshot: every entry below its xmin is committed and
-            // visible, or will never exist.
+            // One statement, one snapshot: every entry below the frontier is committed
+            // and visible, or will never exist.
             let entries: Vec<Sealable> = diesel::sql_query(format!(
-                "SELECT {ENTRY_COLUMNS} FROM activity_entries e \
-                 WHERE (e.tx_id, e.id) > ($1, $2) \
-                   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                "{FRONTIER} SELECT {ENTRY_COLUMNS} FROM activity_entries e, frontier f \
+                 WHERE (e.tx_id, e.id) > ($1, $2) AND e.tx_id < f.xid \
                  ORDER BY e.tx_id, e.id LIMIT $3"
             ))
             .bind::<BigInt, _>(after.0)

@@ -309,3 +309,46 @@ async fn admin_seed_is_idempotent() {
         "keel-admin: nothing to seed; permissions and roles are up to date"
     );
 }
+
+#[tokio::test]
+async fn admin_activity_verify_passes_then_names_the_tampered_entry() {
+    let db = TestDb::new().await;
+    let vars = [("DATABASE_URL", db.url())];
+    for email in ["one@example.com", "two@example.com"] {
+        let created = run_with_stdin(
+            &["create-admin", "--email", email, "--password-stdin"],
+            &vars,
+            "correct horse battery\n",
+        );
+        assert!(created.status.success(), "{}", stderr(&created));
+    }
+    let intact = run(ADMIN, &["activity", "verify"], &vars);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    let text = stderr(&intact);
+    assert!(
+        text.starts_with("keel-admin: audit chain intact: 2 sealed entries, head 2 "),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+
+    // A superuser rewrites history with the append-only triggers off.
+    let mut conn = db.connect().await;
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        "ALTER TABLE activity_entries DISABLE TRIGGER USER; \
+         UPDATE activity_entries SET summary = 'nothing happened' \
+         WHERE summary LIKE '%one@example.com%'; \
+         ALTER TABLE activity_entries ENABLE TRIGGER USER;",
+    )
+    .await
+    .unwrap();
+    let broken = run(ADMIN, &["activity", "verify"], &vars);
+    assert_eq!(broken.status.code(), Some(1));
+    let text = stderr(&broken);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("keel-admin: audit chain broken at seal 1 (entry "),
+        "{text}"
+    );
+    assert!(text.contains("changed after sealing"), "{text}");
+}

@@ -32,6 +32,11 @@ impl TestApp {
         }
     }
 
+    /// The app's database (when it was given one).
+    pub fn db(&self) -> &TestDb {
+        self._db.as_ref().expect("the app runs on a test database")
+    }
+
     pub fn url(&self, path: &str) -> String {
         self.server.url(path)
     }

@@ -6,6 +6,7 @@
 )]
 
 mod admin;
+mod audit;
 mod auth;
 mod support;
 mod tokens;

@@ -1,0 +1,251 @@
+//! The audit trail through the real app: what keel-user records, who may read it, how it
+//! filters and pages, and that the background sealer seals it.
+
+use std::time::Duration;
+
+use diesel_async::SimpleAsyncConnection;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Client<'a> {
+    app: &'a TestApp,
+    http: reqwest::Client,
+}
+
+impl<'a> Client<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(self.app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn sign_up(&self, email: &str) -> String {
+        let (status, _) = self
+            .post(
+                "/api/v1/auth/register",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        self.sign_in(email).await
+    }
+
+    async fn sign_in(&self, email: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Makes `email` a superuser in the database, then signs in again.
+    async fn superuser(&self, email: &str) -> String {
+        self.sign_up(email).await;
+        self.app
+            .db()
+            .connect()
+            .await
+            .batch_execute(&format!(
+                "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r \
+                 WHERE u.email = '{email}' AND r.name = 'superuser'"
+            ))
+            .await
+            .unwrap();
+        self.sign_in(email).await
+    }
+}
+
+fn actions(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trail_records_user_actions_and_is_guarded_filtered_and_paged() {
+    let app = TestApp::spawn(&[]).await;
+    let client = Client::new(&app);
+    let admin = client.superuser("admin@example.com").await;
+    let ada = client.sign_up("ada@example.com").await;
+    let (status, _) = client
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "ada@example.com", "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Guarded: no token 401, no permission 403.
+    assert_eq!(
+        client.get("/api/v1/activity", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = client.get("/api/v1/activity", Some(&ada)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let (status, page) = client.get("/api/v1/activity", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        actions(&page),
+        [
+            "auth.login_failed",
+            "auth.login_succeeded",
+            "user.registered",
+            "auth.login_succeeded",
+            "auth.login_succeeded",
+            "user.registered",
+        ],
+        "newest first"
+    );
+    let failed = &page["items"][0];
+    assert_eq!(failed["summary"], "failed sign-in as ada@example.com");
+    assert_eq!(failed["metadata"]["reason"], "wrong_password");
+    assert!(failed.get("actor_id").is_none(), "{failed}");
+    assert!(failed["request_id"].is_string() && failed["ip"] == "127.0.0.1");
+
+    // Filters.
+    let (_, only) = client
+        .get("/api/v1/activity?action=user.registered", Some(&admin))
+        .await;
+    assert_eq!(actions(&only), ["user.registered", "user.registered"]);
+    let ada_id = page["items"][1]["actor_id"].as_str().unwrap().to_owned();
+    let (_, by_ada) = client
+        .get(&format!("/api/v1/activity?actor_id={ada_id}"), Some(&admin))
+        .await;
+    assert_eq!(
+        actions(&by_ada),
+        ["auth.login_succeeded", "user.registered"]
+    );
+    let (_, entity) = client
+        .get(
+            &format!("/api/v1/activity?entity_type=user&entity_id={ada_id}"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(actions(&entity), ["auth.login_failed", "user.registered"]);
+    let (_, searched) = client
+        .get("/api/v1/activity?search=FAILED%20SIGN", Some(&admin))
+        .await;
+    assert_eq!(actions(&searched), ["auth.login_failed"]);
+    let (_, future) = client
+        .get("/api/v1/activity?since=2999-01-01T00:00:00Z", Some(&admin))
+        .await;
+    assert_eq!(future["items"], json!([]));
+    let (_, past) = client
+        .get("/api/v1/activity?until=2000-01-01T00:00:00Z", Some(&admin))
+        .await;
+    assert_eq!(past["items"], json!([]));
+
+    // Cursor pages of one: every entry once, in order, then no cursor.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/activity?size=1".to_owned();
+    loop {
+        let (status, page) = client.get(&path, Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(actions(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/activity?size=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, actions(&page));
+
+    // Bad paging input: 422 naming the field; an unknown action is a 400.
+    let (status, body) = client
+        .get("/api/v1/activity?cursor=bogus", Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "cursor");
+    let (status, body) = client.get("/api/v1/activity?size=101", Some(&admin)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "size");
+    let (status, _) = client
+        .get("/api/v1/activity?action=user.exploded", Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Everyone reads their own trail, and only theirs.
+    let (status, mine) = client.get("/api/v1/auth/me/activity", Some(&ada)).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(actions(&mine), ["auth.login_succeeded", "user.registered"]);
+    assert_eq!(
+        client.get("/api/v1/auth/me/activity", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The background sealer seals what was recorded.
+    let mut conn = app.db().connect().await;
+    let mut sealed = false;
+    for _ in 0..100 {
+        let rows: Vec<Count> = diesel_async::RunQueryDsl::load(
+            diesel::sql_query("SELECT count(*) AS count FROM activity_seals"),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        if rows[0].count >= 6 {
+            sealed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sealed, "the sealer did not seal the entries");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spec_documents_the_trail_with_its_guard_and_no_write_operation() {
+    let app = TestApp::spawn(&[]).await;
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let list = &spec["paths"]["/api/v1/activity"];
+    assert_eq!(
+        list.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["get"],
+        "read-only"
+    );
+    let get = &list["get"];
+    assert_eq!(get["security"][0]["OAuth2"], json!(["activity:read"]));
+    for status in ["401", "403", "422"] {
+        assert!(get["responses"][status].is_object(), "{status} documented");
+    }
+    let own = &spec["paths"]["/api/v1/auth/me/activity"]["get"];
+    assert!(own["responses"]["401"].is_object());
+}
