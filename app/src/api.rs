@@ -8,6 +8,7 @@ use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
 use keel_core::ratelimit::MemoryLimiter;
 use keel_core::settings::Settings;
+use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
 use poem::Route;
 use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
@@ -17,6 +18,7 @@ use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
 pub struct Features {
     pub users: UserService,
     pub activity: ActivityService,
+    pub release_notes: ReleaseNoteService,
 }
 
 /// The versioned API: one entry per feature crate. Each feature's `#[OpenApi]` declares
@@ -26,6 +28,7 @@ fn v1(features: &Features) -> impl OpenApi + use<> {
     (
         keel_user::api(&features.users),
         keel_activity::api(&features.activity),
+        keel_release_notes::api(&features.release_notes),
     )
 }
 
@@ -34,6 +37,7 @@ pub fn declared_permissions() -> Vec<(String, String)> {
     [
         keel_user::declared_permissions(),
         keel_activity::declared_permissions(),
+        keel_release_notes::declared_permissions(),
     ]
     .concat()
 }
@@ -61,12 +65,17 @@ pub async fn spec() -> Result<String, String> {
     let url = keel_core::settings::Secret::new(keel_core::db::local::DEFAULT_URL);
     let db = Db::new(&url, &settings.database, "keel-admin");
     let activity = ActivityService::new(db.clone());
+    let release_notes = ReleaseNoteService::new(db.clone());
     let users = UserService::new(db, &settings.security, Arc::new(MemoryLimiter::new()))
         .await
         .map_err(|e| e.to_string())?;
     Ok(service(
         SystemApi::new(Checks::default(), metrics),
-        &Features { users, activity },
+        &Features {
+            users,
+            activity,
+            release_notes,
+        },
     )
     .spec())
 }

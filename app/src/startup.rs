@@ -13,6 +13,7 @@ use keel_core::http::system::SystemApi;
 use keel_core::ratelimit::{MemoryLimiter, RateLimiter};
 use keel_core::settings::{Secret, Settings};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
+use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
 use poem::endpoint::BoxEndpoint;
 use poem::{EndpointExt, Response};
@@ -118,7 +119,12 @@ impl Application {
         let authenticator = users.authenticator().clone();
         let activity = ActivityService::new(db.clone());
         let sealer = activity.spawn_sealer();
-        let features = api::Features { users, activity };
+        let release_notes = ReleaseNoteService::new(db.clone());
+        let features = api::Features {
+            users,
+            activity,
+            release_notes,
+        };
         let system = SystemApi::new(Checks::default().with(db.clone()), metrics.clone())
             .on_scrape(move || db.record_metrics());
         let endpoint = keel_core::http::stack(

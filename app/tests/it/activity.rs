@@ -3,87 +3,10 @@
 
 use std::time::Duration;
 
-use diesel_async::SimpleAsyncConnection;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
-
-const PASSWORD: &str = "correct horse battery";
-
-struct Client<'a> {
-    app: &'a TestApp,
-    http: reqwest::Client,
-}
-
-impl<'a> Client<'a> {
-    fn new(app: &'a TestApp) -> Self {
-        Self {
-            app,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(self.app.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut request = self.http.get(self.app.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn sign_up(&self, email: &str) -> String {
-        let (status, _) = self
-            .post(
-                "/api/v1/auth/register",
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        self.sign_in(email).await
-    }
-
-    async fn sign_in(&self, email: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/api/v1/auth/login",
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-
-    /// Makes `email` a superuser in the database, then signs in again.
-    async fn superuser(&self, email: &str) -> String {
-        self.sign_up(email).await;
-        self.app
-            .db()
-            .connect()
-            .await
-            .batch_execute(&format!(
-                "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r \
-                 WHERE u.email = '{email}' AND r.name = 'superuser'"
-            ))
-            .await
-            .unwrap();
-        self.sign_in(email).await
-    }
-}
+use crate::helpers::{Client, TestApp};
 
 fn actions(page: &Value) -> Vec<String> {
     page["items"]

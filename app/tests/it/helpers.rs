@@ -1,7 +1,10 @@
 //! The real application, built exactly as `keel-api` builds it, on a random port.
 
+use diesel_async::SimpleAsyncConnection;
 use keel_app::Application;
 use keel_testkit::{TestDb, TestServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
 #[derive(Debug)]
 pub struct TestApp {
@@ -54,5 +57,89 @@ impl TestApp {
 
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.server.shutdown().await
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A signed-in (or anonymous) JSON client of the app.
+pub struct Client<'a> {
+    app: &'a TestApp,
+    http: reqwest::Client,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Any method, with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, None, Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn sign_up(&self, email: &str) -> String {
+        let (status, _) = self
+            .post(
+                "/api/v1/auth/register",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        self.sign_in(email).await
+    }
+
+    pub async fn sign_in(&self, email: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Makes `email` a superuser in the database, then signs in again.
+    pub async fn superuser(&self, email: &str) -> String {
+        self.sign_up(email).await;
+        self.app
+            .db()
+            .connect()
+            .await
+            .batch_execute(&format!(
+                "INSERT INTO user_roles (user_id, role_id) SELECT u.id, r.id FROM users u, roles r \
+                 WHERE u.email = '{email}' AND r.name = 'superuser'"
+            ))
+            .await
+            .unwrap();
+        self.sign_in(email).await
     }
 }

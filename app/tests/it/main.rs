@@ -8,4 +8,5 @@
 mod activity;
 mod binaries;
 mod helpers;
+mod release_notes;
 mod system;

@@ -213,6 +213,11 @@ impl Checker<'_> {
                     if let Some(max) = schema.max_length.filter(|max| len > *max) {
                         self.fail(path, format!("must be at most {max} characters long"));
                     }
+                    if let Some(pattern) = &schema.pattern
+                        && regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(s))
+                    {
+                        self.fail(path, format!("must match the pattern {pattern}"));
+                    }
                 }
                 None => self.fail(path, "must be a string"),
             },
@@ -308,6 +313,7 @@ mod tests {
         #[oai(validator(min_length = 2, max_length = 5))]
         name: String,
         age: u8,
+        #[oai(validator(pattern = "^[a-z]+$"))]
         nickname: Option<String>,
         address: Address,
         tags: Vec<String>,
@@ -327,12 +333,14 @@ mod tests {
             "age": 300,
             "address": {"city": 7},
             "tags": ["ok", 1],
+            "nickname": "Not Lowercase",
         }));
         assert_eq!(
             errors,
             [
                 ("name".into(), "must be at least 2 characters long".into()),
                 ("age".into(), "must be an integer from 0 to 255".into()),
+                ("nickname".into(), "must match the pattern ^[a-z]+$".into()),
                 ("address.city".into(), "must be a string".into()),
                 ("tags.1".into(), "must be a string".into()),
             ]

@@ -1,0 +1,251 @@
+//! Business rules: drafts are invisible to readers, publishing is recorded in the audit
+//! trail, read state moves only forward.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use keel_activity::{Action, Actor, Entry, record};
+use keel_core::ApiError;
+use keel_core::auth::Principal;
+use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
+use keel_core::db::Db;
+use keel_core::db::cached::QueryCache;
+use serde_json::json;
+use std::sync::Arc;
+use uuid::Uuid;
+
+use crate::crud::{self, NoteCrud, NoteFilter, NoteSort};
+use crate::errors::NoteError;
+use crate::models::{NewNote, Note, NoteChanges};
+use crate::schemas::{CreateNote, NoteOut, Unread, UpdateNote};
+
+/// Unread ids returned at most.
+const UNREAD_IDS: i64 = 100;
+/// Readers' list pages kept per replica (dropped on any change to `release_notes`).
+const PAGES_KEPT: usize = 256;
+const PAGES_TTL: Duration = Duration::from_secs(300);
+
+type Pages = QueryCache<(NoteFilter, Sort<NoteSort>, PageParams), Listed<NoteOut>>;
+
+/// keel-release-notes' service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ReleaseNoteService {
+    db: Db,
+    pages: Arc<Pages>,
+}
+
+impl ReleaseNoteService {
+    pub fn new(db: Db) -> Self {
+        let pages = QueryCache::new(
+            "release_notes_list",
+            db.changes().clone(),
+            &["release_notes"],
+            PAGES_TTL,
+            PAGES_KEPT,
+        );
+        Self {
+            db,
+            pages: Arc::new(pages),
+        }
+    }
+
+    pub async fn list(
+        &self,
+        filter: NoteFilter,
+        sort: Sort<NoteSort>,
+        page: PageParams,
+    ) -> Result<Listed<NoteOut>, ApiError> {
+        let load = async {
+            let mut conn = self.db.conn().await?;
+            let listed = NoteCrud::list(&mut conn, &filter, sort, page).await?;
+            Ok::<_, ApiError>(listed.map(NoteOut::from))
+        };
+        self.pages
+            .get_or_load((filter.clone(), sort, page), load)
+            .await
+    }
+
+    /// One note; a draft is a 404 unless `drafts` (the caller may edit notes).
+    pub async fn get(&self, id: Uuid, drafts: bool) -> Result<NoteOut, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let note = NoteCrud::get(&mut conn, id).await?;
+        visible(note, drafts).map(NoteOut::from)
+    }
+
+    /// A new draft.
+    pub async fn create(&self, author: &Principal, new: CreateNote) -> Result<NoteOut, ApiError> {
+        let author = Actor::from(author);
+        let note = NewNote {
+            id: Uuid::now_v7(),
+            version: new.version,
+            title: new.title,
+            body: new.body,
+            category: new.category.as_str().to_owned(),
+            author_id: Some(author.id),
+            author_email: Some(author.email.clone()),
+        };
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let note = NoteCrud::create(conn, &note).await?;
+                    let summary =
+                        format!("{} drafted release notes {}", author.email, note.version);
+                    audit(conn, Action::ReleaseNoteCreated, author, &note, summary).await?;
+                    Ok(NoteOut::from(note))
+                })
+            })
+            .await
+    }
+
+    pub async fn update(
+        &self,
+        editor: &Principal,
+        id: Uuid,
+        edit: UpdateNote,
+    ) -> Result<NoteOut, ApiError> {
+        let editor = Actor::from(editor);
+        let changes = NoteChanges {
+            version: edit.version,
+            title: edit.title,
+            body: edit.body,
+            category: edit.category.map(|c| c.as_str().to_owned()),
+            ..NoteChanges::default()
+        };
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let note = NoteCrud::update(conn, id, &changes).await?;
+                    let summary = format!("{} edited release notes {}", editor.email, note.version);
+                    audit(conn, Action::ReleaseNoteUpdated, editor, &note, summary).await?;
+                    Ok(NoteOut::from(note))
+                })
+            })
+            .await
+    }
+
+    /// Makes a draft visible to readers, as of now (so it is unread for everyone).
+    pub async fn publish(&self, editor: &Principal, id: Uuid) -> Result<NoteOut, ApiError> {
+        self.set_published(editor, id, true).await
+    }
+
+    /// Hides a published note again; it becomes a draft.
+    pub async fn unpublish(&self, editor: &Principal, id: Uuid) -> Result<NoteOut, ApiError> {
+        self.set_published(editor, id, false).await
+    }
+
+    async fn set_published(
+        &self,
+        editor: &Principal,
+        id: Uuid,
+        publish: bool,
+    ) -> Result<NoteOut, ApiError> {
+        let editor = Actor::from(editor);
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let note = crud::lock(conn, id).await?;
+                    match (publish, note.is_published) {
+                        (true, true) => return Err(NoteError::AlreadyPublished.into()),
+                        (false, false) => return Err(NoteError::NotPublished.into()),
+                        _ => {}
+                    }
+                    let changes = NoteChanges {
+                        is_published: Some(publish),
+                        published_at: Some(publish.then(Utc::now)),
+                        ..NoteChanges::default()
+                    };
+                    let note = NoteCrud::update(conn, id, &changes).await?;
+                    let (action, verb) = if publish {
+                        (Action::ReleaseNotePublished, "published")
+                    } else {
+                        (Action::ReleaseNoteUnpublished, "unpublished")
+                    };
+                    let summary = format!("{} {verb} release notes {}", editor.email, note.version);
+                    audit(conn, action, editor, &note, summary).await?;
+                    Ok(NoteOut::from(note))
+                })
+            })
+            .await
+    }
+
+    /// Deletes a draft; published notes must be unpublished first.
+    pub async fn delete(&self, editor: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let editor = Actor::from(editor);
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    let note = crud::lock(conn, id).await?;
+                    if note.is_published {
+                        return Err(NoteError::DeletePublished.into());
+                    }
+                    NoteCrud::delete(conn, id).await?;
+                    let summary = format!("{} deleted the draft {}", editor.email, note.version);
+                    audit(conn, Action::ReleaseNoteDeleted, editor, &note, summary).await
+                })
+            })
+            .await
+    }
+
+    /// The caller's unread count and the newest unread ids.
+    pub async fn unread(&self, reader: &Principal) -> Result<Unread, ApiError> {
+        let mut conn = self.db.conn().await?;
+        let rows = crud::unread(&mut conn, reader.user_id, UNREAD_IDS).await?;
+        Ok(Unread {
+            unread: rows
+                .first()
+                .map_or(0, |r| u64::try_from(r.total).unwrap_or(0)),
+            unread_ids: rows.into_iter().map(|r| r.id).collect(),
+        })
+    }
+
+    /// Marks one published note read (404 for drafts, like every reader operation).
+    pub async fn mark_read(&self, reader: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let user = reader.user_id;
+        let mut conn = self.db.conn().await?;
+        let note = visible(NoteCrud::get(&mut conn, id).await?, false)?;
+        let covered = match (crud::watermark(&mut conn, user).await?, note.published_at) {
+            (Some(seen), Some(published)) => published <= seen,
+            _ => false,
+        };
+        if !covered {
+            crud::mark_read(&mut conn, user, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks everything published so far read: one row, however many notes.
+    pub async fn mark_all_read(&self, reader: &Principal) -> Result<(), ApiError> {
+        let user = reader.user_id;
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    crud::mark_all_read(conn, user, Utc::now()).await?;
+                    Ok::<_, ApiError>(())
+                })
+            })
+            .await
+    }
+}
+
+/// `note`, or 404 when it is a draft and the caller may not see drafts.
+fn visible(note: Note, drafts: bool) -> Result<Note, ApiError> {
+    if note.is_published || drafts {
+        Ok(note)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+async fn audit(
+    conn: &mut diesel_async::AsyncPgConnection,
+    action: Action,
+    actor: Actor,
+    note: &Note,
+    summary: String,
+) -> Result<(), ApiError> {
+    let entry = Entry::new(action, "release_note", summary)
+        .actor(actor)
+        .entity(note.id)
+        .metadata(json!({"version": note.version, "category": note.category}));
+    Ok(record(conn, entry).await?)
+}

@@ -1,0 +1,355 @@
+//! Release notes through the real app: editors' workflow, readers' view, read state.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Client, TestApp};
+
+fn versions(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["version"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editors_draft_publish_and_readers_see_only_published_notes() {
+    let app = TestApp::spawn(&[]).await;
+    let c = Client::new(&app);
+    let editor = c.superuser("editor@example.com").await;
+    let reader = c.sign_up("reader@example.com").await;
+    let note = |version: &str, category: &str| {
+        json!({"version": version, "title": format!("Release {version}"),
+               "body": "# New\n\n<script>alert(1)</script> *kept as written*", "category": category})
+    };
+
+    // Only editors draft.
+    let (status, _) = c
+        .call(
+            Method::POST,
+            "/api/v1/release-notes",
+            Some(&reader),
+            Some(note("1.0.0", "feature")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, first) = c
+        .call(
+            Method::POST,
+            "/api/v1/release-notes",
+            Some(&editor),
+            Some(note("1.0.0", "feature")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["is_published"], false);
+    assert_eq!(
+        first["body"], "# New\n\n<script>alert(1)</script> *kept as written*",
+        "Markdown is stored and returned as given, never rendered"
+    );
+    let id = first["id"].as_str().unwrap().to_owned();
+    let (status, body) = c
+        .call(
+            Method::POST,
+            "/api/v1/release-notes",
+            Some(&editor),
+            Some(note("1.0.0", "fix")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["errors"][0]["field"], "version");
+    let (status, body) = c
+        .call(
+            Method::POST,
+            "/api/v1/release-notes",
+            Some(&editor),
+            Some(note("v1", "fix")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "version", "{body}");
+    let (status, _) = c
+        .call(
+            Method::POST,
+            "/api/v1/release-notes",
+            Some(&editor),
+            Some(json!({"version": "1.0.1", "title": "", "body": "x", "category": "fix"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Drafts don't exist for readers: 404 on read, absent from lists, 403 to ask for them.
+    let path = format!("/api/v1/release-notes/{id}");
+    assert_eq!(c.get(&path, Some(&reader)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.call(Method::POST, &format!("{path}/read"), Some(&reader), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(c.get(&path, Some(&editor)).await.0, StatusCode::OK);
+    let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
+    assert_eq!(list["items"], json!([]));
+    assert_eq!(
+        c.get("/api/v1/release-notes?include_drafts=true", Some(&reader))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, drafts) = c
+        .get("/api/v1/release-notes?include_drafts=true", Some(&editor))
+        .await;
+    assert_eq!(versions(&drafts), ["1.0.0"]);
+    assert_eq!(
+        c.get("/api/v1/release-notes", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Publish: visible, unread; twice is 409; a published note can't be deleted.
+    let (status, published) = c
+        .call(
+            Method::POST,
+            &format!("{path}/publish"),
+            Some(&editor),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{published}");
+    assert!(published["published_at"].is_string());
+    assert_eq!(
+        c.call(
+            Method::POST,
+            &format!("{path}/publish"),
+            Some(&editor),
+            None
+        )
+        .await
+        .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.call(Method::DELETE, &path, Some(&editor), None).await.0,
+        StatusCode::CONFLICT
+    );
+    let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
+    assert_eq!(versions(&list), ["1.0.0"]);
+
+    // Edit, then a second note in another category.
+    let (status, edited) = c
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&editor),
+            Some(json!({"title": "Hello"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(c.get(&path, Some(&reader)).await.1["title"], "Hello");
+    let (_, second) = c
+        .call(
+            Method::POST,
+            "/api/v1/release-notes",
+            Some(&editor),
+            Some(note("1.1.0", "fix")),
+        )
+        .await;
+    let second_path = format!("/api/v1/release-notes/{}", second["id"].as_str().unwrap());
+    c.call(
+        Method::POST,
+        &format!("{second_path}/publish"),
+        Some(&editor),
+        None,
+    )
+    .await;
+    let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
+    assert_eq!(versions(&list), ["1.1.0", "1.0.0"], "newest first");
+    let (_, fixes) = c
+        .get("/api/v1/release-notes?category=fix", Some(&reader))
+        .await;
+    assert_eq!(versions(&fixes), ["1.1.0"]);
+
+    // Unpublish hides it again; then a draft can be deleted.
+    assert_eq!(
+        c.call(
+            Method::POST,
+            &format!("{second_path}/unpublish"),
+            Some(&editor),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.call(
+            Method::POST,
+            &format!("{second_path}/unpublish"),
+            Some(&editor),
+            None
+        )
+        .await
+        .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        c.get(&second_path, Some(&reader)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.call(Method::DELETE, &second_path, Some(&editor), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.get(&second_path, Some(&editor)).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Publishing (and the rest) is in the audit trail.
+    let (_, trail) = c
+        .get("/api/v1/activity?entity_type=release_note", Some(&editor))
+        .await;
+    let actions: Vec<&str> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "release_note.deleted",
+            "release_note.unpublished",
+            "release_note.published",
+            "release_note.created",
+            "release_note.updated",
+            "release_note.published",
+            "release_note.created",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_counts_follow_publishing_and_reading() {
+    let app = TestApp::spawn(&[]).await;
+    let c = Client::new(&app);
+    let editor = c.superuser("editor@example.com").await;
+    let reader = c.sign_up("reader@example.com").await;
+    let unread = |token: String| {
+        let c = &c;
+        async move {
+            let (status, body) = c
+                .get("/api/v1/release-notes/unread-count", Some(&token))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let publish = |version: &str| {
+        let (c, editor, version) = (&c, editor.clone(), version.to_owned());
+        async move {
+            let (_, note) = c
+                .call(
+                    Method::POST,
+                    "/api/v1/release-notes",
+                    Some(&editor),
+                    Some(json!({"version": version, "title": "t", "body": "b", "category": "improvement"})),
+                )
+                .await;
+            let id = note["id"].as_str().unwrap().to_owned();
+            let (status, _) = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/release-notes/{id}/publish"),
+                    Some(&editor),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            id
+        }
+    };
+
+    assert_eq!(
+        unread(reader.clone()).await,
+        json!({"unread": 0, "unread_ids": []})
+    );
+    let one = publish("1.0.0").await;
+    let two = publish("1.1.0").await;
+    let three = publish("1.2.0").await;
+    assert_eq!(
+        unread(reader.clone()).await,
+        json!({"unread": 3, "unread_ids": [three, two, one]})
+    );
+
+    // Mark one read (twice is harmless).
+    for _ in 0..2 {
+        let (status, _) = c
+            .call(
+                Method::POST,
+                &format!("/api/v1/release-notes/{two}/read"),
+                Some(&reader),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(
+        unread(reader.clone()).await,
+        json!({"unread": 2, "unread_ids": [three, one]})
+    );
+    // Unpublishing takes a note out of the count; it is someone else's count too.
+    c.call(
+        Method::POST,
+        &format!("/api/v1/release-notes/{three}/unpublish"),
+        Some(&editor),
+        None,
+    )
+    .await;
+    assert_eq!(unread(reader.clone()).await["unread"], 1);
+    assert_eq!(unread(editor.clone()).await["unread"], 2);
+
+    // Mark all read: nothing unread, then only what is published afterwards.
+    let (status, _) = c
+        .call(
+            Method::POST,
+            "/api/v1/release-notes/read-all",
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(unread(reader.clone()).await["unread"], 0);
+    let four = publish("2.0.0").await;
+    assert_eq!(
+        unread(reader.clone()).await,
+        json!({"unread": 1, "unread_ids": [four]})
+    );
+    // Republishing makes a note new again.
+    c.call(
+        Method::POST,
+        &format!("/api/v1/release-notes/{three}/publish"),
+        Some(&editor),
+        None,
+    )
+    .await;
+    assert_eq!(unread(reader.clone()).await["unread"], 2);
+    // Reading a note the watermark already covers changes nothing.
+    let (status, _) = c
+        .call(
+            Method::POST,
+            &format!("/api/v1/release-notes/{one}/read"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(unread(reader.clone()).await["unread"], 2);
+    assert_eq!(
+        c.get("/api/v1/release-notes/unread-count", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
