@@ -2,7 +2,8 @@
 # Load benchmark for keel-api: a release build against a fresh database, driven by wrk
 # on the same machine. Reports req/s, p50 and p99 for /health/live, /api/v1/auth/me and
 # a users list page at 64 connections; login p50/p99 with 8 clients; /health/live p99
-# idle and while logins hammer argon2; login latency one client at a time for a right
+# idle and while logins hammer argon2; filtered pages of a 1M-entry audit trail at random
+# cursor depths (16 connections); the release-notes list; login latency one client at a time for a right
 # password, a wrong one and an unknown email; and keel-api's peak RSS.
 #
 #   scripts/bench.sh                      # defaults: 10 s per run
@@ -44,6 +45,38 @@ export APP_PORT="$PORT" LOG_LEVEL=warn DATABASE_POOL_SIZE=20 \
 
 ./target/release/keel-admin migrate 2>/dev/null
 echo "$PASSWORD" | ./target/release/keel-admin create-admin --email "$EMAIL" --password-stdin >/dev/null 2>&1
+
+# The audit trail at scale: AUDIT_ROWS entries from 1,000 actors over a year, sealed and
+# verified by keel-admin before the API starts (so no sealing runs during the load).
+AUDIT_ROWS="${BENCH_AUDIT_ROWS:-1000000}"
+echo "bench: loading $AUDIT_ROWS audit entries" >&2
+psql "$PG/$DB_NAME" -qv ON_ERROR_STOP=1 >/dev/null <<SQL
+INSERT INTO activity_entries
+    (occurred_at, actor_id, actor_email, action, entity_type, entity_id, summary, metadata, ip)
+SELECT now() - interval '365 days' + g * (interval '365 days' / $AUDIT_ROWS),
+       ('00000000-0000-4000-8000-' || lpad(to_hex(g % 1000), 12, '0'))::uuid,
+       'user' || (g % 1000) || '@example.com',
+       (ARRAY['auth.login_succeeded', 'auth.login_failed', 'auth.logout', 'user.profile_updated',
+              'auth.password_changed', 'user.updated', 'role.updated', 'release_note.published'])[g % 8 + 1],
+       'user', (g % 5000)::text,
+       'user' || (g % 1000) || ' did thing ' || g,
+       jsonb_build_object('n', g), '10.0.' || (g % 250) || '.' || (g % 200)
+FROM generate_series(1, $AUDIT_ROWS) AS g;
+ANALYZE activity_entries;
+SQL
+seal_started=$(date +%s.%N)
+verify_line=$(./target/release/keel-admin activity verify 2>&1)
+seal_seconds=$(python3 -c "import time; print(f'{time.time() - $seal_started:.1f}')")
+echo "audit: $verify_line (seal + verify of $AUDIT_ROWS entries: $seal_seconds s)"
+
+# Thirty published release notes.
+psql "$PG/$DB_NAME" -qv ON_ERROR_STOP=1 >/dev/null <<SQL
+INSERT INTO release_notes (id, version, title, body, category, is_published, published_at)
+SELECT gen_random_uuid(), '1.' || g || '.0', 'Release 1.' || g, repeat('Some **Markdown**. ', 40),
+       (ARRAY['feature', 'improvement', 'fix', 'breaking'])[g % 4 + 1], true,
+       now() - (30 - g) * interval '1 day'
+FROM generate_series(1, 30) AS g;
+SQL
 
 ./target/release/keel-api >"$WORK/api.log" 2>&1 &
 API_PID=$!
@@ -104,6 +137,42 @@ LOGIN=$!
 sleep 1
 run "health_live_under_login_c8" 8 "$BASE/health/live"
 wait $LOGIN
+
+# The audit trail: 16 clients, each request at a random depth of the 1M-entry trail.
+# audit_script NAME QUERY: a wrk script requesting /api/v1/activity?size=50&QUERY with a
+# random cursor (and {actor}/{entity}/{window} filled in at random).
+audit_script() {
+  python3 - "$WORK/$1.lua" "$2" "$AUDIT_ROWS" "$TOKEN" <<'PY'
+import base64, datetime, random, sys
+path, query, rows, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+random.seed(7)
+now = datetime.datetime.now(datetime.timezone.utc)
+paths = []
+for _ in range(2000):
+    q = query.format(
+        actor=f"00000000-0000-4000-8000-{random.randrange(1000):012x}",
+        entity=random.randrange(5000),
+        since=(now - datetime.timedelta(days=random.uniform(1, 365))).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    cursor = base64.urlsafe_b64encode(f"k1:{random.randrange(1, rows)}".encode()).decode().rstrip("=")
+    paths.append(f"/api/v1/activity?size=50&{q}&cursor={cursor}")
+with open(path, "w") as f:
+    f.write("paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n")
+    f.write(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+    f.write("request = function() return wrk.format(nil, paths[math.random(#paths)]) end\n")
+PY
+}
+audit_script audit_any ""
+audit_script audit_action "action=auth.login_failed"
+audit_script audit_actor "actor_id={actor}"
+audit_script audit_entity "entity_type=user&entity_id={entity}"
+audit_script audit_window "since={since}"
+audit_script audit_search "search=did%20thing%2042"
+for q in any action actor entity window search; do
+  run "audit_${q}_c16" 16 "$BASE" -s "$WORK/audit_$q.lua"
+done
+
+run "release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
 
 # One client at a time: an unknown email must cost what a wrong password costs.
 run "login_ok_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/login.lua"
