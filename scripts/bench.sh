@@ -154,7 +154,11 @@ for _ in range(2000):
         entity=random.randrange(5000),
         since=(now - datetime.timedelta(days=random.uniform(1, 365))).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    cursor = base64.urlsafe_b64encode(f"k1:{random.randrange(1, rows)}".encode()).decode().rstrip("=")
+    # Rows were loaded evenly over the past year: a random row's (occurred_at, id).
+    g = random.randrange(1, rows)
+    at = now - datetime.timedelta(days=365) + g * datetime.timedelta(days=365) / rows
+    key = f"k2:{int(at.timestamp() * 1_000_000)}.{g}"
+    cursor = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
     paths.append(f"/api/v1/activity?size=50&{q}&cursor={cursor}")
 with open(path, "w") as f:
     f.write("paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n")
@@ -167,8 +171,9 @@ audit_script audit_action "action=auth.login_failed"
 audit_script audit_actor "actor_id={actor}"
 audit_script audit_entity "entity_type=user&entity_id={entity}"
 audit_script audit_window "since={since}"
-audit_script audit_search "search=did%20thing%2042"
-for q in any action actor entity window search; do
+audit_script audit_search_user "search=user42%20did"
+audit_script audit_search_common "search=did%20thing%2042"
+for q in any action actor entity window search_user search_common; do
   run "audit_${q}_c16" 16 "$BASE" -s "$WORK/audit_$q.lua"
 done
 

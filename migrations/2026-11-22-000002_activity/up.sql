@@ -22,11 +22,15 @@ CREATE TABLE activity_entries (
     ip          text CHECK (length(ip) <= 45),
     user_agent  text CHECK (length(user_agent) <= 512)
 );
-CREATE INDEX activity_entries_tx_idx ON activity_entries (tx_id, id);
-CREATE INDEX activity_entries_actor_idx ON activity_entries (actor_id, id);
-CREATE INDEX activity_entries_action_idx ON activity_entries (action, id);
-CREATE INDEX activity_entries_entity_idx ON activity_entries (entity_type, entity_id, id);
+-- Readers page newest first by (occurred_at, id); each filter has an index ending in
+-- those two, so a page at any depth, with or without a time window, is a range scan.
 CREATE INDEX activity_entries_occurred_idx ON activity_entries (occurred_at, id);
+CREATE INDEX activity_entries_actor_idx ON activity_entries (actor_id, occurred_at, id);
+CREATE INDEX activity_entries_action_idx ON activity_entries (action, occurred_at, id);
+CREATE INDEX activity_entries_entity_idx
+    ON activity_entries (entity_type, entity_id, occurred_at, id);
+-- The sealer's frontier scan.
+CREATE INDEX activity_entries_tx_idx ON activity_entries (tx_id, id);
 CREATE INDEX activity_entries_summary_trgm ON activity_entries USING gin (summary gin_trgm_ops);
 
 -- The hash chain: seal N covers entry `entry_id` and seal N-1, so changing or removing

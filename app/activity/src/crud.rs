@@ -2,7 +2,9 @@
 //! [`crate::record`] only: there is no update or delete, here or in the database.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use keel_core::crud::{CursorParams, contains_pattern};
 use uuid::Uuid;
@@ -26,7 +28,7 @@ pub struct ActivityFilter {
 }
 
 /// One page (plus one row, to know whether more follow) of entries matching `filter`,
-/// newest first, after the page's cursor.
+/// newest first by `(occurred_at, id)`, after the page's cursor.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &ActivityFilter,
@@ -61,10 +63,19 @@ pub async fn list(
         query = query.filter(e::summary.ilike(contains_pattern(text)));
     }
     if let Some(after) = page.after() {
-        query = query.filter(e::id.lt(after));
+        // A row comparison, so PostgreSQL seeks straight into the `(…, occurred_at, id)`
+        // index instead of filtering.
+        let at = DateTime::<Utc>::from_timestamp_micros(after.sort).unwrap_or_default();
+        query = query.filter(
+            sql::<Bool>("(activity_entries.occurred_at, activity_entries.id) < (")
+                .bind::<Timestamptz, _>(at)
+                .sql(", ")
+                .bind::<BigInt, _>(after.id)
+                .sql(")"),
+        );
     }
     query
-        .order(e::id.desc())
+        .order((e::occurred_at.desc(), e::id.desc()))
         .limit(page.fetch())
         .select(EntryRow::as_select())
         .load(conn)

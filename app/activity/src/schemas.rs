@@ -9,7 +9,7 @@ use crate::models::EntryRow;
 /// One audit entry.
 #[derive(Debug, Clone, Object)]
 pub struct ActivityOut {
-    /// Increases with every entry recorded.
+    /// Increases with every entry recorded (entries are listed by `occurred_at`, then id).
     pub id: i64,
     pub occurred_at: DateTime<Utc>,
     /// Absent for anonymous or system actions.

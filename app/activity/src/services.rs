@@ -2,11 +2,12 @@
 //! called by other features inside their own transactions.
 
 use keel_core::ApiError;
-use keel_core::crud::{CursorPage, CursorParams};
+use keel_core::crud::{CursorKey, CursorPage, CursorParams};
 use keel_core::db::Db;
 
 use crate::chain::{self, Sealer, Verdict};
 use crate::crud::{self, ActivityFilter};
+use crate::models::EntryRow;
 use crate::schemas::ActivityOut;
 
 /// keel-activity's service; cheap to clone.
@@ -28,7 +29,11 @@ impl ActivityService {
     ) -> Result<CursorPage<ActivityOut>, ApiError> {
         let mut conn = self.db.conn().await?;
         let rows = crud::list(&mut conn, filter, page).await?;
-        Ok(page.page(rows, |row| row.id, ActivityOut::from))
+        let key = |row: &EntryRow| CursorKey {
+            sort: row.occurred_at.timestamp_micros(),
+            id: row.id,
+        };
+        Ok(page.page(rows, key, ActivityOut::from))
     }
 
     /// Starts sealing in the background (see [`chain`]); stops when the guard drops.

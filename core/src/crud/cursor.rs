@@ -1,5 +1,7 @@
 //! Cursor (keyset) pagination, for lists that grow without bound: each page is an index
-//! range scan after the last key seen, so page 10,000 costs what page 1 costs.
+//! range scan after the last key seen, so page 10,000 costs what page 1 costs. The key is
+//! a pair: the sort value (e.g. a timestamp in microseconds) and the row id that breaks
+//! ties, matching an index on `(sort column, id)`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,12 +13,19 @@ use crate::error::{ApiError, FieldError};
 
 /// Version tag inside the opaque cursor, so its format can change without old cursors
 /// being misread.
-const PREFIX: &str = "k1:";
+const PREFIX: &str = "k2:";
+
+/// Where a page ends: the last row's sort value and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CursorKey {
+    pub sort: i64,
+    pub id: i64,
+}
 
 /// A validated `?cursor=&size=`: continue after `after` (newest first: below it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CursorParams {
-    after: Option<i64>,
+    after: Option<CursorKey>,
     size: u32,
 }
 
@@ -49,7 +58,7 @@ impl CursorParams {
     }
 
     /// The last key of the previous page, if any.
-    pub fn after(self) -> Option<i64> {
+    pub fn after(self) -> Option<CursorKey> {
         self.after
     }
 
@@ -67,7 +76,7 @@ impl CursorParams {
     pub fn page<T, U>(
         self,
         mut rows: Vec<T>,
-        key: impl Fn(&T) -> i64,
+        key: impl Fn(&T) -> CursorKey,
         to: impl FnMut(T) -> U,
     ) -> CursorPage<U>
     where
@@ -96,16 +105,21 @@ pub struct CursorPage<T: ParseFromJSON + ToJSON> {
     pub next_cursor: Option<String>,
 }
 
-fn encode(key: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{key}"))
+fn encode(key: CursorKey) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{}.{}", key.sort, key.id))
 }
 
-fn decode(cursor: &str) -> Result<i64, ()> {
+fn decode(cursor: &str) -> Result<CursorKey, ()> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(drop)?;
     let text = std::str::from_utf8(&bytes).map_err(drop)?;
-    text.strip_prefix(PREFIX)
-        .and_then(|key| key.parse().ok())
-        .ok_or(())
+    let (sort, id) = text
+        .strip_prefix(PREFIX)
+        .and_then(|k| k.split_once('.'))
+        .ok_or(())?;
+    Ok(CursorKey {
+        sort: sort.parse().map_err(drop)?,
+        id: id.parse().map_err(drop)?,
+    })
 }
 
 #[cfg(test)]
@@ -114,22 +128,27 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_a_422_on_cursor() {
+        let key = |id: &i64| CursorKey {
+            sort: -id * 10,
+            id: *id,
+        };
         let params = CursorParams::new(None, Some(2)).unwrap();
-        let page = params.page(vec![9_i64, 8, 7], |k| *k, |k| k);
+        let page = params.page(vec![9_i64, 8, 7], key, |k| k);
         assert_eq!(page.items, [9, 8]);
         let next = page.next_cursor.unwrap();
         assert_eq!(
             CursorParams::new(Some(&next), Some(2)).unwrap().after(),
-            Some(8)
+            Some(CursorKey { sort: -80, id: 8 })
         );
-        let last = params.page(vec![1_i64], |k| *k, |k| k);
+        let last = params.page(vec![1_i64], key, |k| k);
         assert!(last.next_cursor.is_none());
 
         for bad in [
             "",
             "not base64!",
-            &URL_SAFE_NO_PAD.encode("k1:x"),
-            &URL_SAFE_NO_PAD.encode("7"),
+            &URL_SAFE_NO_PAD.encode("k2:x.1"),
+            &URL_SAFE_NO_PAD.encode("k2:7"),
+            &URL_SAFE_NO_PAD.encode("7.7"),
         ] {
             let Err(ApiError::Validation(errors)) = CursorParams::new(Some(bad), None) else {
                 panic!("{bad:?} accepted");

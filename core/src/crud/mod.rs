@@ -17,7 +17,7 @@ mod sort;
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-pub use cursor::{CursorPage, CursorParams};
+pub use cursor::{CursorKey, CursorPage, CursorParams};
 pub use page::{DEFAULT_PAGE_SIZE, Listed, MAX_PAGE_SIZE, Page, PageParams};
 pub use sort::{Sort, SortOrder};
 
