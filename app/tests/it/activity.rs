@@ -172,3 +172,37 @@ async fn the_spec_documents_the_trail_with_its_guard_and_no_write_operation() {
     let own = &spec["paths"]["/api/v1/auth/me/activity"]["get"];
     assert!(own["responses"]["401"].is_object());
 }
+
+/// Many sign-ins at once, each recording in its own transaction: the sealed chain still
+/// verifies, and covers every entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_logins_leave_an_intact_chain() {
+    let app = TestApp::spawn(&[]).await;
+    let client = Client::new(&app);
+    client.sign_up("ada@example.com").await;
+    // Twelve: more than 16 waiting per hashing thread would be answered 503, by design.
+    let logins = (0..12).map(|_| client.sign_in("ada@example.com"));
+    futures_util::future::join_all(logins).await;
+
+    let activity = keel_activity::ActivityService::new(keel_core::db::Db::new(
+        &app.db().secret_url(),
+        &keel_testkit::settings(app.db().url(), &[]).database,
+        "keel-test",
+    ));
+    let mut verdict = None;
+    for _ in 0..100 {
+        activity.seal_all().await.unwrap();
+        let v = activity.verify().await.unwrap();
+        if matches!(v, keel_activity::chain::Verdict::Intact { unsealed: 0, .. }) {
+            verdict = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match verdict {
+        Some(keel_activity::chain::Verdict::Intact { sealed, .. }) => {
+            assert_eq!(sealed, 14, "registration, the first sign-in and 12 more");
+        }
+        other => panic!("the chain did not verify: {other:?}"),
+    }
+}

@@ -136,6 +136,37 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
     let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
     assert_eq!(versions(&list), ["1.0.0"]);
 
+    // Editing is for editors, and only of notes that exist.
+    let (status, _) = c
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&reader),
+            Some(json!({"title": "Mine"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = c
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/release-notes/{}", uuid_v7()),
+            Some(&editor),
+            Some(json!({"title": "Ghost"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.call(
+            Method::POST,
+            &format!("{path}/unpublish"),
+            Some(&reader),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+
     // Edit, then a second note in another category.
     let (status, edited) = c
         .call(
@@ -352,4 +383,8 @@ async fn unread_counts_follow_publishing_and_reading() {
         c.get("/api/v1/release-notes/unread-count", None).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+fn uuid_v7() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
