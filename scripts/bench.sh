@@ -139,6 +139,16 @@ LOGIN=$!
 sleep 1
 run "health_live_under_login_c8" 8 "$BASE/health/live"
 wait $LOGIN
+# Control, no keel code involved: the same run beside a busy loop at the lowest CPU
+# priority Linux has (SCHED_IDLE). What this adds to p99 is the machine's floor under the
+# figure above, whatever runs the hashing.
+if command -v chrt >/dev/null; then
+  chrt --idle 0 timeout 12 sh -c 'while :; do :; done' &
+  BURNER=$!
+  sleep 0.5
+  run "health_live_beside_idle_loop_c8" 8 "$BASE/health/live"
+  wait $BURNER 2>/dev/null || true
+fi
 
 # The audit trail: 16 clients, each request at a random depth of the 1M-entry trail.
 # audit_script NAME QUERY: a wrk script requesting /api/v1/activity?size=50&QUERY with a
