@@ -132,6 +132,7 @@ echo "bench: $(nproc) cores, wrk -t2, $DURATION per run" >&2
 run "health_live_c64" 64 "$BASE/health/live"
 run "me_c64" 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
 run "users_list_c64" 64 "$BASE/api/v1/users?page=1&size=20" -H "Authorization: Bearer $TOKEN"
+run "release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
 run "health_live_idle_c8" 8 "$BASE/health/live"
 # Logins (argon2) from 8 clients, and /health/live measured while they run.
 run "login_c8" 8 "$BASE/api/v1/auth/login" -s "$WORK/login.lua" &
@@ -189,7 +190,6 @@ for q in any action actor entity window search_user search_common; do
   run "audit_${q}_c16" 16 "$BASE" -s "$WORK/audit_$q.lua"
 done
 
-run "release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
 
 # One client at a time: an unknown email must cost what a wrong password costs.
 run "login_ok_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/login.lua"

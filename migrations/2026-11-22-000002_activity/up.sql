@@ -1,7 +1,5 @@
 -- The audit trail (keel-activity): append-only, enforced here, and chained by seals.
 
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-
 CREATE TABLE activity_entries (
     -- Order of insertion; pages and seals follow it (see tx_id for commit finality).
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -20,7 +18,9 @@ CREATE TABLE activity_entries (
     metadata    jsonb NOT NULL DEFAULT '{}'::jsonb,
     request_id  text CHECK (length(request_id) <= 128),
     ip          text CHECK (length(ip) <= 45),
-    user_agent  text CHECK (length(user_agent) <= 512)
+    user_agent  text CHECK (length(user_agent) <= 512),
+    -- The summary's words, for `search` (derived, so not part of the sealed content).
+    summary_words tsvector GENERATED ALWAYS AS (to_tsvector('simple', summary)) STORED
 );
 -- Readers page newest first by (occurred_at, id); each filter has an index ending in
 -- those two, so a page at any depth, with or without a time window, is a range scan.
@@ -31,7 +31,7 @@ CREATE INDEX activity_entries_entity_idx
     ON activity_entries (entity_type, entity_id, occurred_at, id);
 -- The sealer's frontier scan.
 CREATE INDEX activity_entries_tx_idx ON activity_entries (tx_id, id);
-CREATE INDEX activity_entries_summary_trgm ON activity_entries USING gin (summary gin_trgm_ops);
+CREATE INDEX activity_entries_summary_words ON activity_entries USING gin (summary_words);
 
 -- The hash chain: seal N covers entry `entry_id` and seal N-1, so changing or removing
 -- any sealed entry or seal breaks every later link. Its own table, so sealing never

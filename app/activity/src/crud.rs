@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{CursorParams, contains_pattern};
+use keel_core::crud::CursorParams;
 use uuid::Uuid;
 
 use crate::actions::Action;
@@ -23,7 +23,7 @@ pub struct ActivityFilter {
     pub since: Option<DateTime<Utc>>,
     /// Before this instant, exclusive.
     pub until: Option<DateTime<Utc>>,
-    /// Case-insensitive substring of the summary.
+    /// Words of the summary, case-insensitive; `word*` matches words starting so.
     pub text: Option<String>,
 }
 
@@ -54,13 +54,12 @@ pub async fn list(
     if let Some(until) = filter.until {
         query = query.filter(e::occurred_at.lt(until));
     }
-    if let Some(text) = filter
-        .text
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        query = query.filter(e::summary.ilike(contains_pattern(text)));
+    if let Some(words) = filter.text.as_deref().and_then(word_query) {
+        query = query.filter(
+            sql::<Bool>("activity_entries.summary_words @@ to_tsquery('simple', ")
+                .bind::<Text, _>(words)
+                .sql(")"),
+        );
     }
     if let Some(after) = page.after() {
         // A row comparison, so PostgreSQL seeks straight into the `(…, occurred_at, id)`
@@ -80,4 +79,51 @@ pub async fn list(
         .select(EntryRow::as_select())
         .load(conn)
         .await
+}
+
+/// A `to_tsquery` text matching every word of `search`; a word ending in `*` matches
+/// words that start with it: `ada* signed in` → `'ada':* & 'signed' & 'in'`. Whole words
+/// are the default because PostgreSQL answers them from the index alone, while a short
+/// prefix can stand for most of the trail. Words keep letters, digits and `@._-` (an
+/// email is one word) and are quoted, so the input can't inject tsquery operators.
+/// `None` when no word is left.
+fn word_query(search: &str) -> Option<String> {
+    let terms: Vec<String> = search
+        .split_whitespace()
+        .filter_map(|raw| {
+            let word: String = raw
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, '@' | '.' | '_' | '-'))
+                .collect();
+            let prefix = if raw.ends_with('*') { ":*" } else { "" };
+            word.chars()
+                .any(char::is_alphanumeric)
+                .then(|| format!("'{word}'{prefix}"))
+        })
+        .take(8)
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" & "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::word_query;
+
+    #[test]
+    fn searches_become_quoted_words_and_a_star_asks_for_a_prefix() {
+        assert_eq!(
+            word_query("Ada signed in").as_deref(),
+            Some("'Ada' & 'signed' & 'in'")
+        );
+        assert_eq!(
+            word_query("ada@example.com sign*").as_deref(),
+            Some("'ada@example.com' & 'sign':*")
+        );
+        // Operators and quotes are dropped, not interpreted.
+        assert_eq!(
+            word_query("a' | !b & (c) <-> d:*").as_deref(),
+            Some("'a' & 'b' & 'c' & 'd':*")
+        );
+        assert_eq!(word_query("  |&!  "), None);
+    }
 }

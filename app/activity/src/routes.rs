@@ -42,7 +42,8 @@ impl ActivityApi {
 impl ActivityApi {
     /// Audit trail
     ///
-    /// Newest first. Filters combine; `search` matches the summary (case-insensitive).
+    /// Newest first. Filters combine; `search` finds entries whose summary has all the
+    /// words given (case-insensitive; end a word with `*` to match its beginning).
     /// Pages by cursor: pass `next_cursor` back as `cursor` until it is absent.
     #[oai(path = "/activity", method = "get", operation_id = "activity_list")]
     #[expect(clippy::too_many_arguments, reason = "one parameter per query field")]
