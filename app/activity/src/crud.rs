@@ -27,47 +27,12 @@ pub struct ActivityFilter {
     pub text: Option<String>,
 }
 
-/// How far back a search page looks first, then next (each window 8× the last), before
-/// giving up on bounds. A GIN index yields matches in no order, so an unbounded search
-/// page reads every match older than its cursor to sort them; within a window PostgreSQL
-/// reads only that window's matches. The first window holding a full page gives exactly
-/// the page the unbounded query would (everything outside it is older).
-const SEARCH_WINDOWS_HOURS: [i64; 5] = [1, 8, 64, 512, 4096];
-
 /// One page (plus one row, to know whether more follow) of entries matching `filter`,
 /// newest first by `(occurred_at, id)`, after the page's cursor.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &ActivityFilter,
     page: CursorParams,
-) -> QueryResult<Vec<EntryRow>> {
-    let words = filter.text.as_deref().and_then(word_query);
-    if words.is_some() {
-        let newest = page
-            .after()
-            .and_then(|k| DateTime::<Utc>::from_timestamp_micros(k.sort))
-            .unwrap_or_else(Utc::now);
-        for hours in SEARCH_WINDOWS_HOURS {
-            let from = newest - chrono::Duration::hours(hours);
-            if filter.since.is_some_and(|since| since >= from) {
-                break; // the filter's own bound is narrower: one query does it
-            }
-            let rows = load(conn, filter, words.clone(), page, Some(from)).await?;
-            if rows.len() as i64 >= page.fetch() {
-                return Ok(rows);
-            }
-        }
-    }
-    load(conn, filter, words, page, None).await
-}
-
-/// The page query, optionally bounded below by `from`.
-async fn load(
-    conn: &mut AsyncPgConnection,
-    filter: &ActivityFilter,
-    words: Option<String>,
-    page: CursorParams,
-    from: Option<DateTime<Utc>>,
 ) -> QueryResult<Vec<EntryRow>> {
     use activity_entries::dsl as e;
     let mut query = e::activity_entries.into_boxed();
@@ -78,18 +43,18 @@ async fn load(
         query = query.filter(e::action.eq(action.as_str()));
     }
     if let Some(entity_type) = &filter.entity_type {
-        query = query.filter(e::entity_type.eq(entity_type.clone()));
+        query = query.filter(e::entity_type.eq(entity_type));
     }
     if let Some(entity_id) = &filter.entity_id {
-        query = query.filter(e::entity_id.eq(entity_id.clone()));
+        query = query.filter(e::entity_id.eq(entity_id));
     }
-    if let Some(since) = filter.since.into_iter().chain(from).max() {
+    if let Some(since) = filter.since {
         query = query.filter(e::occurred_at.ge(since));
     }
     if let Some(until) = filter.until {
         query = query.filter(e::occurred_at.lt(until));
     }
-    if let Some(words) = words {
+    if let Some(words) = filter.text.as_deref().and_then(word_query) {
         query = query.filter(
             sql::<Bool>("activity_entries.summary_words @@ to_tsquery('simple', ")
                 .bind::<Text, _>(words)

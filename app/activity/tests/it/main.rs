@@ -2,6 +2,5 @@
 #![expect(clippy::unwrap_used, reason = "a failed step aborts the test")]
 
 mod chain;
-mod query;
 mod record;
 mod support;
