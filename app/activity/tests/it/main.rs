@@ -2,5 +2,6 @@
 #![expect(clippy::unwrap_used, reason = "a failed step aborts the test")]
 
 mod chain;
+mod query;
 mod record;
 mod support;
