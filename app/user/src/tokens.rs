@@ -14,13 +14,18 @@ pub struct RefreshToken {
 
 impl RefreshToken {
     pub fn generate() -> Result<Self, ApiError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;
-        let token = encode(&bytes);
+        let token = encode(&random::<32>()?);
         let hash = digest(&token);
         Ok(Self { token, hash })
     }
+}
+
+/// `N` bytes from the operating system's secure random source.
+pub fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::internal(format!("no randomness available: {e}")))?;
+    Ok(bytes)
 }
 
 /// The stored form of a presented token. A fast hash is right here: the token has 256

@@ -14,6 +14,7 @@ use keel_core::ApiError;
 use keel_core::error::FieldError;
 use tokio::sync::Semaphore;
 
+use crate::tokens::random;
 use pool::{HashPool, Memory};
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
@@ -208,12 +209,6 @@ fn compute(
 
 fn hash_error(err: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("password hashing failed: {err}"))
-}
-
-fn random<const N: usize>() -> Result<[u8; N], ApiError> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(bytes)
 }
 
 /// Whether a stored hash was made with other parameters than the current ones.
