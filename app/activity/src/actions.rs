@@ -19,14 +19,6 @@ macro_rules! actions {
                     $(Self::$variant => $name,)*
                 }
             }
-
-            /// The action a stored name stands for.
-            pub fn from_name(name: &str) -> Option<Self> {
-                match name {
-                    $($name => Some(Self::$variant),)*
-                    _ => None,
-                }
-            }
         }
     };
 }

@@ -76,12 +76,6 @@ impl Entry {
         self
     }
 
-    /// Replaces the summary, for callers that learn the details inside the transaction.
-    pub fn summary(mut self, summary: impl Into<String>) -> Self {
-        self.summary = summary.into();
-        self
-    }
-
     pub fn entity(mut self, id: impl ToString) -> Self {
         self.entity_id = Some(id.to_string());
         self
@@ -91,10 +85,6 @@ impl Entry {
     pub fn metadata(mut self, metadata: Value) -> Self {
         self.metadata = metadata;
         self
-    }
-
-    pub fn action(&self) -> Action {
-        self.action
     }
 }
 

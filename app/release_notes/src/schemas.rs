@@ -39,9 +39,6 @@ impl Category {
     }
 }
 
-/// `MAJOR.MINOR.PATCH`, optionally with a pre-release: `2.4.0`, `3.0.0-rc.1`.
-pub const VERSION_PATTERN: &str = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$";
-
 #[derive(Debug, Clone, Object)]
 pub struct CreateNote {
     /// `MAJOR.MINOR.PATCH`, optionally `-pre.release`; unique.

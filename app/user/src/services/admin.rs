@@ -13,7 +13,7 @@ use keel_core::error::FieldError;
 use uuid::Uuid;
 
 use super::seed::{SUPERUSER_ROLE, USER_ROLE};
-use super::{UserService, by_actor, check_new_account, insert_account};
+use super::{UserService, check_new_account, insert_account};
 use crate::crud::access;
 use crate::crud::sessions;
 use crate::crud::users::{UserCrud, UserFilter, UserSort};
@@ -119,7 +119,7 @@ impl UserService {
                         Some(a) => a.email.as_str(),
                         None => "keel-admin",
                     };
-                    let entry = Entry::new(
+                    let mut entry = Entry::new(
                         Action::UserCreated,
                         "user",
                         format!(
@@ -130,7 +130,10 @@ impl UserService {
                     )
                     .entity(out.id)
                     .metadata(json!({"roles": out.roles}));
-                    record(conn, by_actor(entry, actor.as_ref())).await?;
+                    if let Some(actor) = &actor {
+                        entry = entry.actor(actor);
+                    }
+                    record(conn, entry).await?;
                     Ok(out)
                 })
             })
@@ -187,11 +190,8 @@ impl UserService {
         if ends_sessions {
             changed.push("password");
         }
-        let entry = Entry::new(Action::UserUpdated, "user", String::new())
-            .actor(actor)
-            .entity(id)
-            .metadata(json!({"changed": changed}));
-        let by = actor.email.clone();
+        let metadata = json!({"changed": changed});
+        let actor = Actor::from(actor);
         let changes = UserChanges {
             email: email.map(Email::into_inner),
             full_name,
@@ -206,8 +206,12 @@ impl UserService {
                     if ends_sessions {
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
                     }
-                    let summary = format!("{by} edited {}", user.email);
-                    record(conn, entry.summary(summary)).await?;
+                    let summary = format!("{} edited {}", actor.email, user.email);
+                    let entry = Entry::new(Action::UserUpdated, "user", summary)
+                        .actor(actor)
+                        .entity(id)
+                        .metadata(metadata);
+                    record(conn, entry).await?;
                     user_out(conn, user).await
                 })
             })
@@ -222,10 +226,7 @@ impl UserService {
         if actor.user_id == id {
             return Err(UserError::DeactivateSelf.into());
         }
-        let entry = Entry::new(Action::UserDeactivated, "user", String::new())
-            .actor(actor)
-            .entity(id);
-        let by = actor.email.clone();
+        let actor = Actor::from(actor);
         let out = self
             .db
             .transaction(|conn| {
@@ -240,8 +241,11 @@ impl UserService {
                     };
                     let user = UserCrud::update(conn, id, &changes).await?;
                     sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
-                    let summary = format!("{by} deactivated {}", user.email);
-                    record(conn, entry.summary(summary)).await?;
+                    let summary = format!("{} deactivated {}", actor.email, user.email);
+                    let entry = Entry::new(Action::UserDeactivated, "user", summary)
+                        .actor(actor)
+                        .entity(id);
+                    record(conn, entry).await?;
                     user_out(conn, user).await
                 })
             })
@@ -255,17 +259,17 @@ impl UserService {
             is_active: Some(true),
             ..UserChanges::default()
         };
-        let entry = Entry::new(Action::UserActivated, "user", String::new())
-            .actor(actor)
-            .entity(id);
-        let by = actor.email.clone();
+        let actor = Actor::from(actor);
         let out = self
             .db
             .transaction(|conn| {
                 Box::pin(async move {
                     let user = UserCrud::update(conn, id, &changes).await?;
-                    let summary = format!("{by} activated {}", user.email);
-                    record(conn, entry.summary(summary)).await?;
+                    let summary = format!("{} activated {}", actor.email, user.email);
+                    let entry = Entry::new(Action::UserActivated, "user", summary)
+                        .actor(actor)
+                        .entity(id);
+                    record(conn, entry).await?;
                     user_out(conn, user).await
                 })
             })

@@ -260,29 +260,30 @@ impl UserService {
         refresh_token: Option<&str>,
         caller: Option<&Principal>,
     ) -> Result<(), ApiError> {
-        if refresh_token.is_none() && caller.is_none() {
-            return Err(ApiError::Unauthorized(
-                "Send the refresh token in the body or a bearer access token.".to_owned(),
-            ));
-        }
         let hash = refresh_token.map(tokens::digest);
-        let caller = caller.cloned();
+        // The caller's (session, user), when a bearer token came along.
+        let caller = caller.map(|c| (c.session_id, c.user_id));
         let family = self
             .db
             .transaction(|conn| {
                 Box::pin(async move {
-                    let (family, user) = match (hash, &caller) {
+                    let (family, user) = match (hash, caller) {
                         (Some(hash), _) => {
                             let row = sessions::lock_by_hash(conn, &hash)
                                 .await?
                                 .ok_or(UserError::InvalidRefreshToken)?;
-                            if caller.as_ref().is_some_and(|c| c.user_id != row.user_id) {
+                            if caller.is_some_and(|(_, user)| user != row.user_id) {
                                 return Err(UserError::InvalidRefreshToken.into());
                             }
                             (row.family_id, row.user_id)
                         }
-                        (None, Some(caller)) => (caller.session_id, caller.user_id),
-                        (None, None) => return Err(ApiError::internal("checked above")),
+                        (None, Some(session)) => session,
+                        (None, None) => {
+                            return Err(ApiError::Unauthorized(
+                                "Send the refresh token in the body or a bearer access token."
+                                    .to_owned(),
+                            ));
+                        }
                     };
                     sessions::revoke_family(conn, family, RevokeReason::Logout).await?;
                     let actor = actor_of(conn, user).await?;

@@ -112,17 +112,6 @@ async fn actor_of(
     })
 }
 
-/// `entry` as done by `actor`, or by the operator (keel-admin) when there is none.
-fn by_actor(
-    entry: keel_activity::Entry,
-    actor: Option<&keel_core::auth::Principal>,
-) -> keel_activity::Entry {
-    match actor {
-        Some(actor) => entry.actor(actor),
-        None => entry,
-    }
-}
-
 /// Device details of the current request, stored with the sessions it opens.
 #[derive(Debug, Default, Clone)]
 struct Device {
