@@ -1,6 +1,7 @@
 //! Business rules: drafts are invisible to readers, publishing is recorded in the audit
 //! trail, read state moves only forward.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -11,7 +12,6 @@ use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
 use keel_core::db::Db;
 use keel_core::db::cached::QueryCache;
 use serde_json::json;
-use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::crud::{self, NoteCrud, NoteFilter, NoteSort};
