@@ -64,7 +64,7 @@ SELECT now() - interval '365 days' + g * (interval '365 days' / $AUDIT_ROWS),
 FROM generate_series(1, $AUDIT_ROWS) AS g;
 SQL
 # Vacuum now, so autovacuum doesn't pick the big table up in the middle of the runs.
-psql "$PG/$DB_NAME" -qc "VACUUM ANALYZE activity_entries" >/dev/null
+psql "$PG/$DB_NAME" -qc "VACUUM ANALYZE activity_entries, activity_words" >/dev/null
 seal_started=$(date +%s.%N)
 verify_line=$(./target/release/keel-admin activity verify 2>&1)
 seal_seconds=$(python3 -c "import time; print(f'{time.time() - $seal_started:.1f}')")
@@ -186,7 +186,8 @@ audit_script audit_entity "entity_type=user&entity_id={entity}"
 audit_script audit_window "since={since}"
 audit_script audit_search_user "search=user42%20did"
 audit_script audit_search_common "search=did%20thing%2042"
-for q in any action actor entity window search_user search_common; do
+audit_script audit_search_actor "search=did&actor_id={actor}"
+for q in any action actor entity window search_user search_common search_actor; do
   run "audit_${q}_c16" 16 "$BASE" -s "$WORK/audit_$q.lua"
 done
 

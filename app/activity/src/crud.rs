@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use keel_core::crud::CursorParams;
 use uuid::Uuid;
@@ -54,12 +54,20 @@ pub async fn list(
     if let Some(until) = filter.until {
         query = query.filter(e::occurred_at.lt(until));
     }
-    if let Some(words) = filter.text.as_deref().and_then(word_query) {
-        query = query.filter(
-            sql::<Bool>("activity_entries.summary_words @@ to_tsquery('simple', ")
-                .bind::<Text, _>(words)
-                .sql(")"),
-        );
+    if let Some(search) = filter.text.as_deref().and_then(WordSearch::parse) {
+        if search.whole.is_empty() {
+            // Prefixes only: the full-text index finds them, unordered (see docs/activity.md).
+            query = query.filter(
+                sql::<Bool>("activity_entries.summary_words @@ to_tsquery('simple', ")
+                    .bind::<Text, _>(search.query)
+                    .sql(")"),
+            );
+        } else {
+            // The postings walk finds the page's ids in order and applies every filter;
+            // the query below only loads those rows.
+            let ids = search_ids(conn, filter, &search, page).await?;
+            query = query.filter(e::id.eq_any(ids));
+        }
     }
     if let Some(after) = page.after() {
         // A row comparison, so PostgreSQL seeks straight into the `(…, occurred_at, id)`
@@ -81,49 +89,115 @@ pub async fn list(
         .await
 }
 
-/// A `to_tsquery` text matching every word of `search`; a word ending in `*` matches
-/// words that start with it: `ada* signed in` → `'ada':* & 'signed' & 'in'`. Whole words
-/// are the default because PostgreSQL answers them from the index alone, while a short
-/// prefix can stand for most of the trail. Words keep letters, digits and `@._-` (an
-/// email is one word) and are quoted, so the input can't inject tsquery operators.
-/// `None` when no word is left.
-fn word_query(search: &str) -> Option<String> {
-    let terms: Vec<String> = search
-        .split_whitespace()
-        .filter_map(|raw| {
+/// The ids of one page of a search, newest first, from `keel_activity_search`: it
+/// intersects the ordered postings of the whole words with the actor/action/entity
+/// indexes, so it reads about as many entries as the page needs, at any depth.
+async fn search_ids(
+    conn: &mut AsyncPgConnection,
+    filter: &ActivityFilter,
+    search: &WordSearch,
+    page: CursorParams,
+) -> QueryResult<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    // Strictly before the cursor and before `until` (the smallest id at `until` is 1).
+    let mut before = (DateTime::<Utc>::MAX_UTC, i64::MAX);
+    if let Some(after) = page.after() {
+        let at = DateTime::<Utc>::from_timestamp_micros(after.sort).unwrap_or_default();
+        before = before.min((at, after.id));
+    }
+    if let Some(until) = filter.until {
+        before = before.min((until, 1));
+    }
+    let found: Vec<Found> = diesel::sql_query(
+        "SELECT keel_activity_search($1, to_tsquery('simple', $2), $3, $4, $5, $6, $7, $8, $9, $10) AS id",
+    )
+    .bind::<Text, _>(&search.whole)
+    .bind::<Text, _>(&search.query)
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(filter.actor_id)
+    .bind::<Nullable<Text>, _>(filter.action.map(Action::as_str))
+    .bind::<Nullable<Text>, _>(filter.entity_type.as_deref())
+    .bind::<Nullable<Text>, _>(filter.entity_id.as_deref())
+    .bind::<Nullable<Timestamptz>, _>(filter.since)
+    .bind::<Timestamptz, _>(before.0)
+    .bind::<BigInt, _>(before.1)
+    .bind::<Integer, _>(i32::try_from(page.fetch()).unwrap_or(i32::MAX))
+    .load(conn)
+    .await?;
+    Ok(found.into_iter().map(|f| f.id).collect())
+}
+
+/// A parsed `search`: words of the summary, all required; a word ending in `*` matches
+/// words that start with it. Words keep letters, digits and `@._-` (an email is one
+/// word) and are quoted in the tsquery, so the input can't inject operators.
+#[derive(Debug, PartialEq, Eq)]
+struct WordSearch {
+    /// The whole words, space-separated: their postings are walked in page order.
+    whole: String,
+    /// Every word as a `to_tsquery` text: `ada* signed` → `'ada':* & 'signed'`.
+    query: String,
+}
+
+impl WordSearch {
+    /// `None` when no word is left.
+    fn parse(search: &str) -> Option<Self> {
+        let mut whole = Vec::new();
+        let mut terms = Vec::new();
+        for raw in search.split_whitespace() {
             let word: String = raw
                 .chars()
                 .filter(|c| c.is_alphanumeric() || matches!(c, '@' | '.' | '_' | '-'))
                 .collect();
-            let prefix = if raw.ends_with('*') { ":*" } else { "" };
-            word.chars()
-                .any(char::is_alphanumeric)
-                .then(|| format!("'{word}'{prefix}"))
+            if !word.chars().any(char::is_alphanumeric) {
+                continue;
+            }
+            if raw.ends_with('*') {
+                terms.push(format!("'{word}':*"));
+            } else {
+                terms.push(format!("'{word}'"));
+                whole.push(word);
+            }
+            if terms.len() == 8 {
+                break;
+            }
+        }
+        (!terms.is_empty()).then(|| Self {
+            whole: whole.join(" "),
+            query: terms.join(" & "),
         })
-        .take(8)
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" & "))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::word_query;
+    use super::WordSearch;
+
+    fn parsed(search: &str) -> Option<(String, String)> {
+        WordSearch::parse(search).map(|s| (s.whole, s.query))
+    }
 
     #[test]
     fn searches_become_quoted_words_and_a_star_asks_for_a_prefix() {
         assert_eq!(
-            word_query("Ada signed in").as_deref(),
-            Some("'Ada' & 'signed' & 'in'")
+            parsed("Ada signed in"),
+            Some(("Ada signed in".into(), "'Ada' & 'signed' & 'in'".into()))
         );
         assert_eq!(
-            word_query("ada@example.com sign*").as_deref(),
-            Some("'ada@example.com' & 'sign':*")
+            parsed("ada@example.com sign*"),
+            Some((
+                "ada@example.com".into(),
+                "'ada@example.com' & 'sign':*".into()
+            ))
         );
+        assert_eq!(parsed("sign*"), Some((String::new(), "'sign':*".into())));
         // Operators and quotes are dropped, not interpreted.
         assert_eq!(
-            word_query("a' | !b & (c) <-> d:*").as_deref(),
-            Some("'a' & 'b' & 'c' & 'd':*")
+            parsed("a' | !b & (c) <-> d:*"),
+            Some(("a b c".into(), "'a' & 'b' & 'c' & 'd':*".into()))
         );
-        assert_eq!(word_query("  |&!  "), None);
+        assert_eq!(parsed("  |&!  "), None);
     }
 }

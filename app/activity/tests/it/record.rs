@@ -27,6 +27,9 @@ async fn the_database_refuses_update_delete_and_truncate() {
         "UPDATE activity_seals SET hash = sha256('x')",
         "DELETE FROM activity_seals",
         "TRUNCATE activity_seals",
+        "UPDATE activity_words SET word = 'other'",
+        "DELETE FROM activity_words",
+        "TRUNCATE activity_words",
     ] {
         let err = try_sql(&mut conn, sql).await.expect_err(sql);
         assert!(err.contains("is append-only"), "{sql}: {err}");
