@@ -5,7 +5,8 @@
 #
 # It checks that PostgreSQL, Redis and RabbitMQ answer on their usual local ports, starts
 # any that are installed but stopped, and says exactly what is missing otherwise.
-# Override the PostgreSQL server with TEST_DATABASE_URL (any database on that server).
+# Override the PostgreSQL server with TEST_DATABASE_URL (any database on that server)
+# and Redis with KEEL_TEST_REDIS_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,16 +46,23 @@ run \`docker compose up -d postgres\`, or point TEST_DATABASE_URL at a server wh
   fi
 fi
 
-# Redis and RabbitMQ: started when installed; the suites that need them fail clearly without them.
-if ! answers 127.0.0.1 6379; then
-  if command -v redis-server >/dev/null; then
+# Redis: required by the cache suites (KEEL_TEST_REDIS_URL overrides the local one).
+redis_url=${KEEL_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
+redis_hostport=${redis_url#*://}; redis_hostport=${redis_hostport#*@}; redis_hostport=${redis_hostport%%/*}
+redis_host=${redis_hostport%%:*}; redis_port=${redis_hostport##*:}
+[[ $redis_port == "$redis_hostport" ]] && redis_port=6379
+if ! answers "$redis_host" "$redis_port"; then
+  if [[ $redis_host == 127.0.0.1 || $redis_host == localhost ]] && command -v redis-server >/dev/null; then
     say "starting Redis"
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
-    wait_for Redis 127.0.0.1 6379 15 || fail "Redis did not come up on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no >/dev/null
+    wait_for Redis 127.0.0.1 "$redis_port" 15 || fail "Redis did not come up on 127.0.0.1:$redis_port"
   else
-    say "note: Redis is not on 127.0.0.1:6379 (apt-get install redis-server, or docker compose up -d redis)"
+    fail "Redis is not answering on $redis_host:$redis_port. Install it (apt-get install redis-server), \
+run \`docker compose up -d redis\`, or point KEEL_TEST_REDIS_URL at one."
   fi
 fi
+
+# RabbitMQ: started when installed; the suites that need it fail clearly without it.
 if ! answers 127.0.0.1 5672; then
   if command -v rabbitmq-server >/dev/null; then
     say "starting RabbitMQ (can take half a minute)"

@@ -1,12 +1,10 @@
 //! The OpenAPI surface: system endpoints at the root and every feature under `/api/v1`.
 
-use std::sync::Arc;
-
 use keel_activity::ActivityService;
+use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
-use keel_core::ratelimit::MemoryLimiter;
 use keel_core::settings::Settings;
 use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
@@ -65,8 +63,9 @@ pub async fn spec() -> Result<String, String> {
     let url = keel_core::settings::Secret::new(keel_core::db::local::DEFAULT_URL);
     let db = Db::new(&url, &settings.database, "keel-admin");
     let activity = ActivityService::new(db.clone());
-    let release_notes = ReleaseNoteService::new(db.clone());
-    let users = UserService::new(db, &settings.security, Arc::new(MemoryLimiter::new()))
+    let cache = Cache::memory("spec", 1);
+    let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
+    let users = UserService::new(db, &settings.security, &cache)
         .await
         .map_err(|e| e.to_string())?;
     Ok(service(

@@ -1,16 +1,15 @@
 //! Building and running the HTTP application.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use keel_activity::ActivityService;
 use keel_activity::chain::Sealer;
+use keel_core::cache::Cache;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
-use keel_core::ratelimit::{MemoryLimiter, RateLimiter};
 use keel_core::settings::{Secret, Settings};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
 use keel_release_notes::ReleaseNoteService;
@@ -26,6 +25,8 @@ pub enum StartError {
     Migrate(#[from] migrate::MigrateError),
     #[error("{0}")]
     Metrics(String),
+    #[error("{0}")]
+    Cache(#[from] keel_core::cache::CacheError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -109,8 +110,9 @@ impl Application {
         let db = Db::new(database_url, &settings.database, "keel-api");
         let changes = db.listen_for_changes();
         seed_or_retry(&db).await?;
-        let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new());
-        let users = UserService::new(db.clone(), &settings.security, limiter)
+        let cache = Cache::from_settings(&settings.cache)?;
+        tracing::info!(backend = cache.backend(), "cache");
+        let users = UserService::new(db.clone(), &settings.security, &cache)
             .await
             .map_err(|source| StartError::Setup {
                 what: "accounts",
@@ -119,14 +121,17 @@ impl Application {
         let authenticator = users.authenticator().clone();
         let activity = ActivityService::new(db.clone());
         let sealer = activity.spawn_sealer();
-        let release_notes = ReleaseNoteService::new(db.clone());
+        let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
         let features = api::Features {
             users,
             activity,
             release_notes,
         };
-        let system = SystemApi::new(Checks::default().with(db.clone()), metrics.clone())
-            .on_scrape(move || db.record_metrics());
+        let system = SystemApi::new(
+            Checks::default().with(db.clone()).with(cache.clone()),
+            metrics.clone(),
+        )
+        .on_scrape(move || db.record_metrics());
         let endpoint = keel_core::http::stack(
             api::routes(api::service(system, &features)).data(authenticator),
             &settings.http,

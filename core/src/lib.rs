@@ -3,6 +3,7 @@
 //! Nothing here knows about a feature: features depend on core, never the reverse.
 
 pub mod auth;
+pub mod cache;
 pub mod crud;
 pub mod db;
 pub mod error;

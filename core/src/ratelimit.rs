@@ -1,15 +1,14 @@
 //! Counting attempts per key in fixed windows (failed logins per account and per IP).
 //!
-//! The trait is what services use; [`MemoryLimiter`] is the single-replica backend,
-//! and a shared backend (Redis `INCR` + `EXPIRE`) gives several replicas one count.
+//! Counts live in the cache, so with Redis every replica shares them. When Redis can't
+//! be reached the limiter counts in this process instead: limits keep holding per
+//! replica, but an attacker spreading attempts over N replicas gets up to N times the
+//! limit until Redis is back, and the counts made meanwhile are not merged into Redis.
+//! Failing closed (refusing every login) would turn a cache outage into a login outage.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-
-use crate::error::ApiError;
+use crate::cache::Cache;
 
 /// At most `limit` counted attempts per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,95 +17,61 @@ pub struct Rule {
     pub window: Duration,
 }
 
-/// A rate limiter over string keys such as `login:ip:203.0.113.9`.
-pub trait RateLimiter: Send + Sync + std::fmt::Debug + 'static {
+/// Keys not yet expired that the in-process fallback keeps.
+const LOCAL_CAPACITY: u64 = 100_000;
+
+/// A rate limiter over string keys such as `login:ip:203.0.113.9`; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    cache: Cache,
+    /// Used while `cache` (Redis) can't be reached; the same cache when it is memory.
+    local: Cache,
+}
+
+impl RateLimiter {
+    pub fn new(cache: Cache) -> Self {
+        let local = if cache.is_shared() {
+            Cache::memory("ratelimit", LOCAL_CAPACITY)
+        } else {
+            cache.clone()
+        };
+        Self { cache, local }
+    }
+
+    /// Counts in this process only (one replica, or tools such as keel-admin).
+    pub fn in_memory() -> Self {
+        Self::new(Cache::memory("ratelimit", LOCAL_CAPACITY))
+    }
+
+    fn key(key: &str) -> String {
+        format!("ratelimit:{key}")
+    }
+
     /// `Some(retry_after)` when `key` has used up `rule` in the current window.
-    fn blocked<'a>(
-        &'a self,
-        key: &'a str,
-        rule: Rule,
-    ) -> BoxFuture<'a, Result<Option<Duration>, ApiError>>;
+    pub async fn blocked(&self, key: &str, rule: Rule) -> Option<Duration> {
+        let key = Self::key(key);
+        let (count, left) = match self.cache.count(&key).await {
+            Ok(counted) => counted,
+            Err(_) => self.local.count(&key).await.unwrap_or_default(),
+        };
+        (count >= u64::from(rule.limit) && !left.is_zero()).then_some(left)
+    }
 
     /// Counts one attempt against `key`.
-    fn hit<'a>(&'a self, key: &'a str, rule: Rule) -> BoxFuture<'a, Result<(), ApiError>>;
+    pub async fn hit(&self, key: &str, rule: Rule) {
+        let key = Self::key(key);
+        if self.cache.incr(&key, rule.window).await.is_err() {
+            let _ = self.local.incr(&key, rule.window).await;
+        }
+    }
 
     /// Forgets `key` (e.g. the account's failures after a successful login).
-    fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ApiError>>;
-}
-
-/// Windows in process memory; correct for one replica, per-replica for several.
-#[derive(Debug, Default)]
-pub struct MemoryLimiter {
-    windows: Mutex<HashMap<String, Window>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    count: u32,
-    ends: Instant,
-}
-
-/// Above this many keys, expired windows are swept on the next hit.
-const SWEEP_AT: usize = 10_000;
-
-impl MemoryLimiter {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn blocked_now(&self, key: &str, rule: Rule) -> Option<Duration> {
-        let now = Instant::now();
-        self.lock()
-            .get(key)
-            .filter(|w| w.ends > now && w.count >= rule.limit)
-            .map(|w| w.ends - now)
-    }
-
-    fn hit_now(&self, key: &str, rule: Rule) {
-        let now = Instant::now();
-        let mut windows = self.lock();
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, w| w.ends > now);
+    pub async fn reset(&self, key: &str) {
+        let key = Self::key(key);
+        self.cache.delete(&key).await;
+        if self.cache.is_shared() {
+            self.local.delete(&key).await;
         }
-        let window = windows.entry(key.to_owned()).or_insert(Window {
-            count: 0,
-            ends: now + rule.window,
-        });
-        if window.ends <= now {
-            *window = Window {
-                count: 0,
-                ends: now + rule.window,
-            };
-        }
-        window.count = window.count.saturating_add(1);
-    }
-}
-
-impl RateLimiter for MemoryLimiter {
-    fn blocked<'a>(
-        &'a self,
-        key: &'a str,
-        rule: Rule,
-    ) -> BoxFuture<'a, Result<Option<Duration>, ApiError>> {
-        Box::pin(async move { Ok(self.blocked_now(key, rule)) })
-    }
-
-    fn hit<'a>(&'a self, key: &'a str, rule: Rule) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async move {
-            self.hit_now(key, rule);
-            Ok(())
-        })
-    }
-
-    fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async move {
-            self.lock().remove(key);
-            Ok(())
-        })
     }
 }
 
@@ -116,23 +81,23 @@ mod tests {
 
     #[tokio::test]
     async fn blocks_after_the_limit_until_the_window_ends() {
-        let limiter = MemoryLimiter::new();
+        let limiter = RateLimiter::in_memory();
         let rule = Rule {
             limit: 2,
             window: Duration::from_millis(50),
         };
         for _ in 0..2 {
-            assert_eq!(limiter.blocked("k", rule).await.unwrap(), None);
-            limiter.hit("k", rule).await.unwrap();
+            assert_eq!(limiter.blocked("k", rule).await, None);
+            limiter.hit("k", rule).await;
         }
-        let retry = limiter.blocked("k", rule).await.unwrap().unwrap();
-        assert!(retry <= rule.window);
-        assert_eq!(limiter.blocked("other", rule).await.unwrap(), None);
+        let retry = limiter.blocked("k", rule).await;
+        assert!(retry.is_some_and(|r| r <= rule.window), "{retry:?}");
+        assert_eq!(limiter.blocked("other", rule).await, None);
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(limiter.blocked("k", rule).await.unwrap(), None);
-        limiter.hit("k", rule).await.unwrap();
-        limiter.hit("k", rule).await.unwrap();
-        limiter.reset("k").await.unwrap();
-        assert_eq!(limiter.blocked("k", rule).await.unwrap(), None);
+        assert_eq!(limiter.blocked("k", rule).await, None);
+        limiter.hit("k", rule).await;
+        limiter.hit("k", rule).await;
+        limiter.reset("k").await;
+        assert_eq!(limiter.blocked("k", rule).await, None);
     }
 }

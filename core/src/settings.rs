@@ -91,6 +91,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub security: SecuritySettings,
+    pub cache: CacheSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +122,20 @@ pub struct DatabaseSettings {
     /// Server-side limit for a single statement.
     pub statement_timeout: Duration,
     pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// `None`: the in-process memory cache, which only this replica sees.
+    pub redis_url: Option<Secret>,
+    /// Starts every key, so several apps (or test runs) can share one Redis.
+    pub key_prefix: String,
+    pub redis_pool_size: usize,
+    /// Longest wait for a pooled connection, a new connection, or one command; past it
+    /// the operation counts as failed and the request goes on without the cache.
+    pub redis_timeout: Duration,
+    /// Entries the memory cache keeps before evicting the least useful.
+    pub memory_capacity: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -338,6 +353,46 @@ impl Settings {
             ),
         };
 
+        let cache = CacheSettings {
+            redis_url: r.url(
+                "REDIS_URL",
+                &["redis", "rediss"],
+                "redis://localhost:6379/0",
+            ),
+            key_prefix: r.parse_where(
+                "CACHE_KEY_PREFIX",
+                "keel".to_owned(),
+                "keel",
+                |p: &String| {
+                    !p.is_empty()
+                        && p.len() <= 64
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                },
+                "must be 1-64 letters, digits, '_', '-' or '.'",
+            ),
+            redis_pool_size: r.parse_where(
+                "REDIS_POOL_SIZE",
+                16,
+                "16",
+                |n: &usize| (1..=1000).contains(n),
+                "must be between 1 and 1000",
+            ),
+            redis_timeout: r.duration_within(
+                "REDIS_TIMEOUT",
+                Duration::from_millis(250),
+                "250ms",
+                Duration::from_millis(1)..=Duration::from_secs(30),
+            ),
+            memory_capacity: r.parse_where(
+                "CACHE_MEMORY_MAX_ENTRIES",
+                100_000,
+                "100000",
+                |n: &u64| *n >= 1,
+                "must be at least 1",
+            ),
+        };
+
         r.finish()?;
         Ok(Self {
             env,
@@ -345,6 +400,7 @@ impl Settings {
             database,
             log,
             security,
+            cache,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::models::Note;
@@ -99,7 +100,7 @@ impl From<Note> for NoteOut {
 }
 
 /// The caller's unread published notes.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
 pub struct Unread {
     pub unread: u64,
     /// The newest unread notes' ids (at most 100), to mark them in a list.

@@ -8,6 +8,7 @@ use chrono::Utc;
 use keel_activity::{Action, Actor, Entry, record};
 use keel_core::ApiError;
 use keel_core::auth::Principal;
+use keel_core::cache::Cache;
 use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
 use keel_core::db::Db;
 use keel_core::db::cached::QueryCache;
@@ -21,6 +22,11 @@ use crate::schemas::{CreateNote, NoteOut, Unread, UpdateNote};
 
 /// Unread ids returned at most.
 const UNREAD_IDS: i64 = 100;
+/// Unread counts are cached per reader, versioned by the reader's read state and by the
+/// set of published notes (see `Cache::get_or_compute_stamped`).
+const UNREAD_TTL: Duration = Duration::from_secs(600);
+const PUBLISHED_STAMP: &str = "release_notes:published";
+
 /// Readers' list pages kept per replica (dropped on any change to `release_notes`).
 const PAGES_KEPT: usize = 256;
 const PAGES_TTL: Duration = Duration::from_secs(300);
@@ -32,10 +38,13 @@ type Pages = QueryCache<(NoteFilter, Sort<NoteSort>, PageParams), Listed<NoteOut
 pub struct ReleaseNoteService {
     db: Db,
     pages: Arc<Pages>,
+    cache: Cache,
 }
 
 impl ReleaseNoteService {
-    pub fn new(db: Db) -> Self {
+    /// List pages are cached in this replica and dropped by PostgreSQL's change
+    /// notifications; unread counts go to `cache` (shared by replicas when it is Redis).
+    pub fn new(db: Db, cache: Cache) -> Self {
         let pages = QueryCache::new(
             "release_notes_list",
             db.changes().clone(),
@@ -46,6 +55,7 @@ impl ReleaseNoteService {
         Self {
             db,
             pages: Arc::new(pages),
+            cache,
         }
     }
 
@@ -125,12 +135,16 @@ impl ReleaseNoteService {
 
     /// Makes a draft visible to readers, as of now (so it is unread for everyone).
     pub async fn publish(&self, editor: &Principal, id: Uuid) -> Result<NoteOut, ApiError> {
-        self.set_published(editor, id, true).await
+        let note = self.set_published(editor, id, true).await?;
+        self.cache.bump(PUBLISHED_STAMP).await;
+        Ok(note)
     }
 
     /// Hides a published note again; it becomes a draft.
     pub async fn unpublish(&self, editor: &Principal, id: Uuid) -> Result<NoteOut, ApiError> {
-        self.set_published(editor, id, false).await
+        let note = self.set_published(editor, id, false).await?;
+        self.cache.bump(PUBLISHED_STAMP).await;
+        Ok(note)
     }
 
     async fn set_published(
@@ -188,14 +202,25 @@ impl ReleaseNoteService {
 
     /// The caller's unread count and the newest unread ids.
     pub async fn unread(&self, reader: &Principal) -> Result<Unread, ApiError> {
-        let mut conn = self.db.conn().await?;
-        let rows = crud::unread(&mut conn, reader.user_id, UNREAD_IDS).await?;
-        Ok(Unread {
-            unread: rows
-                .first()
-                .map_or(0, |r| u64::try_from(r.total).unwrap_or(0)),
-            unread_ids: rows.into_iter().map(|r| r.id).collect(),
-        })
+        let user = reader.user_id;
+        let load = || async move {
+            let mut conn = self.db.conn().await?;
+            let rows = crud::unread(&mut conn, user, UNREAD_IDS).await?;
+            Ok::<_, ApiError>(Unread {
+                unread: rows
+                    .first()
+                    .map_or(0, |r| u64::try_from(r.total).unwrap_or(0)),
+                unread_ids: rows.into_iter().map(|r| r.id).collect(),
+            })
+        };
+        self.cache
+            .get_or_compute_stamped(
+                &format!("release_notes:unread:{user}"),
+                &[&reader_stamp(user), PUBLISHED_STAMP],
+                UNREAD_TTL,
+                load,
+            )
+            .await
     }
 
     /// Marks one published note read (404 for drafts, like every reader operation).
@@ -209,6 +234,7 @@ impl ReleaseNoteService {
         };
         if !covered {
             crud::mark_read(&mut conn, user, id).await?;
+            self.cache.bump(&reader_stamp(user)).await;
         }
         Ok(())
     }
@@ -223,8 +249,15 @@ impl ReleaseNoteService {
                     Ok::<_, ApiError>(())
                 })
             })
-            .await
+            .await?;
+        self.cache.bump(&reader_stamp(user)).await;
+        Ok(())
     }
+}
+
+/// The version of `user`'s read state.
+fn reader_stamp(user: Uuid) -> String {
+    format!("release_notes:reader:{user}")
 }
 
 /// `note`, or 404 when it is a draft and the caller may not see drafts.

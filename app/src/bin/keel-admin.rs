@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keel_app::{api, database};
 use std::io::{BufRead, IsTerminal};
-use std::sync::Arc;
 
 use keel_activity::ActivityService;
 use keel_activity::chain::Verdict;
 use keel_core::ApiError;
+use keel_core::cache::Cache;
 use keel_core::db::local::PrivateServer;
 use keel_core::db::{Db, migrate};
-use keel_core::ratelimit::MemoryLimiter;
 use keel_core::settings::Settings;
 use keel_user::UserService;
 use keel_user::services::{AdminOutcome, seed};
@@ -157,7 +156,9 @@ async fn run(command: Command) -> Result<(), BoxError> {
             seed(&db, api::declared_permissions())
                 .await
                 .map_err(|e| describe(&e))?;
-            let users = UserService::new(db, &settings.security, Arc::new(MemoryLimiter::new()))
+            // The API's cache, so replicas see a promotion at once.
+            let cache = Cache::from_settings(&settings.cache).map_err(|e| e.to_string())?;
+            let users = UserService::new(db, &settings.security, &cache)
                 .await
                 .map_err(|e| describe(&e))?;
             let outcome = users

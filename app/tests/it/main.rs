@@ -7,6 +7,7 @@
 
 mod activity;
 mod binaries;
+mod cache;
 mod helpers;
 mod release_notes;
 mod system;

@@ -265,7 +265,19 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unread_counts_follow_publishing_and_reading() {
-    let app = TestApp::spawn(&[]).await;
+    unread_counts_follow_publishing_and_reading_on(&[]).await;
+}
+
+/// The same with the counts cached in Redis.
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_counts_cached_in_redis_follow_publishing_and_reading() {
+    let redis = keel_testkit::redis_settings();
+    let overrides: Vec<(&str, &str)> = redis.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    unread_counts_follow_publishing_and_reading_on(&overrides).await;
+}
+
+async fn unread_counts_follow_publishing_and_reading_on(overrides: &[(&str, &str)]) {
+    let app = TestApp::spawn(overrides).await;
     let c = Client::new(&app);
     let editor = c.superuser("editor@example.com").await;
     let reader = c.sign_up("reader@example.com").await;

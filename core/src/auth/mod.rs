@@ -14,8 +14,10 @@
 pub mod cache;
 pub mod jwt;
 mod principal;
+pub mod shared;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use poem::Request;
@@ -28,7 +30,9 @@ pub use jwt::{
     AccessClaims, IssuedToken, JwtAlgorithm, KeyError, SigningKeys, TokenError, TokenKeys,
 };
 pub use principal::{Principal, declared};
+pub use shared::SharedPrincipals;
 
+use crate::cache::Cache;
 use crate::error::ApiError;
 
 /// Loads the principal of a verified token from the source of truth.
@@ -40,12 +44,21 @@ pub trait PrincipalSource: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Principal>, ApiError>>;
 }
 
+/// Where principals are remembered between requests.
+#[derive(Debug)]
+enum Sessions {
+    /// In this process: one replica, or no Redis.
+    Local(PrincipalCache),
+    /// In Redis, so every replica sees every change at once.
+    Shared(SharedPrincipals),
+}
+
 /// Verifies access tokens and resolves them to principals. Installed as request data
 /// (`.data(authenticator)`) so the [`Auth`] extractor can reach it.
 #[derive(Clone)]
 pub struct Authenticator {
     keys: TokenKeys,
-    cache: Arc<PrincipalCache>,
+    sessions: Arc<Sessions>,
     source: Arc<dyn PrincipalSource>,
 }
 
@@ -53,30 +66,34 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("keys", &self.keys)
-            .field("cached", &self.cache.len())
+            .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
+    /// Remembers principals for `ttl` in `cache` when it is shared (Redis), otherwise
+    /// in this process.
     pub fn new(
         keys: TokenKeys,
-        cache: Arc<PrincipalCache>,
+        cache: &Cache,
+        ttl: Duration,
         source: Arc<dyn PrincipalSource>,
     ) -> Self {
+        let sessions = if cache.is_shared() {
+            Sessions::Shared(SharedPrincipals::new(cache.clone(), ttl))
+        } else {
+            Sessions::Local(PrincipalCache::new(ttl))
+        };
         Self {
             keys,
-            cache,
+            sessions: Arc::new(sessions),
             source,
         }
     }
 
     pub fn keys(&self) -> &TokenKeys {
         &self.keys
-    }
-
-    pub fn cache(&self) -> &Arc<PrincipalCache> {
-        &self.cache
     }
 
     /// The principal behind `token`, or 401. The reason for a refusal is logged at debug
@@ -86,19 +103,26 @@ impl Authenticator {
             tracing::debug!(error = %err, "access token refused");
             unauthorized()
         })?;
-        let cached = match self.cache.get(claims.sid) {
-            Some(cached) => cached,
-            None => {
-                let epoch = self.cache.epoch();
-                let loaded = match self.source.load(&claims).await? {
-                    Some(principal) => Cached::Valid(Arc::new(principal)),
-                    None => Cached::Refused {
-                        user_id: claims.sub,
-                    },
-                };
-                self.cache.insert(claims.sid, loaded.clone(), epoch);
-                loaded
+        let cached = match &*self.sessions {
+            Sessions::Shared(shared) => {
+                shared
+                    .resolve(&claims, || self.source.load(&claims))
+                    .await?
             }
+            Sessions::Local(local) => match local.get(claims.sid) {
+                Some(cached) => cached,
+                None => {
+                    let epoch = local.epoch();
+                    let loaded = match self.source.load(&claims).await? {
+                        Some(principal) => Cached::Valid(Arc::new(principal)),
+                        None => Cached::Refused {
+                            user_id: claims.sub,
+                        },
+                    };
+                    local.insert(claims.sid, loaded.clone(), epoch);
+                    loaded
+                }
+            },
         };
         match cached {
             Cached::Valid(principal) if principal.user_id == claims.sub => Ok(principal),
@@ -109,17 +133,28 @@ impl Authenticator {
         }
     }
 
-    /// Makes a session's change visible to the next request (after the change commits).
-    pub fn session_changed(&self, session: Uuid) {
-        self.cache.invalidate_session(session);
+    /// Makes a session's change visible to the next request, on every replica that
+    /// shares the cache. Call it after the change commits.
+    pub async fn session_changed(&self, session: Uuid) {
+        match &*self.sessions {
+            Sessions::Local(local) => local.invalidate_session(session),
+            Sessions::Shared(shared) => shared.invalidate_session(session).await,
+        }
     }
 
-    pub fn user_changed(&self, user: Uuid) {
-        self.cache.invalidate_user(user);
+    pub async fn user_changed(&self, user: Uuid) {
+        match &*self.sessions {
+            Sessions::Local(local) => local.invalidate_user(user),
+            Sessions::Shared(shared) => shared.invalidate_user(user).await,
+        }
     }
 
-    pub fn everyone_changed(&self) {
-        self.cache.invalidate_all();
+    /// A role's permissions changed, which may touch any user.
+    pub async fn everyone_changed(&self) {
+        match &*self.sessions {
+            Sessions::Local(local) => local.invalidate_all(),
+            Sessions::Shared(shared) => shared.invalidate_all().await,
+        }
     }
 }
 

@@ -282,23 +282,28 @@ impl<'a> Reader<'a> {
 
     /// A PostgreSQL URL; the value is never echoed because it may hold a password.
     pub(super) fn postgres_url(&mut self, name: &str) -> Option<Secret> {
+        self.url(
+            name,
+            &["postgres", "postgresql"],
+            "postgres://user:password@localhost:5432/keel",
+        )
+    }
+
+    /// A URL with one of `schemes`, kept secret (it may carry a password).
+    pub(super) fn url(&mut self, name: &str, schemes: &[&str], example: &str) -> Option<Secret> {
         let raw = self.get(name)?;
         match url::Url::parse(raw) {
-            Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => Some(Secret::new(raw)),
+            Ok(url) if schemes.contains(&url.scheme()) => Some(Secret::new(raw)),
             Ok(_) => {
                 self.problem(
                     name,
-                    "must use the postgres:// scheme",
-                    "postgres://user:password@localhost:5432/keel",
+                    &format!("must use the {}:// scheme", schemes[0]),
+                    example,
                 );
                 None
             }
             Err(err) => {
-                self.problem(
-                    name,
-                    &format!("is not a URL ({err})"),
-                    "postgres://user:password@localhost:5432/keel",
-                );
+                self.problem(name, &format!("is not a URL ({err})"), example);
                 None
             }
         }

@@ -23,6 +23,11 @@ pub const DB_POOL_WAIT_SECONDS: &str = "db_pool_wait_seconds_total";
 pub const DB_CHANGE_LISTENER_UP: &str = "db_change_listener_up";
 pub const QUERY_CACHE_HITS: &str = "query_cache_hits_total";
 pub const QUERY_CACHE_MISSES: &str = "query_cache_misses_total";
+pub const CACHE_HITS: &str = "cache_hits_total";
+pub const CACHE_MISSES: &str = "cache_misses_total";
+pub const CACHE_OPERATIONS: &str = "cache_operations_total";
+pub const CACHE_OPERATION_DURATION: &str = "cache_operation_duration_seconds";
+pub const CACHE_BREAKER_STATE: &str = "cache_breaker_state";
 pub const BUILD_INFO: &str = "keel_build_info";
 
 /// Latency buckets in seconds, from a cached read (1 ms) to a slow report (10 s).
@@ -100,6 +105,24 @@ fn describe() {
     describe_counter!(
         QUERY_CACHE_MISSES,
         "Query results loaded from the database, by cache"
+    );
+    describe_counter!(CACHE_HITS, "Cache reads that found a usable value");
+    describe_counter!(
+        CACHE_MISSES,
+        "Cache reads that found nothing usable (absent, expired, undecodable or unreachable)"
+    );
+    describe_counter!(
+        CACHE_OPERATIONS,
+        "Calls to Redis by operation and result (ok, error, or skipped by the open breaker)"
+    );
+    describe_histogram!(
+        CACHE_OPERATION_DURATION,
+        Unit::Seconds,
+        "Time of one Redis call, by operation"
+    );
+    describe_gauge!(
+        CACHE_BREAKER_STATE,
+        "The Redis circuit breaker: 0 closed, 1 half open (probing), 2 open"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the running build");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);

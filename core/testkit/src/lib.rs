@@ -5,6 +5,8 @@
 //!   leftovers of crashed runs are swept.
 //! - [`settings`]: settings for a test process, pointing at a test database.
 //! - [`TestServer`]: any endpoint behind keel's middleware stack on a random port.
+//! - [`redis_settings`]: the local Redis, under a key prefix of the test's own.
+//! - [`Proxy`]: a TCP proxy a test can cut or stall, to take a service away mid-run.
 //!
 //! Setup failures panic with a message: a test can't continue without its database.
 #![expect(
@@ -13,9 +15,11 @@
 )]
 
 mod db;
+mod proxy;
 mod server;
 
 pub use db::TestDb;
+pub use proxy::{Link, Proxy};
 pub use server::TestServer;
 
 use keel_core::settings::Settings;
@@ -32,4 +36,21 @@ pub fn settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
     ];
     vars.extend_from_slice(overrides);
     Settings::from_vars(vars).expect("test settings are valid")
+}
+
+/// The Redis tests use: `KEEL_TEST_REDIS_URL`, else the local one.
+pub fn redis_url() -> String {
+    std::env::var("KEEL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// `REDIS_URL` plus a `CACHE_KEY_PREFIX` no other test shares, as settings overrides.
+/// Keys a test leaves behind expire with their TTLs.
+pub fn redis_settings() -> [(&'static str, String); 2] {
+    [
+        ("REDIS_URL", redis_url()),
+        (
+            "CACHE_KEY_PREFIX",
+            format!("keel-test-{}", uuid::Uuid::now_v7().simple()),
+        ),
+    ]
 }

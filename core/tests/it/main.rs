@@ -5,6 +5,7 @@
     reason = "test helpers abort the test on a failed step"
 )]
 
+mod cache;
 mod changes;
 mod crud;
 mod db;

@@ -49,7 +49,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(caller.user_id);
+        self.authenticator.user_changed(caller.user_id).await;
         let mut me = Me::from(caller);
         me.full_name = user.full_name;
         Ok(me)
@@ -106,7 +106,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(user);
+        self.authenticator.user_changed(user).await;
         Ok(())
     }
 
@@ -142,7 +142,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.session_changed(session);
+        self.authenticator.session_changed(session).await;
         Ok(())
     }
 }

@@ -216,7 +216,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(id);
+        self.authenticator.user_changed(id).await;
         Ok(out)
     }
 
@@ -250,7 +250,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(id);
+        self.authenticator.user_changed(id).await;
         Ok(out)
     }
 
@@ -274,7 +274,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(id);
+        self.authenticator.user_changed(id).await;
         Ok(out)
     }
 
@@ -327,7 +327,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(id);
+        self.authenticator.user_changed(id).await;
         Ok(out)
     }
 
@@ -350,7 +350,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(id);
+        self.authenticator.user_changed(id).await;
         Ok(())
     }
 }
@@ -500,7 +500,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(id);
+        self.authenticator.user_changed(id).await;
         Ok(outcome)
     }
 }

@@ -97,12 +97,12 @@ impl UserService {
         let mut wait = self
             .limiter
             .blocked(&account_key, self.rules.failures_per_account)
-            .await?;
+            .await;
         if let Some(ip_key) = &ip_key {
             let ip_wait = self
                 .limiter
                 .blocked(ip_key, self.rules.failures_per_ip)
-                .await?;
+                .await;
             wait = wait.max(ip_wait);
         }
         if let Some(retry_after) = wait {
@@ -132,9 +132,9 @@ impl UserService {
                     .await?;
                 self.limiter
                     .hit(&account_key, self.rules.failures_per_account)
-                    .await?;
+                    .await;
                 if let Some(ip_key) = &ip_key {
-                    self.limiter.hit(ip_key, self.rules.failures_per_ip).await?;
+                    self.limiter.hit(ip_key, self.rules.failures_per_ip).await;
                 }
                 return Err(UserError::InvalidCredentials.into());
             }
@@ -144,7 +144,7 @@ impl UserService {
                 .await?;
             return Err(UserError::Deactivated.into());
         }
-        self.limiter.reset(&account_key).await?;
+        self.limiter.reset(&account_key).await;
 
         let rehash = match verdict {
             Verdict::MatchNeedsRehash => Some(self.passwords.hash(password).await?),
@@ -248,7 +248,7 @@ impl UserService {
             Rotation::Refused => Err(UserError::InvalidRefreshToken.into()),
             Rotation::ReuseDetected { family } => {
                 tracing::warn!(session = %family, "refresh token reused: session revoked");
-                self.authenticator.session_changed(family);
+                self.authenticator.session_changed(family).await;
                 Err(UserError::InvalidRefreshToken.into())
             }
         }
@@ -296,7 +296,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.session_changed(family);
+        self.authenticator.session_changed(family).await;
         Ok(())
     }
 
@@ -319,7 +319,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(caller.user_id);
+        self.authenticator.user_changed(caller.user_id).await;
         Ok(())
     }
 

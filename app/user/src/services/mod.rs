@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::ApiError;
-use keel_core::auth::{Authenticator, PrincipalCache, TokenKeys};
+use keel_core::auth::{Authenticator, TokenKeys};
+use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::http::context::RequestContext;
 use keel_core::ratelimit::{RateLimiter, Rule};
@@ -40,7 +41,7 @@ pub struct UserService {
     user_pages: Arc<admin::UserPages>,
     passwords: Passwords,
     authenticator: Authenticator,
-    limiter: Arc<dyn RateLimiter>,
+    limiter: RateLimiter,
     rules: Rules,
 }
 
@@ -52,13 +53,10 @@ struct Rules {
 }
 
 impl UserService {
-    /// Builds the service and the authenticator that resolves its tokens. Computes one
-    /// password hash (the dummy for unknown accounts), so call it once at start.
-    pub async fn new(
-        db: Db,
-        security: &SecuritySettings,
-        limiter: Arc<dyn RateLimiter>,
-    ) -> Result<Self, ApiError> {
+    /// Builds the service and the authenticator that resolves its tokens; login limits
+    /// and principals live in `cache` (shared by every replica when it is Redis).
+    /// Computes one password hash (the dummy for unknown accounts), so call it once.
+    pub async fn new(db: Db, security: &SecuritySettings, cache: &Cache) -> Result<Self, ApiError> {
         let passwords = Passwords::new(
             security.password_pepper.expose(),
             security.password_hash_concurrency,
@@ -66,7 +64,8 @@ impl UserService {
         .await?;
         let authenticator = Authenticator::new(
             TokenKeys::from_settings(security),
-            Arc::new(PrincipalCache::new(security.auth_cache_ttl)),
+            cache,
+            security.auth_cache_ttl,
             Arc::new(DbPrincipals::new(db.clone())),
         );
         let rules = Rules {
@@ -85,7 +84,7 @@ impl UserService {
             db,
             passwords,
             authenticator,
-            limiter,
+            limiter: RateLimiter::new(cache.clone()),
             rules,
         })
     }

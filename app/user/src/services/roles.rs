@@ -118,7 +118,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.everyone_changed();
+        self.authenticator.everyone_changed().await;
         Ok(out)
     }
 
@@ -143,7 +143,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.everyone_changed();
+        self.authenticator.everyone_changed().await;
         Ok(())
     }
 
@@ -187,7 +187,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.everyone_changed();
+        self.authenticator.everyone_changed().await;
         Ok(out)
     }
 

@@ -1,10 +1,8 @@
 //! keel-user mounted the way keel-app mounts it, on a fresh database and a random port.
 
-use std::sync::Arc;
-
+use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::db::changes::Listener;
-use keel_core::ratelimit::MemoryLimiter;
 use keel_testkit::{TestDb, TestServer};
 use keel_user::UserService;
 use poem::{EndpointExt, Route};
@@ -60,7 +58,8 @@ impl TestApp {
         keel_user::services::seed(&pool, keel_user::declared_permissions())
             .await
             .expect("seeding succeeds");
-        let service = UserService::new(pool, &settings.security, Arc::new(MemoryLimiter::new()))
+        let cache = Cache::from_settings(&settings.cache).expect("cache settings are valid");
+        let service = UserService::new(pool, &settings.security, &cache)
             .await
             .expect("the service starts");
         let api = OpenApiService::new(keel_user::api(&service), "keel-user", "test");
@@ -192,7 +191,7 @@ impl TestApp {
         access::grant_roles(&mut conn, user.id, &[role.id])
             .await
             .unwrap();
-        self.service.authenticator().user_changed(user.id);
+        self.service.authenticator().user_changed(user.id).await;
     }
 
     /// Creates a role holding exactly `codes` (test set-up only).
@@ -214,7 +213,7 @@ impl TestApp {
         access::set_role_permissions(&mut conn, role.id, &codes)
             .await
             .unwrap();
-        self.service.authenticator().everyone_changed();
+        self.service.authenticator().everyone_changed().await;
     }
 
     /// A signed-in superuser.

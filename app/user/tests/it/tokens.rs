@@ -131,6 +131,6 @@ async fn a_token_of_a_deleted_user_stops_working() {
     diesel_async::RunQueryDsl::execute(diesel::delete(users::table.find(id)), &mut conn)
         .await
         .unwrap();
-    app.service.authenticator().user_changed(id);
+    app.service.authenticator().user_changed(id).await;
     assert_eq!(app.me_status(&session.access).await, 401);
 }

@@ -1,0 +1,82 @@
+//! Principals kept in the shared cache (Redis), so a logout, revocation, deactivation or
+//! role change made on one replica holds on every replica from the very next request.
+//!
+//! Each entry is stamped ([`Cache::get_or_compute_stamped`]) with three versions — its
+//! session's, its user's, everyone's — and each kind of change bumps one of them after
+//! its transaction commits. One round trip (MGET) per request.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{AccessClaims, Cached, Principal};
+use crate::cache::Cache;
+use crate::error::ApiError;
+
+const EVERYONE: &str = "auth:everyone";
+
+#[derive(Debug, Clone)]
+pub struct SharedPrincipals {
+    cache: Cache,
+    ttl: Duration,
+}
+
+impl SharedPrincipals {
+    /// A zero `ttl` caches nothing: every request loads its principal.
+    pub fn new(cache: Cache, ttl: Duration) -> Self {
+        Self { cache, ttl }
+    }
+
+    /// The session's principal, from the cache while nothing it depends on changed,
+    /// otherwise from `load` (`None`: the session is refused).
+    pub async fn resolve<F, Fut>(&self, claims: &AccessClaims, load: F) -> Result<Cached, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Principal>, ApiError>>,
+    {
+        let principal = if self.ttl.is_zero() {
+            load().await?
+        } else {
+            self.cache
+                .get_or_compute_stamped(
+                    &format!("auth:principal:{}", claims.sid),
+                    &[
+                        &session_stamp(claims.sid),
+                        &user_stamp(claims.sub),
+                        EVERYONE,
+                    ],
+                    self.ttl,
+                    load,
+                )
+                .await?
+        };
+        Ok(match principal {
+            Some(principal) => Cached::Valid(Arc::new(principal)),
+            None => Cached::Refused {
+                user_id: claims.sub,
+            },
+        })
+    }
+
+    pub async fn invalidate_session(&self, session: Uuid) {
+        self.cache.bump(&session_stamp(session)).await;
+    }
+
+    pub async fn invalidate_user(&self, user: Uuid) {
+        self.cache.bump(&user_stamp(user)).await;
+    }
+
+    pub async fn invalidate_all(&self) {
+        self.cache.bump(EVERYONE).await;
+    }
+}
+
+fn session_stamp(session: Uuid) -> String {
+    format!("auth:session:{session}")
+}
+
+fn user_stamp(user: Uuid) -> String {
+    format!("auth:user:{user}")
+}

@@ -1,0 +1,189 @@
+//! The in-process backend: a bounded map (moka, TinyLFU eviction) with a deadline per
+//! entry. The zero-config default, and exact for one replica; with several replicas each
+//! has its own view, which is why production sets `REDIS_URL`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::ops::compute::Op;
+use moka::sync::Cache;
+
+use super::{Pending, fresh_token};
+
+#[derive(Debug, Clone)]
+enum Value {
+    Bytes(Arc<[u8]>),
+    Count(u64),
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    value: Value,
+    expires_at: Instant,
+}
+
+/// Each entry lives until its own deadline.
+#[derive(Debug)]
+struct UntilDeadline;
+
+impl Expiry<String, Stored> for UntilDeadline {
+    fn expire_after_create(&self, _: &String, stored: &Stored, now: Instant) -> Option<Duration> {
+        Some(stored.expires_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        stored: &Stored,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(stored.expires_at.saturating_duration_since(now))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct MemoryStore {
+    entries: Cache<String, Stored>,
+}
+
+impl MemoryStore {
+    pub(super) fn new(capacity: u64) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilDeadline)
+                .build(),
+        }
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        let stored = self.entries.get(key)?;
+        match stored.value {
+            Value::Bytes(bytes) if stored.expires_at > Instant::now() => Some(bytes),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set(&self, key: &str, bytes: &[u8], ttl: Duration) {
+        self.entries.insert(
+            key.to_owned(),
+            Stored {
+                value: Value::Bytes(bytes.into()),
+                expires_at: Instant::now() + ttl,
+            },
+        );
+    }
+
+    pub(super) fn delete(&self, key: &str) {
+        self.entries.invalidate(key);
+    }
+
+    pub(super) fn delete_prefix(&self, prefix: &str) {
+        for (key, _) in self.entries.iter() {
+            if key.starts_with(prefix) {
+                self.entries.invalidate(key.as_str());
+            }
+        }
+    }
+
+    pub(super) fn apply(&self, invalidation: &Pending) {
+        match invalidation {
+            Pending::Delete(key) => self.delete(key),
+            Pending::DeletePrefix(prefix) => self.delete_prefix(prefix),
+            Pending::Bump(key, ttl) => self.set(key, &fresh_token(), *ttl),
+        }
+    }
+
+    /// A counter's value and the time left in its window; zero when there is none.
+    pub(super) fn count(&self, key: &str) -> (u64, Duration) {
+        let now = Instant::now();
+        match self.entries.get(key) {
+            Some(Stored {
+                value: Value::Count(n),
+                expires_at,
+            }) if expires_at > now => (n, expires_at - now),
+            _ => (0, Duration::ZERO),
+        }
+    }
+
+    /// Counts one more in the window that started with the key's first count; returns
+    /// the count and the time left in the window.
+    pub(super) fn incr(&self, key: &str, window: Duration) -> (u64, Duration) {
+        let now = Instant::now();
+        let result = self
+            .entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| {
+                let next = match current.map(|entry| entry.into_value()) {
+                    Some(Stored {
+                        value: Value::Count(n),
+                        expires_at,
+                    }) if expires_at > now => Stored {
+                        value: Value::Count(n.saturating_add(1)),
+                        expires_at,
+                    },
+                    _ => Stored {
+                        value: Value::Count(1),
+                        expires_at: now + window,
+                    },
+                };
+                Op::Put(next)
+            });
+        match result.into_entry().map(|entry| entry.into_value()) {
+            Some(Stored {
+                value: Value::Count(n),
+                expires_at,
+            }) => (n, expires_at.saturating_duration_since(now)),
+            // `Op::Put` always leaves a count behind.
+            _ => (1, window),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_expire_at_their_own_deadline() {
+        let store = MemoryStore::new(100);
+        store.set("short", b"1", Duration::from_millis(20));
+        store.set("long", b"2", Duration::from_secs(60));
+        assert_eq!(store.get("short").as_deref(), Some(&b"1"[..]));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(store.get("short"), None);
+        assert_eq!(store.get("long").as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn counts_run_in_fixed_windows() {
+        let store = MemoryStore::new(100);
+        let window = Duration::from_millis(40);
+        assert_eq!(store.incr("k", window).0, 1);
+        let (n, left) = store.incr("k", window);
+        assert_eq!(n, 2);
+        assert!(left <= window);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(store.incr("k", window).0, 1, "a new window");
+    }
+
+    #[test]
+    fn prefixes_are_deleted_together_and_size_is_bounded() {
+        let store = MemoryStore::new(50);
+        for i in 0..10 {
+            store.set(&format!("a:{i}"), b"x", Duration::from_secs(60));
+        }
+        store.set("b:1", b"y", Duration::from_secs(60));
+        store.delete_prefix("a:");
+        assert!((0..10).all(|i| store.get(&format!("a:{i}")).is_none()));
+        assert!(store.get("b:1").is_some());
+
+        for i in 0..1000 {
+            store.set(&format!("c:{i}"), b"z", Duration::from_secs(60));
+        }
+        store.entries.run_pending_tasks();
+        assert!(store.entries.entry_count() <= 50);
+    }
+}

@@ -1,0 +1,525 @@
+//! A cache that never fails a request: Redis when `REDIS_URL` is set (shared by every
+//! replica), otherwise a bounded in-process map.
+//!
+//! Every read that can't reach Redis is a miss and every write is skipped, so a Redis
+//! that is down makes requests slower, not failed. After a few failures in a row a
+//! circuit breaker stops calling Redis for a while (one probe at a time tests it), so
+//! requests don't each pay a timeout; `/health/ready` shows the cache as degraded until
+//! it answers again. Invalidations that could not be sent are kept and sent first
+//! when Redis answers again, before this replica reads from it.
+//!
+//! Keys are namespaced by `CACHE_KEY_PREFIX`; values are JSON with a time to live.
+
+mod breaker;
+mod memory;
+mod redis;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use metrics::{counter, gauge, histogram};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+pub use breaker::BreakerState;
+
+use self::breaker::Breaker;
+use self::memory::MemoryStore;
+use self::redis::RedisStore;
+use crate::http::health::Check;
+use crate::settings::CacheSettings;
+use crate::telemetry::metrics::{
+    CACHE_BREAKER_STATE, CACHE_HITS, CACHE_MISSES, CACHE_OPERATION_DURATION, CACHE_OPERATIONS,
+};
+
+/// How long an open breaker leaves Redis alone before one call probes it.
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(2);
+
+/// How long a version stamp lives after its last bump. It must outlive every value
+/// stored under it, or an expired stamp could make an old value look current again.
+const STAMP_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest a stamped value is kept (half the stamp's life, for margin).
+const MAX_STAMPED_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// A value with the version stamps it was computed under.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Stamped<T> {
+    stamps: Vec<Option<String>>,
+    value: T,
+}
+
+/// Invalidations kept for replay while Redis is unreachable; past this many, the whole
+/// namespace is dropped on recovery instead.
+const MAX_PENDING: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("invalid cache settings: {0}")]
+    Config(String),
+    #[error("redis: {0}")]
+    Unavailable(String),
+    #[error("no answer from redis within {0:?}")]
+    Timeout(Duration),
+    #[error("redis is skipped while the circuit breaker is open")]
+    BreakerOpen,
+    #[error("cannot encode the value: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug)]
+enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+/// An invalidation that has to reach Redis before this replica trusts it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    Delete(String),
+    DeletePrefix(String),
+    /// A fresh random token under the key, for `ttl`.
+    Bump(String, Duration),
+}
+
+impl Pending {
+    fn op(&self) -> &'static str {
+        match self {
+            Self::Delete(_) => "delete",
+            Self::DeletePrefix(_) => "delete_prefix",
+            Self::Bump(..) => "bump",
+        }
+    }
+}
+
+/// The value a bump writes: new every time.
+fn fresh_token() -> Vec<u8> {
+    format!("\"{}\"", uuid::Uuid::now_v7()).into_bytes()
+}
+
+type Flight = Arc<OnceCell<Arc<[u8]>>>;
+
+/// A cheap handle (clone it freely) to one cache.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    /// `"{CACHE_KEY_PREFIX}:"`.
+    prefix: String,
+    timeout: Duration,
+    breaker: Breaker,
+    /// Computations in progress, by key: later callers wait for the first.
+    flights: Mutex<HashMap<String, Flight>>,
+    pending: Mutex<Vec<Pending>>,
+}
+
+impl Cache {
+    /// Redis when `REDIS_URL` is set, else memory. Fails only on settings Redis can't
+    /// use; a Redis that is down at start only makes the cache degraded.
+    pub fn from_settings(settings: &CacheSettings) -> Result<Self, CacheError> {
+        let store = match &settings.redis_url {
+            Some(url) => Store::Redis(RedisStore::new(
+                url.expose(),
+                settings.redis_pool_size,
+                settings.redis_timeout,
+            )?),
+            None => Store::Memory(MemoryStore::new(settings.memory_capacity)),
+        };
+        Ok(Self::with_store(
+            store,
+            &settings.key_prefix,
+            settings.redis_timeout,
+        ))
+    }
+
+    /// An in-process cache of at most `capacity` entries.
+    pub fn memory(prefix: &str, capacity: u64) -> Self {
+        Self::with_store(
+            Store::Memory(MemoryStore::new(capacity)),
+            prefix,
+            Duration::from_secs(1),
+        )
+    }
+
+    fn with_store(store: Store, prefix: &str, timeout: Duration) -> Self {
+        if matches!(store, Store::Redis(_)) {
+            gauge!(CACHE_BREAKER_STATE).set(BreakerState::Closed.level());
+        }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                prefix: format!("{prefix}:"),
+                timeout,
+                breaker: Breaker::new(BREAKER_COOLDOWN),
+                flights: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// `redis` or `memory`.
+    pub fn backend(&self) -> &'static str {
+        match self.inner.store {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether every replica sees the same entries (Redis), so they can share
+    /// invalidations and counts through it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.store, Store::Redis(_))
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        match self.inner.store {
+            Store::Memory(_) => BreakerState::Closed,
+            Store::Redis(_) => self.inner.breaker.state(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.inner.prefix)
+    }
+
+    /// The value under `key`; `None` when absent, expired, undecodable (e.g. written by
+    /// an older release) or when the cache can't be reached.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let key = self.key(key);
+        match &self.inner.store {
+            Store::Memory(memory) => decode(memory.get(&key).as_deref()),
+            Store::Redis(redis) => match self.run("get", redis.get(&key)).await {
+                Ok(bytes) => decode(bytes.as_deref()),
+                Err(_) => None,
+            },
+        }
+    }
+
+    /// The values under `keys`, in one round trip, not counted as hits or misses;
+    /// `None` when the cache can't be reached.
+    async fn fetch_many<T: DeserializeOwned>(&self, keys: &[String]) -> Option<Vec<Option<T>>> {
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        match &self.inner.store {
+            Store::Memory(memory) => Some(
+                keys.iter()
+                    .map(|key| decode_quiet(memory.get(key).as_deref()))
+                    .collect(),
+            ),
+            Store::Redis(redis) => {
+                let found = self.run("get_many", redis.get_many(&keys)).await.ok()?;
+                Some(
+                    found
+                        .iter()
+                        .map(|bytes| decode_quiet(bytes.as_deref()))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// The value under `key` if the version `stamps` it was computed under are still
+    /// current, else `compute`'s, stored with the stamps read *before* computing. A
+    /// change bumps a stamp ([`Cache::bump`]) after it commits, so a value computed
+    /// before the change — even one a racing request stores after it — is never served
+    /// again. One round trip (MGET of the value and its stamps); without a reachable
+    /// cache, every call computes.
+    pub async fn get_or_compute_stamped<T, E, F, Fut>(
+        &self,
+        key: &str,
+        stamps: &[&str],
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut keys = Vec::with_capacity(stamps.len() + 1);
+        keys.push(key.to_owned());
+        keys.extend(stamps.iter().map(|s| format!("stamp:{s}")));
+        let Some(mut found) = self.fetch_many::<serde_json::Value>(&keys).await else {
+            counter!(CACHE_MISSES).increment(1);
+            return compute().await;
+        };
+        let current: Vec<Option<String>> = found[1..]
+            .iter_mut()
+            .map(|slot| match slot.take() {
+                Some(serde_json::Value::String(token)) => Some(token),
+                _ => None,
+            })
+            .collect();
+        let cached = found[0]
+            .take()
+            .and_then(|entry| serde_json::from_value::<Stamped<T>>(entry).ok())
+            .filter(|entry| entry.stamps == current);
+        if let Some(entry) = cached {
+            counter!(CACHE_HITS).increment(1);
+            return Ok(entry.value);
+        }
+        counter!(CACHE_MISSES).increment(1);
+        let entry = Stamped {
+            stamps: current,
+            value: compute().await?,
+        };
+        self.set(key, &entry, ttl.min(MAX_STAMPED_TTL)).await;
+        Ok(entry.value)
+    }
+
+    /// Stores `value` for `ttl`; skipped (and counted) when the cache can't be reached.
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, ttl: Duration) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => self.set_bytes(&self.key(key), &bytes, ttl).await,
+            Err(err) => tracing::error!(key, error = %err, "cache: value not encodable"),
+        }
+    }
+
+    async fn set_bytes(&self, key: &str, bytes: &[u8], ttl: Duration) {
+        match &self.inner.store {
+            Store::Memory(memory) => memory.set(key, bytes, ttl),
+            Store::Redis(redis) => {
+                let _ = self.run("set", redis.set(key, bytes, ttl)).await;
+            }
+        }
+    }
+
+    /// Removes `key`. If Redis can't be reached the removal is kept and sent before
+    /// this replica reads from Redis again.
+    pub async fn delete(&self, key: &str) {
+        self.invalidate(Pending::Delete(self.key(key))).await;
+    }
+
+    /// Removes every key that starts with `prefix` (SCAN + UNLINK on Redis: cost grows
+    /// with the keyspace, so use it for rare invalidations such as a publish).
+    pub async fn delete_prefix(&self, prefix: &str) {
+        self.invalidate(Pending::DeletePrefix(self.key(prefix)))
+            .await;
+    }
+
+    /// Changes the version `stamp`: every value [`Cache::get_or_compute_stamped`]
+    /// stored under it is stale from now on. Kept and resent like a delete when Redis
+    /// can't be reached.
+    pub async fn bump(&self, stamp: &str) {
+        self.invalidate(Pending::Bump(
+            self.key(&format!("stamp:{stamp}")),
+            STAMP_TTL,
+        ))
+        .await;
+    }
+
+    async fn invalidate(&self, what: Pending) {
+        match &self.inner.store {
+            Store::Memory(memory) => memory.apply(&what),
+            Store::Redis(redis) => {
+                if self.run(what.op(), redis.apply(&what)).await.is_err() {
+                    let mut pending = self.lock_pending();
+                    if pending.len() >= MAX_PENDING {
+                        pending.clear();
+                        pending.push(Pending::DeletePrefix(self.inner.prefix.clone()));
+                    } else if !pending.contains(&what) {
+                        pending.push(what);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts one more under `key` in a fixed window of `window` that starts with the
+    /// first count; returns the count and the time left. An error means the count is
+    /// unknown: the caller decides what to do without it (see `ratelimit`).
+    pub async fn incr(&self, key: &str, window: Duration) -> Result<(u64, Duration), CacheError> {
+        let key = self.key(key);
+        match &self.inner.store {
+            Store::Memory(memory) => Ok(memory.incr(&key, window)),
+            Store::Redis(redis) => self.run("incr", redis.incr(&key, window)).await,
+        }
+    }
+
+    /// The count [`Cache::incr`] keeps under `key` and the time left in its window,
+    /// without counting; `(0, 0)` when no window is running.
+    pub async fn count(&self, key: &str) -> Result<(u64, Duration), CacheError> {
+        let key = self.key(key);
+        match &self.inner.store {
+            Store::Memory(memory) => Ok(memory.count(&key)),
+            Store::Redis(redis) => self.run("count", redis.count(&key)).await,
+        }
+    }
+
+    /// The cached value, or `compute`'s, stored for `ttl`. Concurrent callers for the
+    /// same key in this process wait for one computation instead of each running it; a
+    /// computation that fails is not shared (the next caller tries again).
+    pub async fn get_or_compute<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<CacheError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some(hit) = self.get(key).await {
+            return Ok(hit);
+        }
+        let full_key = self.key(key);
+        let flight = self.flight(&full_key);
+        let computed = flight
+            .get_or_try_init(|| async {
+                let value = compute().await?;
+                let bytes: Arc<[u8]> = serde_json::to_vec(&value)
+                    .map_err(|err| CacheError::Encode(err.to_string()))?
+                    .into();
+                self.set_bytes(&full_key, &bytes, ttl).await;
+                Ok::<_, E>(bytes)
+            })
+            .await;
+        self.land(&full_key, &flight);
+        let bytes = computed?;
+        serde_json::from_slice(bytes).map_err(|err| CacheError::Encode(err.to_string()).into())
+    }
+
+    fn flight(&self, key: &str) -> Flight {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        flights.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets a finished flight, unless a newer one already replaced it.
+    fn land(&self, key: &str, flight: &Flight) {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) && flight.initialized() {
+            flights.remove(key);
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One Redis call through the breaker, under the timeout, with its metrics; sends
+    /// any invalidation left over from an outage first.
+    async fn run<R>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<R, CacheError>>,
+    ) -> Result<R, CacheError> {
+        let Store::Redis(redis) = &self.inner.store else {
+            return call.await;
+        };
+        let breaker = &self.inner.breaker;
+        if !breaker.allow() {
+            counter!(CACHE_OPERATIONS, "op" => op, "result" => "skipped").increment(1);
+            return Err(CacheError::BreakerOpen);
+        }
+        let started = Instant::now();
+        let timeout = self.inner.timeout;
+        let result = match tokio::time::timeout(timeout, async {
+            self.replay(redis).await?;
+            call.await
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(CacheError::Timeout(timeout)),
+        };
+        histogram!(CACHE_OPERATION_DURATION, "op" => op).record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => {
+                breaker.succeeded();
+                counter!(CACHE_OPERATIONS, "op" => op, "result" => "ok").increment(1);
+            }
+            Err(err) => {
+                breaker.failed();
+                counter!(CACHE_OPERATIONS, "op" => op, "result" => "error").increment(1);
+                tracing::warn!(op, error = %err, "cache: redis call failed");
+            }
+        }
+        gauge!(CACHE_BREAKER_STATE).set(breaker.state().level());
+        result
+    }
+
+    async fn replay(&self, redis: &RedisStore) -> Result<(), CacheError> {
+        if self.lock_pending().is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut *self.lock_pending());
+        for (i, what) in pending.iter().enumerate() {
+            if let Err(err) = redis.apply(what).await {
+                let mut left = self.lock_pending();
+                left.extend(pending[i..].iter().cloned());
+                return Err(err);
+            }
+        }
+        tracing::info!(
+            count = pending.len(),
+            "cache: invalidations from the outage sent"
+        );
+        Ok(())
+    }
+
+    /// Round trip to the backend, past the breaker: the readiness probe is what tells
+    /// an operator whether Redis is back.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        match &self.inner.store {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(redis) => {
+                let timeout = self.inner.timeout;
+                tokio::time::timeout(timeout, redis.ping())
+                    .await
+                    .unwrap_or(Err(CacheError::Timeout(timeout)))
+            }
+        }
+    }
+}
+
+fn decode_quiet<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
+    bytes.and_then(|bytes| match serde_json::from_slice(bytes) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            tracing::debug!(error = %err, "cache: stored value does not decode; a miss");
+            None
+        }
+    })
+}
+
+/// A hit or a miss, counted; a value that doesn't decode counts as a miss.
+fn decode<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
+    let decoded = decode_quiet(bytes);
+    if decoded.is_some() {
+        counter!(CACHE_HITS).increment(1);
+    } else {
+        counter!(CACHE_MISSES).increment(1);
+    }
+    decoded
+}
+
+/// The cache is optional: down, it marks the service degraded, not unready.
+impl Check for Cache {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.ping().await.map_err(|err| {
+                tracing::warn!(error = %err, "readiness: cache degraded");
+                match self.breaker_state() {
+                    BreakerState::Closed => err.to_string(),
+                    state => format!("{err} (breaker {})", state.as_str()),
+                }
+            })
+        })
+    }
+}

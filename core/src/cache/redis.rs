@@ -1,0 +1,193 @@
+//! The shared backend: Redis through a deadpool connection pool, so every replica sees
+//! the same values, counts and invalidations.
+
+use std::time::Duration;
+
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use redis::{AsyncCommands, Script};
+
+use super::{CacheError, Pending, fresh_token};
+
+/// INCR that starts a fixed window on the first count: returns the count and the
+/// milliseconds left in the window, in one round trip.
+const INCR_IN_WINDOW: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); left = tonumber(ARGV[1]) end
+return {n, left}
+";
+
+/// A counter's value and milliseconds left, without counting.
+const COUNT_IN_WINDOW: &str = r"
+local n = redis.call('GET', KEYS[1])
+if not n then return {0, 0} end
+return {tonumber(n), math.max(redis.call('PTTL', KEYS[1]), 0)}
+";
+
+/// Keys unlinked per SCAN step of a prefix delete.
+const SCAN_BATCH: usize = 500;
+
+#[derive(Clone)]
+pub(super) struct RedisStore {
+    pool: Pool,
+    incr: Script,
+    count: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily: a Redis that is down at start only makes the cache degraded.
+    /// `timeout` bounds the wait for a pooled connection and the making of a new one.
+    pub(super) fn new(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, CacheError> {
+        let mut config = Config::from_url(url);
+        config.pool = Some(PoolConfig {
+            max_size: pool_size,
+            timeouts: Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|err| CacheError::Config(err.to_string()))?;
+        Ok(Self {
+            pool,
+            incr: Script::new(INCR_IN_WINDOW),
+            count: Script::new(COUNT_IN_WINDOW),
+        })
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, CacheError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|err| CacheError::Unavailable(err.to_string()))
+    }
+
+    pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
+        Ok(self.conn().await?.get(key).await?)
+    }
+
+    pub(super) async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        Ok(redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.conn().await?)
+            .await?)
+    }
+
+    pub(super) async fn set(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        Ok(self.conn().await?.pset_ex(key, bytes, millis).await?)
+    }
+
+    pub(super) async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        Ok(self.conn().await?.unlink(key).await?)
+    }
+
+    /// SCAN + UNLINK in batches: no KEYS, so Redis never blocks on a big keyspace.
+    pub(super) async fn delete_prefix(&self, prefix: &str) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        let pattern = format!("{}*", escape_glob(prefix));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let () = conn.unlink(keys).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    pub(super) async fn apply(&self, invalidation: &Pending) -> Result<(), CacheError> {
+        match invalidation {
+            Pending::Delete(key) => self.delete(key).await,
+            Pending::DeletePrefix(prefix) => self.delete_prefix(prefix).await,
+            Pending::Bump(key, ttl) => self.set(key, &fresh_token(), *ttl).await,
+        }
+    }
+
+    pub(super) async fn incr(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> Result<(u64, Duration), CacheError> {
+        let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (count, left): (u64, u64) = self
+            .incr
+            .key(key)
+            .arg(millis)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok((count, Duration::from_millis(left)))
+    }
+
+    pub(super) async fn count(&self, key: &str) -> Result<(u64, Duration), CacheError> {
+        let (count, left): (u64, u64) = self
+            .count
+            .key(key)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok((count, Duration::from_millis(left)))
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), CacheError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+}
+
+/// `prefix` matched literally by SCAN's glob.
+fn escape_glob(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+impl From<redis::RedisError> for CacheError {
+    fn from(err: redis::RedisError) -> Self {
+        Self::Unavailable(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_characters_match_literally() {
+        assert_eq!(super::escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

@@ -1,0 +1,307 @@
+//! The cache on both backends — the local Redis and the in-process map — and what it
+//! does when Redis is refused, stalls, or comes back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use keel_core::cache::{BreakerState, Cache, CacheError};
+use keel_core::http::health::Check;
+use keel_core::ratelimit::{RateLimiter, Rule};
+use keel_core::settings::Settings;
+use keel_testkit::{Link, Proxy};
+
+fn settings(overrides: &[(&str, &str)]) -> Settings {
+    keel_testkit::settings("postgres://postgres@127.0.0.1:5432/unused", overrides)
+}
+
+fn redis_at(url: &str) -> Cache {
+    let [(_, _), (prefix_var, prefix)] = keel_testkit::redis_settings();
+    Cache::from_settings(
+        &settings(&[
+            ("REDIS_URL", url),
+            (prefix_var, &prefix),
+            ("REDIS_TIMEOUT", "200ms"),
+        ])
+        .cache,
+    )
+    .unwrap()
+}
+
+fn redis() -> Cache {
+    redis_at(&keel_testkit::redis_url())
+}
+
+fn memory() -> Cache {
+    Cache::from_settings(&settings(&[]).cache).unwrap()
+}
+
+fn both() -> [Cache; 2] {
+    [redis(), memory()]
+}
+
+#[tokio::test]
+async fn values_are_stored_expire_and_are_deleted_alone_or_by_prefix() {
+    for cache in both() {
+        let backend = cache.backend();
+        cache.set("a:1", &"one", Duration::from_secs(60)).await;
+        cache.set("a:2", &vec![1, 2], Duration::from_secs(60)).await;
+        cache.set("b:1", &42_u32, Duration::from_millis(50)).await;
+        assert_eq!(
+            cache.get::<String>("a:1").await.as_deref(),
+            Some("one"),
+            "{backend}"
+        );
+        assert_eq!(
+            cache.get::<Vec<i32>>("a:2").await,
+            Some(vec![1, 2]),
+            "{backend}"
+        );
+        assert_eq!(cache.get::<u32>("b:1").await, Some(42), "{backend}");
+        // A value of another shape is a miss, not an error.
+        assert_eq!(cache.get::<u32>("a:1").await, None, "{backend}");
+
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(cache.get::<u32>("b:1").await, None, "{backend}: expired");
+
+        cache.delete("a:1").await;
+        assert_eq!(cache.get::<String>("a:1").await, None, "{backend}");
+        cache.set("a:3", &3, Duration::from_secs(60)).await;
+        cache.set("ab", &4, Duration::from_secs(60)).await;
+        cache.delete_prefix("a:").await;
+        assert_eq!(cache.get::<i32>("a:2").await, None, "{backend}");
+        assert_eq!(cache.get::<i32>("a:3").await, None, "{backend}");
+        assert_eq!(cache.get::<i32>("ab").await, Some(4), "{backend}");
+        cache.delete_prefix("").await;
+    }
+}
+
+#[tokio::test]
+async fn prefixes_keep_apps_apart() {
+    let (one, two) = (redis(), redis());
+    one.set("k", &1, Duration::from_secs(60)).await;
+    assert_eq!(two.get::<i32>("k").await, None);
+    two.delete_prefix("").await;
+    assert_eq!(one.get::<i32>("k").await, Some(1));
+    one.delete_prefix("").await;
+}
+
+#[tokio::test]
+async fn counters_run_in_fixed_windows() {
+    for cache in both() {
+        let backend = cache.backend();
+        let window = Duration::from_millis(300);
+        assert_eq!(cache.count("c").await.unwrap().0, 0, "{backend}");
+        assert_eq!(cache.incr("c", window).await.unwrap().0, 1, "{backend}");
+        let (n, left) = cache.incr("c", window).await.unwrap();
+        assert_eq!(n, 2, "{backend}");
+        assert!(left <= window && !left.is_zero(), "{backend}: {left:?}");
+        let (n, left) = cache.count("c").await.unwrap();
+        assert_eq!(n, 2, "{backend}");
+        assert!(left <= window, "{backend}");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(
+            cache.incr("c", window).await.unwrap().0,
+            1,
+            "{backend}: a new window"
+        );
+        cache.delete_prefix("").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_key_is_computed_once_for_concurrent_callers() {
+    for cache in both() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let callers = (0..50).map(|_| {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_compute("cold", Duration::from_secs(60), || async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok::<_, CacheError>("computed".to_owned())
+                    })
+                    .await
+            })
+        });
+        for caller in futures_util::future::join_all(callers).await {
+            assert_eq!(caller.unwrap().unwrap(), "computed");
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "{}", cache.backend());
+        // A failed computation is not shared: the next caller tries again.
+        let failed = cache
+            .get_or_compute("failing", Duration::from_secs(60), || async {
+                Err::<String, _>(CacheError::BreakerOpen)
+            })
+            .await;
+        assert!(failed.is_err());
+        let retried = cache
+            .get_or_compute("failing", Duration::from_secs(60), || async {
+                Ok::<_, CacheError>("second".to_owned())
+            })
+            .await;
+        assert_eq!(retried.unwrap(), "second");
+        cache.delete_prefix("").await;
+    }
+}
+
+#[tokio::test]
+async fn a_stamped_value_is_recomputed_after_a_bump_and_a_racing_store_is_never_served() {
+    for cache in both() {
+        let backend = cache.backend();
+        let get = |value: &'static str| {
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_compute_stamped("v", &["s1", "s2"], Duration::from_secs(60), || async {
+                        Ok::<_, CacheError>(value.to_owned())
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(get("first").await, "first", "{backend}");
+        assert_eq!(get("second").await, "first", "{backend}: cached");
+        cache.bump("s2").await;
+        assert_eq!(get("third").await, "third", "{backend}: s2 changed");
+        assert_eq!(get("fourth").await, "third", "{backend}");
+
+        // A load that read the stamps before a change and stores after it.
+        let slow = cache.get_or_compute_stamped("v", &["s1"], Duration::from_secs(60), || {
+            let cache = cache.clone();
+            async move {
+                cache.bump("s1").await; // the change commits while we load
+                Ok::<_, CacheError>("stale".to_owned())
+            }
+        });
+        assert_eq!(slow.await.unwrap(), "stale");
+        let fresh = cache
+            .get_or_compute_stamped("v", &["s1"], Duration::from_secs(60), || async {
+                Ok::<_, CacheError>("fresh".to_owned())
+            })
+            .await
+            .unwrap();
+        assert_eq!(fresh, "fresh", "{backend}: the racing store is ignored");
+        cache.delete_prefix("").await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_redis_means_misses_skipped_writes_and_an_open_breaker() {
+    let cache = redis_at("redis://127.0.0.1:1/0");
+    assert_eq!(cache.backend(), "redis");
+    cache.set("k", &1, Duration::from_secs(60)).await;
+    assert_eq!(cache.get::<i32>("k").await, None);
+    assert!(cache.incr("k", Duration::from_secs(1)).await.is_err());
+    assert_eq!(cache.breaker_state(), BreakerState::Open);
+    // Open: calls are not even tried.
+    assert!(matches!(
+        cache.count("k").await,
+        Err(CacheError::BreakerOpen)
+    ));
+    let computed = cache
+        .get_or_compute("k", Duration::from_secs(60), || async {
+            Ok::<_, CacheError>(7)
+        })
+        .await;
+    assert_eq!(computed.unwrap(), 7);
+
+    assert_eq!(cache.name(), "cache");
+    assert!(!cache.required(), "the cache is optional");
+    assert!(cache.check().await.is_err());
+}
+
+#[tokio::test]
+async fn a_stalled_redis_is_cut_short_by_the_timeout_then_by_the_breaker() {
+    let proxy = Proxy::start(redis_addr()).await;
+    let cache = redis_at(&format!("redis://{}/0", proxy.addr()));
+    cache.set("k", &1, Duration::from_secs(60)).await;
+    assert_eq!(cache.get::<i32>("k").await, Some(1));
+
+    proxy.set(Link::Stalled);
+    for _ in 0..3 {
+        assert!(matches!(
+            cache.count("k").await,
+            Err(CacheError::Timeout(_) | CacheError::Unavailable(_))
+        ));
+    }
+    assert_eq!(cache.breaker_state(), BreakerState::Open);
+    assert!(matches!(
+        cache.count("k").await,
+        Err(CacheError::BreakerOpen)
+    ));
+    proxy.set(Link::Up);
+    cache.delete_prefix("").await;
+}
+
+#[tokio::test]
+async fn invalidations_made_during_an_outage_are_sent_before_redis_is_read_again() {
+    let proxy = Proxy::start(redis_addr()).await;
+    let cache = redis_at(&format!("redis://{}/0", proxy.addr()));
+    cache.set("gone", &"old", Duration::from_secs(60)).await;
+    cache.set("kept", &"still", Duration::from_secs(60)).await;
+
+    proxy.set(Link::Cut);
+    cache.delete("gone").await; // can't reach Redis: kept for later
+    assert_eq!(cache.get::<String>("kept").await, None, "a miss while cut");
+
+    proxy.set(Link::Up);
+    // The breaker lets a probe through after its cooldown; until then, misses.
+    let mut back = None;
+    for _ in 0..50 {
+        back = cache.get::<String>("kept").await;
+        if back.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back.as_deref(), Some("still"), "recovered by itself");
+    assert_eq!(cache.breaker_state(), BreakerState::Closed);
+    assert_eq!(
+        cache.get::<String>("gone").await,
+        None,
+        "the delete was sent first"
+    );
+    assert!(cache.check().await.is_ok());
+    cache.delete_prefix("").await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_shared_through_redis_and_fall_back_to_memory_without_it() {
+    let rule = Rule {
+        limit: 2,
+        window: Duration::from_secs(60),
+    };
+    let shared = redis();
+    let (replica_a, replica_b) = (
+        RateLimiter::new(shared.clone()),
+        RateLimiter::new(shared.clone()),
+    );
+    replica_a.hit("ip", rule).await;
+    replica_b.hit("ip", rule).await;
+    assert!(
+        replica_a.blocked("ip", rule).await.is_some(),
+        "one count for both"
+    );
+    replica_b.reset("ip").await;
+    assert!(replica_a.blocked("ip", rule).await.is_none());
+    shared.delete_prefix("").await;
+
+    let down = RateLimiter::new(redis_at("redis://127.0.0.1:1/0"));
+    assert!(down.blocked("ip", rule).await.is_none());
+    down.hit("ip", rule).await;
+    down.hit("ip", rule).await;
+    assert!(
+        down.blocked("ip", rule).await.is_some(),
+        "counted in this process"
+    );
+}
+
+fn redis_addr() -> SocketAddr {
+    let url = url::Url::parse(&keel_testkit::redis_url()).unwrap();
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(6379);
+    format!("{host}:{port}").parse().unwrap()
+}
