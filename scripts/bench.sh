@@ -4,13 +4,16 @@
 # a users list page at 64 connections; login p50/p99 with 8 clients; /health/live p99
 # idle and while logins hammer argon2; filtered pages of a 1M-entry audit trail at random
 # cursor depths (16 connections); the release-notes list; login latency one client at a time for a right
-# password, a wrong one and an unknown email; and keel-api's peak RSS.
+# password, a wrong one and an unknown email; keel-api's peak RSS; then /me, the
+# release-notes list and the unread count with the cache on a private Redis, and /me
+# while that Redis is shut down mid-run.
 #
 #   scripts/bench.sh                      # defaults: 10 s per run
 #   BENCH_DURATION=30s scripts/bench.sh
 #
 # Needs: wrk (apt-get install wrk), psql, curl, python3, PostgreSQL on
-# BENCH_PG (default postgres://postgres@127.0.0.1:5432).
+# BENCH_PG (default postgres://postgres@127.0.0.1:5432); redis-server for the Redis runs
+# (port BENCH_REDIS_PORT, default 16390).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,7 +85,16 @@ psql "$PG/$DB_NAME" -qc "VACUUM ANALYZE activity_seals" -c "VACUUM ANALYZE relea
 
 ./target/release/keel-api >"$WORK/api.log" 2>&1 &
 API_PID=$!
-trap 'kill $API_PID 2>/dev/null; wait $API_PID 2>/dev/null; psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null; rm -rf "$WORK"' EXIT
+REDIS_API_PID=""
+REDIS_PID_FILE="$WORK/redis.pid"
+cleanup() {
+  kill $API_PID $REDIS_API_PID 2>/dev/null || true
+  wait $API_PID $REDIS_API_PID 2>/dev/null || true
+  [[ -f $REDIS_PID_FILE ]] && kill "$(cat "$REDIS_PID_FILE")" 2>/dev/null || true
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 for _ in $(seq 50); do
   curl -fs "$BASE/health/live" >/dev/null 2>&1 && break
   sleep 0.1
@@ -198,3 +210,31 @@ run "login_wrong_password_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/wrong_pa
 run "login_unknown_email_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/unknown_email.lua"
 
 echo "keel-api peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$API_PID/status)"
+
+# The cache on Redis: a private redis-server, and a second keel-api (on the same
+# database) using it. The runs above used the in-process cache. Then Redis is shut
+# down three seconds into a run: no request may fail.
+if ! command -v redis-server >/dev/null; then
+  echo "bench: redis-server not found (apt-get install redis-server): Redis runs skipped" >&2
+  exit 0
+fi
+kill $API_PID 2>/dev/null; wait $API_PID 2>/dev/null || true
+REDIS_PORT="${BENCH_REDIS_PORT:-16390}"
+redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+  --pidfile "$REDIS_PID_FILE" >/dev/null
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" ./target/release/keel-api >"$WORK/api-redis.log" 2>&1 &
+REDIS_API_PID=$!
+for _ in $(seq 50); do
+  curl -fs "$BASE/health/live" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "$BASE/health/ready" | python3 -c 'import json,sys; c=json.load(sys.stdin)["components"]["cache"]; print("bench: cache", c["status"])' >&2
+run "redis_health_live_c64" 64 "$BASE/health/live"
+run "redis_me_c64" 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
+run "redis_release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
+run "redis_unread_count_c64" 64 "$BASE/api/v1/release-notes/unread-count" -H "Authorization: Bearer $TOKEN"
+(sleep 3; kill "$(cat "$REDIS_PID_FILE")") &
+run "redis_stopped_me_c64" 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
+run "redis_down_release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
+curl -s "$BASE/health/ready" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("bench: with Redis down, ready:", r["status"], "cache", r["components"]["cache"]["status"])' >&2
+echo "keel-api (Redis) peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$REDIS_API_PID/status)"

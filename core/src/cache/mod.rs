@@ -73,7 +73,7 @@ pub enum CacheError {
 #[derive(Debug)]
 enum Store {
     Memory(MemoryStore),
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 /// An invalidation that has to reach Redis before this replica trusts it again.
@@ -125,11 +125,11 @@ impl Cache {
     /// use; a Redis that is down at start only makes the cache degraded.
     pub fn from_settings(settings: &CacheSettings) -> Result<Self, CacheError> {
         let store = match &settings.redis_url {
-            Some(url) => Store::Redis(RedisStore::new(
+            Some(url) => Store::Redis(Box::new(RedisStore::new(
                 url.expose(),
                 settings.redis_pool_size,
                 settings.redis_timeout,
-            )?),
+            )?)),
             None => Store::Memory(MemoryStore::new(settings.memory_capacity)),
         };
         Ok(Self::with_store(
@@ -437,6 +437,7 @@ impl Cache {
                 counter!(CACHE_OPERATIONS, "op" => op, "result" => "ok").increment(1);
             }
             Err(err) => {
+                redis.reset();
                 breaker.failed();
                 counter!(CACHE_OPERATIONS, "op" => op, "result" => "error").increment(1);
                 tracing::warn!(op, error = %err, "cache: redis call failed");
@@ -472,9 +473,13 @@ impl Cache {
             Store::Memory(_) => Ok(()),
             Store::Redis(redis) => {
                 let timeout = self.inner.timeout;
-                tokio::time::timeout(timeout, redis.ping())
+                let pinged = tokio::time::timeout(timeout, redis.ping())
                     .await
-                    .unwrap_or(Err(CacheError::Timeout(timeout)))
+                    .unwrap_or(Err(CacheError::Timeout(timeout)));
+                if pinged.is_err() {
+                    redis.reset();
+                }
+                pinged
             }
         }
     }

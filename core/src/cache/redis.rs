@@ -1,9 +1,11 @@
 //! The shared backend: Redis through a deadpool connection pool, so every replica sees
 //! the same values, counts and invalidations.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
 
 use super::{CacheError, Pending, fresh_token};
@@ -28,17 +30,30 @@ return {tonumber(n), math.max(redis.call('PTTL', KEYS[1]), 0)}
 /// Keys unlinked per SCAN step of a prefix delete.
 const SCAN_BATCH: usize = 500;
 
-#[derive(Clone)]
 pub(super) struct RedisStore {
     pool: Pool,
+    /// The connection single commands share. A multiplexed connection pipelines the
+    /// commands of concurrent requests on one socket, so a request costs one round trip;
+    /// checking out a pooled connection per command would cost two (deadpool-redis
+    /// PINGs every connection it hands out). Taken from the pool — which bounds its
+    /// creation by `REDIS_TIMEOUT` and health-checks it — and returned to it by
+    /// [`RedisStore::reset`] after any failure.
+    shared: Mutex<Option<Shared>>,
     incr: Script,
     count: Script,
+}
+
+struct Shared {
+    /// Holds the pool slot while the connection is shared.
+    _pooled: deadpool_redis::Connection,
+    conn: MultiplexedConnection,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("pool", &self.pool.status())
+            .field("shared", &self.lock_shared().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -62,16 +77,46 @@ impl RedisStore {
             .map_err(|err| CacheError::Config(err.to_string()))?;
         Ok(Self {
             pool,
+            shared: Mutex::new(None),
             incr: Script::new(INCR_IN_WINDOW),
             count: Script::new(COUNT_IN_WINDOW),
         })
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, CacheError> {
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<Shared>> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shared connection, taking one from the pool if there is none.
+    async fn conn(&self) -> Result<MultiplexedConnection, CacheError> {
+        if let Some(shared) = &*self.lock_shared() {
+            return Ok(shared.conn.clone());
+        }
+        let pooled = self.pooled().await?;
+        let conn = MultiplexedConnection::clone(&pooled);
+        let mut shared = self.lock_shared();
+        if let Some(existing) = &*shared {
+            return Ok(existing.conn.clone()); // another request got there first
+        }
+        *shared = Some(Shared {
+            _pooled: pooled,
+            conn: conn.clone(),
+        });
+        Ok(conn)
+    }
+
+    /// A connection of its own, for a command that runs long (a SCAN loop).
+    async fn pooled(&self) -> Result<deadpool_redis::Connection, CacheError> {
         self.pool
             .get()
             .await
             .map_err(|err| CacheError::Unavailable(err.to_string()))
+    }
+
+    /// Gives the shared connection back after a failure; the next command gets one the
+    /// pool has checked (or made anew).
+    pub(super) fn reset(&self) {
+        self.lock_shared().take();
     }
 
     pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
@@ -104,7 +149,7 @@ impl RedisStore {
 
     /// SCAN + UNLINK in batches: no KEYS, so Redis never blocks on a big keyspace.
     pub(super) async fn delete_prefix(&self, prefix: &str) -> Result<(), CacheError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.pooled().await?;
         let pattern = format!("{}*", escape_glob(prefix));
         let mut cursor: u64 = 0;
         loop {
