@@ -6,7 +6,7 @@
 # It checks that PostgreSQL, Redis and RabbitMQ answer on their usual local ports, starts
 # any that are installed but stopped, and says exactly what is missing otherwise.
 # Override the PostgreSQL server with TEST_DATABASE_URL (any database on that server)
-# and Redis with KEEL_TEST_REDIS_URL.
+# Redis with KEEL_TEST_REDIS_URL, and the S3 server with KEEL_TEST_S3_ENDPOINT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +71,16 @@ if ! answers 127.0.0.1 5672; then
   else
     say "note: RabbitMQ is not on 127.0.0.1:5672 (apt-get install rabbitmq-server, or docker compose up -d rabbitmq)"
   fi
+fi
+
+# An S3-compatible server for the storage suites: moto's server mode (PyPI), started here
+# on 127.0.0.1:5055 unless KEEL_TEST_S3_ENDPOINT names another.
+if [[ -z ${KEEL_TEST_S3_ENDPOINT:-} ]] && ! answers 127.0.0.1 5055; then
+  command -v moto_server >/dev/null \
+    || fail "moto_server not found: pip install 'moto[server]>=5.2.5' (or set KEEL_TEST_S3_ENDPOINT to an S3-compatible server)"
+  say "starting moto (S3) on 127.0.0.1:5055"
+  nohup moto_server -H 127.0.0.1 -p 5055 >/tmp/keel-moto.log 2>&1 &
+  wait_for moto 127.0.0.1 5055 30 || fail "moto did not come up on 127.0.0.1:5055 (see /tmp/keel-moto.log)"
 fi
 
 if ! command -v promtool >/dev/null; then

@@ -6,6 +6,7 @@ use keel_core::db::Db;
 use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
 use keel_core::settings::Settings;
+use keel_core::storage::Storage;
 use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
 use poem::Route;
@@ -65,7 +66,8 @@ pub async fn spec() -> Result<String, String> {
     let activity = ActivityService::new(db.clone());
     let cache = Cache::memory("spec", 1);
     let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
-    let users = UserService::new(db, &settings.security, &cache)
+    let storage = Storage::from_settings(&settings.storage, b"spec");
+    let users = UserService::new(db, &settings, &cache, storage)
         .await
         .map_err(|e| e.to_string())?;
     Ok(service(

@@ -11,6 +11,7 @@ use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
 use keel_core::settings::{Secret, Settings};
+use keel_core::storage::{Storage, links};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
 use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
@@ -112,7 +113,12 @@ impl Application {
         seed_or_retry(&db).await?;
         let cache = Cache::from_settings(&settings.cache)?;
         tracing::info!(backend = cache.backend(), "cache");
-        let users = UserService::new(db.clone(), &settings.security, &cache)
+        let storage = Storage::from_settings(
+            &settings.storage,
+            settings.security.password_pepper.expose().as_bytes(),
+        );
+        tracing::info!(backend = storage.backend(), "object storage");
+        let users = UserService::new(db.clone(), settings, &cache, storage.clone())
             .await
             .map_err(|source| StartError::Setup {
                 what: "accounts",
@@ -127,13 +133,15 @@ impl Application {
             activity,
             release_notes,
         };
-        let system = SystemApi::new(
-            Checks::default().with(db.clone()).with(cache.clone()),
-            metrics.clone(),
-        )
-        .on_scrape(move || db.record_metrics());
+        let mut checks = Checks::default().with(db.clone()).with(cache.clone());
+        if storage.backend() == "s3" {
+            checks = checks.with(storage.clone());
+        }
+        let system = SystemApi::new(checks, metrics.clone()).on_scrape(move || db.record_metrics());
         let endpoint = keel_core::http::stack(
-            api::routes(api::service(system, &features)).data(authenticator),
+            api::routes(api::service(system, &features))
+                .at("/storage/*key", links::endpoint(storage))
+                .data(authenticator),
             &settings.http,
             settings.env,
         );

@@ -7,9 +7,11 @@ pub mod cache;
 pub mod crud;
 pub mod db;
 pub mod error;
+pub mod hex;
 pub mod http;
 pub mod ratelimit;
 pub mod settings;
+pub mod storage;
 pub mod telemetry;
 
 pub use error::ApiError;

@@ -35,6 +35,8 @@ actions! {
     PasswordChanged = "auth.password_changed",
     SessionRevoked = "auth.session_revoked",
     ProfileUpdated = "user.profile_updated",
+    AvatarChanged = "user.avatar_changed",
+    AvatarRemoved = "user.avatar_removed",
     UserCreated = "user.created",
     UserUpdated = "user.updated",
     UserActivated = "user.activated",

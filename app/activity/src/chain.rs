@@ -17,6 +17,7 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use keel_core::ApiError;
 use keel_core::db::Db;
+use keel_core::hex;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -207,7 +208,7 @@ pub async fn seal_batch(conn: &mut AsyncPgConnection) -> Result<usize, ApiError>
             tracing::info!(
                 sealed = entries.len(),
                 head_position = position,
-                head_hash = %hex(&previous),
+                head_hash = %hex::encode(&previous),
                 "sealed audit entries"
             );
             Ok(entries.len())
@@ -378,11 +379,7 @@ pub async fn verify(db: &Db) -> Result<Verdict, ApiError> {
     .await?;
     Ok(Verdict::Intact {
         sealed,
-        head: head.map(|h| (h.position, hex(&h.hash))),
+        head: head.map(|h| (h.position, hex::encode(&h.hash))),
         unsealed,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

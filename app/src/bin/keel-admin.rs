@@ -15,6 +15,7 @@ use keel_core::cache::Cache;
 use keel_core::db::local::PrivateServer;
 use keel_core::db::{Db, migrate};
 use keel_core::settings::Settings;
+use keel_core::storage::Storage;
 use keel_user::UserService;
 use keel_user::services::{AdminOutcome, seed};
 
@@ -158,7 +159,11 @@ async fn run(command: Command) -> Result<(), BoxError> {
                 .map_err(|e| describe(&e))?;
             // The API's cache, so replicas see a promotion at once.
             let cache = Cache::from_settings(&settings.cache).map_err(|e| e.to_string())?;
-            let users = UserService::new(db, &settings.security, &cache)
+            let storage = Storage::from_settings(
+                &settings.storage,
+                settings.security.password_pepper.expose().as_bytes(),
+            );
+            let users = UserService::new(db, &settings, &cache, storage)
                 .await
                 .map_err(|e| describe(&e))?;
             let outcome = users

@@ -6,6 +6,7 @@
 )]
 
 mod activity;
+mod avatar;
 mod binaries;
 mod cache;
 mod helpers;

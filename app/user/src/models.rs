@@ -14,6 +14,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         last_login_at -> Nullable<Timestamptz>,
+        avatar_key -> Nullable<Text>,
     }
 }
 
@@ -99,6 +100,8 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// Where the avatar is in object storage.
+    pub avatar_key: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -120,6 +123,8 @@ pub struct UserChanges {
     pub full_name: Option<String>,
     pub is_active: Option<bool>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// `Some(None)` clears it.
+    pub avatar_key: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]

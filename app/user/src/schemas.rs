@@ -87,6 +87,9 @@ pub struct Me {
     pub created_at: DateTime<Utc>,
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
+    /// A link to the avatar image, valid for 15 minutes; absent without an avatar.
+    #[oai(skip_serializing_if_is_none)]
+    pub avatar_url: Option<String>,
 }
 
 impl From<&Principal> for Me {
@@ -98,6 +101,7 @@ impl From<&Principal> for Me {
             created_at: p.created_at,
             roles: p.roles.clone(),
             permissions: p.permissions.iter().cloned().collect(),
+            avatar_url: None,
         }
     }
 }

@@ -155,6 +155,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             roles: Vec::new(),
             permissions: BTreeSet::new(),
+            avatar_key: None,
         })
     }
 

@@ -21,6 +21,9 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// `resource:action` codes granted through the roles.
     pub permissions: BTreeSet<String>,
+    /// The avatar's object-storage key, if the user has one.
+    #[serde(default)]
+    pub avatar_key: Option<String>,
 }
 
 impl Principal {

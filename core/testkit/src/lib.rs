@@ -7,6 +7,7 @@
 //! - [`TestServer`]: any endpoint behind keel's middleware stack on a random port.
 //! - [`redis_settings`]: the local Redis, under a key prefix of the test's own.
 //! - [`Proxy`]: a TCP proxy a test can cut or stall, to take a service away mid-run.
+//! - [`s3_settings`]: a fresh bucket on the local S3-compatible server (moto).
 //!
 //! Setup failures panic with a message: a test can't continue without its database.
 #![expect(
@@ -52,5 +53,35 @@ pub fn redis_settings() -> [(&'static str, String); 2] {
             "CACHE_KEY_PREFIX",
             format!("keel-test-{}", uuid::Uuid::now_v7().simple()),
         ),
+    ]
+}
+
+/// The S3-compatible server tests use: `KEEL_TEST_S3_ENDPOINT`, else moto's server mode
+/// on 127.0.0.1:5055 (`scripts/test.sh` starts it).
+pub fn s3_endpoint() -> String {
+    std::env::var("KEEL_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".to_owned())
+}
+
+/// Settings overrides for S3 storage in a bucket of the test's own, created here.
+pub async fn s3_settings() -> Vec<(&'static str, String)> {
+    let endpoint = s3_endpoint();
+    let bucket = format!("keel-test-{}", uuid::Uuid::now_v7().simple());
+    // moto accepts unsigned requests, so a plain PUT makes the bucket.
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("the S3 test server at {endpoint} is not answering ({err}); run scripts/test.sh, which starts moto"));
+    assert!(
+        created.status().is_success(),
+        "creating bucket {bucket}: {}",
+        created.status()
+    );
+    vec![
+        ("S3_ENDPOINT", endpoint),
+        ("S3_BUCKET", bucket),
+        ("S3_REGION", "us-east-1".to_owned()),
+        ("S3_ACCESS_KEY_ID", "test".to_owned()),
+        ("S3_SECRET_ACCESS_KEY", "test".to_owned()),
     ]
 }

@@ -14,4 +14,5 @@ mod jwt;
 mod local_db;
 mod logging;
 mod settings;
+mod storage;
 mod support;

@@ -1,12 +1,15 @@
 //! `/api/v1/auth`: register, login, refresh, logout, and the caller's own account.
 
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use keel_core::ApiError;
 use keel_core::auth::Auth;
 use keel_core::http::json::{JsonBody, OptionalJsonBody};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
-use poem::Request;
+use poem::{Body, Request};
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
@@ -24,6 +27,21 @@ problem_statuses!(SignedInProblems = [401, 503]);
 problem_statuses!(SignedInBodyProblems = [400, 401, 413, 415, 422, 503]);
 problem_statuses!(PasswordProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
 problem_statuses!(SessionProblems = [400, 401, 404, 503]);
+problem_statuses!(AvatarProblems = [401, 413, 415, 503]);
+
+/// The whole body, or 413 as soon as it passes `limit` bytes (without reading the rest).
+async fn read_at_most(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_bytes_stream();
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| ApiError::BadRequest(format!("unreadable body: {err}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
+}
 
 /// Cache-Control for every response that carries tokens.
 const NO_STORE: &str = "no-store";
@@ -110,10 +128,9 @@ impl AuthApi {
             LoginBody::Json(json) => (json.0.email, json.0.password),
             LoginBody::Form(form) => {
                 if form.grant_type.as_deref().is_some_and(|g| g != "password") {
-                    return Err(keel_core::ApiError::BadRequest(
-                        "grant_type must be `password`.".to_owned(),
-                    )
-                    .into());
+                    return Err(
+                        ApiError::BadRequest("grant_type must be `password`.".to_owned()).into(),
+                    );
                 }
                 (form.0.username, form.0.password)
             }
@@ -169,7 +186,36 @@ impl AuthApi {
     /// The signed-in user
     #[oai(path = "/me", method = "get", operation_id = "auth_me")]
     async fn me(&self, auth: Auth) -> Result<MeResponse, Problems<SignedInProblems>> {
-        Ok(MeResponse::new(Me::from(&*auth)))
+        Ok(MeResponse::new(self.service.me(&auth).await?))
+    }
+
+    /// Set own avatar
+    ///
+    /// The body is the image itself: PNG, JPEG, GIF or WebP, told apart by its bytes
+    /// (the `Content-Type` header is ignored), at most `AVATAR_MAX_BYTES` (413 beyond,
+    /// 415 for anything else). Replaces the previous avatar; the answer's `avatar_url`
+    /// links to the new one for 15 minutes.
+    #[oai(path = "/me/avatar", method = "put", operation_id = "auth_set_avatar")]
+    async fn set_avatar(
+        &self,
+        auth: Auth,
+        body: Binary<Body>,
+    ) -> Result<MeResponse, Problems<AvatarProblems>> {
+        let image = read_at_most(body.0, self.service.avatar_max_bytes()).await?;
+        Ok(MeResponse::new(
+            self.service.set_avatar(&auth, image).await?,
+        ))
+    }
+
+    /// Remove own avatar
+    #[oai(
+        path = "/me/avatar",
+        method = "delete",
+        operation_id = "auth_delete_avatar"
+    )]
+    async fn delete_avatar(&self, auth: Auth) -> Result<Done, Problems<SignedInProblems>> {
+        self.service.delete_avatar(&auth).await?;
+        Ok(Done::NoContent)
     }
 
     /// Edit own profile

@@ -50,7 +50,7 @@ impl UserService {
             })
             .await?;
         self.authenticator.user_changed(caller.user_id).await;
-        let mut me = Me::from(caller);
+        let mut me = self.me(caller).await?;
         me.full_name = user.full_name;
         Ok(me)
     }

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod auth;
+mod avatar;
 mod principals;
 mod roles;
 mod seed;
@@ -17,9 +18,11 @@ use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::http::context::RequestContext;
 use keel_core::ratelimit::{RateLimiter, Rule};
-use keel_core::settings::SecuritySettings;
+use keel_core::settings::Settings;
+use keel_core::storage::Storage;
 
 pub use admin::{AdminOutcome, NewAccount};
+pub use avatar::ImageType;
 pub use principals::DbPrincipals;
 pub use seed::{SUPERUSER_ROLE, SeedReport, USER_ROLE, seed};
 
@@ -43,6 +46,8 @@ pub struct UserService {
     authenticator: Authenticator,
     limiter: RateLimiter,
     rules: Rules,
+    storage: Storage,
+    avatar_max_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +61,13 @@ impl UserService {
     /// Builds the service and the authenticator that resolves its tokens; login limits
     /// and principals live in `cache` (shared by every replica when it is Redis).
     /// Computes one password hash (the dummy for unknown accounts), so call it once.
-    pub async fn new(db: Db, security: &SecuritySettings, cache: &Cache) -> Result<Self, ApiError> {
+    pub async fn new(
+        db: Db,
+        settings: &Settings,
+        cache: &Cache,
+        storage: Storage,
+    ) -> Result<Self, ApiError> {
+        let security = &settings.security;
         let passwords = Passwords::new(
             security.password_pepper.expose(),
             security.password_hash_concurrency,
@@ -86,6 +97,8 @@ impl UserService {
             authenticator,
             limiter: RateLimiter::new(cache.clone()),
             rules,
+            storage,
+            avatar_max_bytes: settings.storage.avatar_max_bytes,
         })
     }
 

@@ -42,6 +42,7 @@ impl DbPrincipals {
             created_at: user.created_at,
             roles: roles.into_iter().map(|r| r.name).collect(),
             permissions: permissions.into_iter().collect::<BTreeSet<_>>(),
+            avatar_key: user.avatar_key,
         }))
     }
 }

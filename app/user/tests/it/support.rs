@@ -59,7 +59,8 @@ impl TestApp {
             .await
             .expect("seeding succeeds");
         let cache = Cache::from_settings(&settings.cache).expect("cache settings are valid");
-        let service = UserService::new(pool, &settings.security, &cache)
+        let storage = keel_core::storage::Storage::from_settings(&settings.storage, b"test");
+        let service = UserService::new(pool, &settings, &cache, storage)
             .await
             .expect("the service starts");
         let api = OpenApiService::new(keel_user::api(&service), "keel-user", "test");
