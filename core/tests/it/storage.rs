@@ -215,13 +215,8 @@ async fn local_links_are_signed_per_method_key_and_type_and_expire() {
         url.starts_with("http://keel.test/storage/a/b.png?expires="),
         "{url}"
     );
-    let query: std::collections::HashMap<String, String> = url::Url::parse(&url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let expires: u64 = query["expires"].parse().unwrap();
-    let signature = &query["signature"];
+    let (expires, signature) = signed(&url);
+    let signature = signature.as_str();
     assert!(storage.check_link(LinkMethod::Get, &k, "", expires, signature));
     // Another method, key, expiry or signature: refused.
     assert!(!storage.check_link(LinkMethod::Put, &k, "", expires, signature));
@@ -234,51 +229,23 @@ async fn local_links_are_signed_per_method_key_and_type_and_expire() {
         .presign_get(&k, Duration::from_secs(1))
         .await
         .unwrap();
-    let query: std::collections::HashMap<String, String> = url::Url::parse(&short)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let short_expires: u64 = query["expires"].parse().unwrap();
-    assert!(storage.check_link(LinkMethod::Get, &k, "", short_expires, &query["signature"]));
+    let (short_expires, signature) = signed(&short);
+    assert!(storage.check_link(LinkMethod::Get, &k, "", short_expires, &signature));
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(!storage.check_link(LinkMethod::Get, &k, "", short_expires, &query["signature"]));
+    assert!(!storage.check_link(LinkMethod::Get, &k, "", short_expires, &signature));
 
     // A PUT link is bound to its content type.
     let put = storage
         .presign_put(&k, "image/png", Duration::from_secs(60))
         .await
         .unwrap();
-    let query: std::collections::HashMap<String, String> = url::Url::parse(&put)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let expires: u64 = query["expires"].parse().unwrap();
-    assert!(storage.check_link(
-        LinkMethod::Put,
-        &k,
-        "image/png",
-        expires,
-        &query["signature"]
-    ));
-    assert!(!storage.check_link(
-        LinkMethod::Put,
-        &k,
-        "text/html",
-        expires,
-        &query["signature"]
-    ));
+    let (expires, signature) = signed(&put);
+    assert!(storage.check_link(LinkMethod::Put, &k, "image/png", expires, &signature));
+    assert!(!storage.check_link(LinkMethod::Put, &k, "text/html", expires, &signature));
 
     // A store with another secret doesn't accept these links.
     let other = Storage::from_settings(&settings(&[]).storage, b"another secret");
-    assert!(!other.check_link(
-        LinkMethod::Put,
-        &k,
-        "image/png",
-        expires,
-        &query["signature"]
-    ));
+    assert!(!other.check_link(LinkMethod::Put, &k, "image/png", expires, &signature));
 }
 
 #[tokio::test]
@@ -304,4 +271,17 @@ async fn local_keys_never_leave_the_root() {
         .unwrap();
     assert!(root.join("objects/inside/x").is_file());
     assert!(!root.parent().unwrap().join("escape").exists());
+}
+
+/// The `expires` and `signature` of a local link.
+fn signed(url: &str) -> (u64, String) {
+    let query: std::collections::HashMap<String, String> = url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    (
+        query["expires"].parse().unwrap(),
+        query["signature"].clone(),
+    )
 }
