@@ -88,6 +88,17 @@ async fn with_redis_refused_requests_still_work_and_readiness_says_degraded() {
     assert_eq!(body["components"]["cache"]["required"], false);
     assert_eq!(body["components"]["database"]["status"], "up");
 
+    // Principals are remembered in-process during the outage, and a logout on this
+    // replica still applies at once.
+    let (status, _) = c
+        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.get("/api/v1/auth/me", Some(&token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("cache_breaker_state 2"),

@@ -4,6 +4,11 @@
 //! Each entry is stamped ([`Cache::get_or_compute_stamped`]) with three versions — its
 //! session's, its user's, everyone's — and each kind of change bumps one of them after
 //! its transaction commits. One round trip (MGET) per request.
+//!
+//! While the breaker keeps Redis out, principals are remembered in this process for at
+//! most [`OUTAGE_TTL`] instead of being loaded on every request: changes made on this
+//! replica still apply at once, changes made on another replica during the outage within
+//! that time (they can't reach this one without Redis).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,22 +16,31 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{AccessClaims, Cached, Principal};
-use crate::cache::Cache;
+use super::{AccessClaims, Cached, Principal, PrincipalCache};
+use crate::cache::{BreakerState, Cache};
 use crate::error::ApiError;
 
 const EVERYONE: &str = "auth:everyone";
 
-#[derive(Debug, Clone)]
+/// The longest a principal is served from this process's memory while Redis is out.
+pub const OUTAGE_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
 pub struct SharedPrincipals {
     cache: Cache,
     ttl: Duration,
+    /// Used only while the breaker is open.
+    outage: PrincipalCache,
 }
 
 impl SharedPrincipals {
     /// A zero `ttl` caches nothing: every request loads its principal.
     pub fn new(cache: Cache, ttl: Duration) -> Self {
-        Self { cache, ttl }
+        Self {
+            cache,
+            ttl,
+            outage: PrincipalCache::new(ttl.min(OUTAGE_TTL)),
+        }
     }
 
     /// The session's principal, from the cache while nothing it depends on changed,
@@ -38,6 +52,8 @@ impl SharedPrincipals {
     {
         let principal = if self.ttl.is_zero() {
             load().await?
+        } else if self.cache.breaker_state() == BreakerState::Open {
+            return self.resolve_locally(claims, load).await;
         } else {
             self.cache
                 .get_or_compute_stamped(
@@ -60,15 +76,41 @@ impl SharedPrincipals {
         })
     }
 
+    async fn resolve_locally<F, Fut>(
+        &self,
+        claims: &AccessClaims,
+        load: F,
+    ) -> Result<Cached, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Principal>, ApiError>>,
+    {
+        if let Some(cached) = self.outage.get(claims.sid) {
+            return Ok(cached);
+        }
+        let epoch = self.outage.epoch();
+        let loaded = match load().await? {
+            Some(principal) => Cached::Valid(Arc::new(principal)),
+            None => Cached::Refused {
+                user_id: claims.sub,
+            },
+        };
+        self.outage.insert(claims.sid, loaded.clone(), epoch);
+        Ok(loaded)
+    }
+
     pub async fn invalidate_session(&self, session: Uuid) {
+        self.outage.invalidate_session(session);
         self.cache.bump(&session_stamp(session)).await;
     }
 
     pub async fn invalidate_user(&self, user: Uuid) {
+        self.outage.invalidate_user(user);
         self.cache.bump(&user_stamp(user)).await;
     }
 
     pub async fn invalidate_all(&self) {
+        self.outage.invalidate_all();
         self.cache.bump(EVERYONE).await;
     }
 }
