@@ -9,11 +9,14 @@
 //! (`AUTH_CACHE_TTL`); a shared cache backend is what makes that immediate.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
+
+use crate::error::ApiError;
 
 use super::Principal;
 
@@ -32,6 +35,14 @@ pub enum Cached {
 }
 
 impl Cached {
+    /// What a load from the source of truth means: a principal, or `None` (refused).
+    pub fn loaded(user_id: Uuid, principal: Option<Principal>) -> Self {
+        match principal {
+            Some(principal) => Self::Valid(Arc::new(principal)),
+            None => Self::Refused { user_id },
+        }
+    }
+
     fn user_id(&self) -> Uuid {
         match self {
             Self::Valid(p) => p.user_id,
@@ -77,6 +88,27 @@ impl PrincipalCache {
             .get(&session)
             .filter(|e| e.expires > Instant::now())
             .map(|e| e.value.clone())
+    }
+
+    /// The cached value for `session`, or `load`'s (stored unless an invalidation
+    /// happened meanwhile).
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        session: Uuid,
+        user_id: Uuid,
+        load: F,
+    ) -> Result<Cached, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Principal>, ApiError>>,
+    {
+        if let Some(cached) = self.get(session) {
+            return Ok(cached);
+        }
+        let epoch = self.epoch();
+        let loaded = Cached::loaded(user_id, load().await?);
+        self.insert(session, loaded.clone(), epoch);
+        Ok(loaded)
     }
 
     /// Call before loading; pass the value to [`PrincipalCache::insert`].

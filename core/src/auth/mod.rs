@@ -109,20 +109,11 @@ impl Authenticator {
                     .resolve(&claims, || self.source.load(&claims))
                     .await?
             }
-            Sessions::Local(local) => match local.get(claims.sid) {
-                Some(cached) => cached,
-                None => {
-                    let epoch = local.epoch();
-                    let loaded = match self.source.load(&claims).await? {
-                        Some(principal) => Cached::Valid(Arc::new(principal)),
-                        None => Cached::Refused {
-                            user_id: claims.sub,
-                        },
-                    };
-                    local.insert(claims.sid, loaded.clone(), epoch);
-                    loaded
-                }
-            },
+            Sessions::Local(local) => {
+                local
+                    .get_or_load(claims.sid, claims.sub, || self.source.load(&claims))
+                    .await?
+            }
         };
         match cached {
             Cached::Valid(principal) if principal.user_id == claims.sub => Ok(principal),

@@ -11,7 +11,6 @@
 //! that time (they can't reach this one without Redis).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -53,7 +52,7 @@ impl SharedPrincipals {
         let principal = if self.ttl.is_zero() {
             load().await?
         } else if self.cache.breaker_state() == BreakerState::Open {
-            return self.resolve_locally(claims, load).await;
+            return self.outage.get_or_load(claims.sid, claims.sub, load).await;
         } else {
             self.cache
                 .get_or_compute_stamped(
@@ -68,35 +67,7 @@ impl SharedPrincipals {
                 )
                 .await?
         };
-        Ok(match principal {
-            Some(principal) => Cached::Valid(Arc::new(principal)),
-            None => Cached::Refused {
-                user_id: claims.sub,
-            },
-        })
-    }
-
-    async fn resolve_locally<F, Fut>(
-        &self,
-        claims: &AccessClaims,
-        load: F,
-    ) -> Result<Cached, ApiError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<Principal>, ApiError>>,
-    {
-        if let Some(cached) = self.outage.get(claims.sid) {
-            return Ok(cached);
-        }
-        let epoch = self.outage.epoch();
-        let loaded = match load().await? {
-            Some(principal) => Cached::Valid(Arc::new(principal)),
-            None => Cached::Refused {
-                user_id: claims.sub,
-            },
-        };
-        self.outage.insert(claims.sid, loaded.clone(), epoch);
-        Ok(loaded)
+        Ok(Cached::loaded(claims.sub, principal))
     }
 
     pub async fn invalidate_session(&self, session: Uuid) {
