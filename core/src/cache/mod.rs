@@ -202,25 +202,17 @@ impl Cache {
         }
     }
 
-    /// The values under `keys`, in one round trip, not counted as hits or misses;
-    /// `None` when the cache can't be reached.
-    async fn fetch_many<T: DeserializeOwned>(&self, keys: &[String]) -> Option<Vec<Option<T>>> {
+    /// The raw values under `keys`, in one round trip; `None` when the cache can't be
+    /// reached.
+    async fn fetch_many(&self, keys: &[String]) -> Option<Vec<Option<Vec<u8>>>> {
         let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         match &self.inner.store {
             Store::Memory(memory) => Some(
                 keys.iter()
-                    .map(|key| decode_quiet(memory.get(key).as_deref()))
+                    .map(|key| memory.get(key).map(|bytes| bytes.to_vec()))
                     .collect(),
             ),
-            Store::Redis(redis) => {
-                let found = self.run("get_many", redis.get_many(&keys)).await.ok()?;
-                Some(
-                    found
-                        .iter()
-                        .map(|bytes| decode_quiet(bytes.as_deref()))
-                        .collect(),
-                )
-            }
+            Store::Redis(redis) => self.run("get_many", redis.get_many(&keys)).await.ok(),
         }
     }
 
@@ -245,21 +237,16 @@ impl Cache {
         let mut keys = Vec::with_capacity(stamps.len() + 1);
         keys.push(key.to_owned());
         keys.extend(stamps.iter().map(|s| format!("stamp:{s}")));
-        let Some(mut found) = self.fetch_many::<serde_json::Value>(&keys).await else {
+        let Some(found) = self.fetch_many(&keys).await else {
             counter!(CACHE_MISSES).increment(1);
             return compute().await;
         };
         let current: Vec<Option<String>> = found[1..]
-            .iter_mut()
-            .map(|slot| match slot.take() {
-                Some(serde_json::Value::String(token)) => Some(token),
-                _ => None,
-            })
+            .iter()
+            .map(|slot| decode_quiet(slot.as_deref()))
             .collect();
-        let cached = found[0]
-            .take()
-            .and_then(|entry| serde_json::from_value::<Stamped<T>>(entry).ok())
-            .filter(|entry| entry.stamps == current);
+        let cached =
+            decode_quiet::<Stamped<T>>(found[0].as_deref()).filter(|entry| entry.stamps == current);
         if let Some(entry) = cached {
             counter!(CACHE_HITS).increment(1);
             return Ok(entry.value);
