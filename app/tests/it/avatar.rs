@@ -128,7 +128,9 @@ async fn avatars_on_local_disk_are_served_by_signed_links() {
     let url = me["avatar_url"].as_str().unwrap().to_owned();
     assert!(url.contains("/storage/avatars/"), "{url}");
     let tampered = url.replace("signature=", "signature=00");
-    assert_eq!(fetch_from(&app, &tampered).await.0, StatusCode::FORBIDDEN);
+    let (status, kind, _) = fetch_from(&app, &tampered).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(kind.as_deref(), Some("application/problem+json"));
     let other_key = url.replace(".png?", ".gif?");
     assert_eq!(fetch_from(&app, &other_key).await.0, StatusCode::FORBIDDEN);
     let response = reqwest::get(app.url(&url)).await.unwrap();
