@@ -55,19 +55,16 @@ pub async fn list(
         query = query.filter(e::occurred_at.lt(until));
     }
     if let Some(search) = filter.text.as_deref().and_then(WordSearch::parse) {
-        if search.whole.is_empty() {
-            // Prefixes only: the full-text index finds them, unordered (see docs/activity.md).
-            query = query.filter(
-                sql::<Bool>("activity_entries.summary_words @@ to_tsquery('simple', ")
-                    .bind::<Text, _>(search.query)
-                    .sql(")"),
-            );
-        } else {
-            // The postings walk finds the page's ids in order and applies every filter;
-            // the query below only loads those rows.
-            let ids = search_ids(conn, filter, &search, page).await?;
-            query = query.filter(e::id.eq_any(ids));
+        if !search.whole.is_empty() {
+            // The postings walk finds the page in order and applies every filter.
+            return search_page(conn, filter, &search, page).await;
         }
+        // Prefixes only: the full-text index finds them, unordered (see docs/activity.md).
+        query = query.filter(
+            sql::<Bool>("activity_entries.summary_words @@ to_tsquery('simple', ")
+                .bind::<Text, _>(search.query)
+                .sql(")"),
+        );
     }
     if let Some(after) = page.after() {
         // A row comparison, so PostgreSQL seeks straight into the `(…, occurred_at, id)`
@@ -89,20 +86,15 @@ pub async fn list(
         .await
 }
 
-/// The ids of one page of a search, newest first, from `keel_activity_search`: it
-/// intersects the ordered postings of the whole words with the actor/action/entity
-/// indexes, so it reads about as many entries as the page needs, at any depth.
-async fn search_ids(
+/// One page of a search, newest first, from `keel_activity_search`: it intersects the
+/// ordered postings of the whole words with the actor/action/entity indexes, so it reads
+/// about as many entries as the page needs, at any depth.
+async fn search_page(
     conn: &mut AsyncPgConnection,
     filter: &ActivityFilter,
     search: &WordSearch,
     page: CursorParams,
-) -> QueryResult<Vec<i64>> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
+) -> QueryResult<Vec<EntryRow>> {
     // Strictly before the cursor and before `until` (the smallest id at `until` is 1).
     let mut before = (DateTime::<Utc>::MAX_UTC, i64::MAX);
     if let Some(after) = page.after() {
@@ -112,8 +104,10 @@ async fn search_ids(
     if let Some(until) = filter.until {
         before = before.min((until, 1));
     }
-    let found: Vec<Found> = diesel::sql_query(
-        "SELECT keel_activity_search($1, to_tsquery('simple', $2), $3, $4, $5, $6, $7, $8, $9, $10) AS id",
+    diesel::sql_query(
+        "SELECT id, occurred_at, actor_id, actor_email, action, entity_type, entity_id, \
+         summary, metadata, request_id, ip, user_agent \
+         FROM keel_activity_search($1, to_tsquery('simple', $2), $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind::<Text, _>(&search.whole)
     .bind::<Text, _>(&search.query)
@@ -126,8 +120,7 @@ async fn search_ids(
     .bind::<BigInt, _>(before.1)
     .bind::<Integer, _>(i32::try_from(page.fetch()).unwrap_or(i32::MAX))
     .load(conn)
-    .await?;
-    Ok(found.into_iter().map(|f| f.id).collect())
+    .await
 }
 
 /// A parsed `search`: words of the summary, all required; a word ending in `*` matches

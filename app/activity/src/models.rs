@@ -32,7 +32,7 @@ diesel::table! {
 }
 
 /// A recorded entry as read back.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = activity_entries, check_for_backend(diesel::pg::Pg))]
 pub struct EntryRow {
     pub id: i64,
