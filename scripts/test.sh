@@ -78,7 +78,20 @@ fi
 if [[ -z ${KEEL_TEST_S3_ENDPOINT:-} ]] && ! answers 127.0.0.1 5055; then
   command -v moto_server >/dev/null \
     || fail "moto_server not found: pip install 'moto[server]>=5.2.5' (or set KEEL_TEST_S3_ENDPOINT to an S3-compatible server)"
-  say "starting moto (S3) on 127.0.0.1:5055"
+  # Before 5.2.5, moto answers CompleteMultipartUpload with an XML root the S3 SDK
+  # refuses. Its version comes from the Python that runs moto_server (or python3, for a
+  # pyenv shim or a wrapper script).
+  moto_version=unknown
+  moto_python=$(head -1 "$(command -v moto_server)" | sed -n 's/^#! *//p')
+  for py in "$moto_python" python3; do
+    [[ $py == *python* ]] || continue
+    moto_version=$($py -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null) \
+      && break || moto_version=unknown
+  done
+  if [[ $moto_version != unknown ]] && ! printf '5.2.5\n%s\n' "$moto_version" | sort -VC; then
+    fail "moto $moto_version is too old for the S3 suites: pip install -U 'moto[server]>=5.2.5'"
+  fi
+  say "starting moto $moto_version (S3) on 127.0.0.1:5055"
   nohup moto_server -H 127.0.0.1 -p 5055 >/tmp/keel-moto.log 2>&1 &
   wait_for moto 127.0.0.1 5055 30 || fail "moto did not come up on 127.0.0.1:5055 (see /tmp/keel-moto.log)"
 fi
