@@ -1,9 +1,11 @@
 //! Principals kept in the shared cache (Redis), so a logout, revocation, deactivation or
-//! role change made on one replica holds on every replica from the very next request.
+//! role change made on one replica holds on every replica as soon as the bump's message
+//! reaches it.
 //!
 //! Each entry is stamped ([`Cache::get_or_compute_stamped`]) with three versions — its
 //! session's, its user's, everyone's — and each kind of change bumps one of them after
-//! its transaction commits. One round trip (MGET) per request.
+//! its transaction commits. A hot principal is served from this replica's memory while
+//! it follows Redis's bump feed, otherwise with one round trip (MGET).
 //!
 //! While the breaker keeps Redis out, principals are remembered in this process for at
 //! most [`OUTAGE_TTL`] instead of being loaded on every request: changes made on this

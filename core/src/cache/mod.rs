@@ -12,6 +12,7 @@
 
 mod breaker;
 mod memory;
+mod near;
 mod redis;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ pub use breaker::BreakerState;
 
 use self::breaker::Breaker;
 use self::memory::MemoryStore;
+use self::near::{FORGET_ALL, Near};
 use self::redis::RedisStore;
 use crate::http::health::Check;
 use crate::settings::CacheSettings;
@@ -118,25 +120,61 @@ struct Inner {
     /// Computations in progress, by key: later callers wait for the first.
     flights: Mutex<HashMap<String, Flight>>,
     pending: Mutex<Vec<Pending>>,
+    /// Stamped values kept in this process while the Redis invalidation feed is up.
+    near: Option<Arc<Near>>,
+    /// The task following that feed; stopped with the cache.
+    feed: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(feed) = &self.feed {
+            feed.abort();
+        }
+    }
 }
 
 impl Cache {
     /// Redis when `REDIS_URL` is set, else memory. Fails only on settings Redis can't
     /// use; a Redis that is down at start only makes the cache degraded.
     pub fn from_settings(settings: &CacheSettings) -> Result<Self, CacheError> {
-        let store = match &settings.redis_url {
-            Some(url) => Store::Redis(Box::new(RedisStore::new(
-                url.expose(),
-                settings.redis_pool_size,
+        let Some(url) = &settings.redis_url else {
+            return Ok(Self::with_store(
+                Store::Memory(MemoryStore::new(settings.memory_capacity)),
+                &settings.key_prefix,
                 settings.redis_timeout,
-            )?)),
-            None => Store::Memory(MemoryStore::new(settings.memory_capacity)),
+            ));
         };
-        Ok(Self::with_store(
-            store,
+        let channel = format!("{}:stamps", settings.key_prefix);
+        let store = RedisStore::new(
+            url.expose(),
+            settings.redis_pool_size,
+            settings.redis_timeout,
+            channel.clone(),
+        )?;
+        let mut cache = Self::with_store(
+            Store::Redis(Box::new(store)),
             &settings.key_prefix,
             settings.redis_timeout,
-        ))
+        );
+        // The feed needs a runtime to run on; without one (a synchronous tool) every
+        // stamped read goes to Redis.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let client = ::redis::Client::open(url.expose())
+                .map_err(|err| CacheError::Config(err.to_string()))?;
+            let near = Arc::new(Near::new(settings.memory_capacity));
+            let feed = runtime.spawn(near::follow(
+                near.clone(),
+                client,
+                channel,
+                settings.redis_timeout,
+            ));
+            if let Some(inner) = Arc::get_mut(&mut cache.inner) {
+                inner.near = Some(near);
+                inner.feed = Some(feed);
+            }
+        }
+        Ok(cache)
     }
 
     /// An in-process cache of at most `capacity` entries.
@@ -160,6 +198,8 @@ impl Cache {
                 breaker: Breaker::new(BREAKER_COOLDOWN),
                 flights: Mutex::new(HashMap::new()),
                 pending: Mutex::new(Vec::new()),
+                near: None,
+                feed: None,
             }),
         }
     }
@@ -176,6 +216,12 @@ impl Cache {
     /// invalidations and counts through it.
     pub fn is_shared(&self) -> bool {
         matches!(self.inner.store, Store::Redis(_))
+    }
+
+    /// Whether this replica hears every stamp bump right now (Redis's feed), and so
+    /// serves stamped values it already fetched from memory.
+    pub fn follows_bumps(&self) -> bool {
+        self.inner.near.as_ref().is_some_and(|near| near.is_live())
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -234,10 +280,19 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let near = self.inner.near.as_deref();
+        let full_key = self.key(key);
+        if let Some(bytes) = near.and_then(|near| near.get(&full_key, stamps))
+            && let Some(entry) = decode_quiet::<Stamped<T>>(Some(&bytes))
+        {
+            counter!(CACHE_HITS).increment(1);
+            return Ok(entry.value);
+        }
+        let ticket = near.map(Near::ticket);
         let mut keys = Vec::with_capacity(stamps.len() + 1);
         keys.push(key.to_owned());
         keys.extend(stamps.iter().map(|s| format!("stamp:{s}")));
-        let Some(found) = self.fetch_many(&keys).await else {
+        let Some(mut found) = self.fetch_many(&keys).await else {
             counter!(CACHE_MISSES).increment(1);
             return compute().await;
         };
@@ -245,18 +300,35 @@ impl Cache {
             .iter()
             .map(|slot| decode_quiet(slot.as_deref()))
             .collect();
-        let cached =
-            decode_quiet::<Stamped<T>>(found[0].as_deref()).filter(|entry| entry.stamps == current);
-        if let Some(entry) = cached {
+        // Remembered in this process with the stamps it was fetched under (Redis only).
+        let remember = |bytes: Arc<[u8]>| {
+            if let (Some(near), Some(ticket)) = (near, ticket) {
+                let stamped = keys[1..].iter().map(|k| self.key(k)).zip(current.clone());
+                near.remember(ticket, &full_key, stamps, stamped.collect(), bytes, ttl);
+            }
+        };
+        if let Some(bytes) = found[0].take()
+            && let Some(entry) =
+                decode_quiet::<Stamped<T>>(Some(&bytes)).filter(|entry| entry.stamps == current)
+        {
             counter!(CACHE_HITS).increment(1);
+            remember(bytes.into());
             return Ok(entry.value);
         }
         counter!(CACHE_MISSES).increment(1);
         let entry = Stamped {
-            stamps: current,
+            stamps: current.clone(),
             value: compute().await?,
         };
-        self.set(key, &entry, ttl.min(MAX_STAMPED_TTL)).await;
+        match serde_json::to_vec(&entry) {
+            Ok(bytes) => {
+                let bytes: Arc<[u8]> = bytes.into();
+                self.set_bytes(&full_key, &bytes, ttl.min(MAX_STAMPED_TTL))
+                    .await;
+                remember(bytes);
+            }
+            Err(err) => tracing::error!(key, error = %err, "cache: value not encodable"),
+        }
         Ok(entry.value)
     }
 
@@ -302,6 +374,13 @@ impl Cache {
     }
 
     async fn invalidate(&self, what: Pending) {
+        if let Some(near) = &self.inner.near {
+            match &what {
+                Pending::Bump(stamp, _) => near.forget(stamp),
+                Pending::DeletePrefix(_) => near.forget(FORGET_ALL),
+                Pending::Delete(_) => {}
+            }
+        }
         match &self.inner.store {
             Store::Memory(memory) => memory.apply(&what),
             Store::Redis(redis) => {

@@ -8,6 +8,7 @@ use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
 
+use super::near::FORGET_ALL;
 use super::{CacheError, Pending, fresh_token};
 
 /// INCR that starts a fixed window on the first count: returns the count and the
@@ -39,6 +40,9 @@ pub(super) struct RedisStore {
     /// creation by `REDIS_TIMEOUT` and health-checks it — and returned to it by
     /// [`RedisStore::reset`] after any failure.
     shared: Mutex<Option<Shared>>,
+    /// Where bumps are announced, so every replica forgets what it kept of the stamp
+    /// (see `near`).
+    channel: String,
     incr: Script,
     count: Script,
 }
@@ -61,7 +65,12 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects lazily: a Redis that is down at start only makes the cache degraded.
     /// `timeout` bounds the wait for a pooled connection and the making of a new one.
-    pub(super) fn new(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, CacheError> {
+    pub(super) fn new(
+        url: &str,
+        pool_size: usize,
+        timeout: Duration,
+        channel: String,
+    ) -> Result<Self, CacheError> {
         let mut config = Config::from_url(url);
         config.pool = Some(PoolConfig {
             max_size: pool_size,
@@ -78,6 +87,7 @@ impl RedisStore {
         Ok(Self {
             pool,
             shared: Mutex::new(None),
+            channel,
             incr: Script::new(INCR_IN_WINDOW),
             count: Script::new(COUNT_IN_WINDOW),
         })
@@ -174,9 +184,32 @@ impl RedisStore {
     pub(super) async fn apply(&self, invalidation: &Pending) -> Result<(), CacheError> {
         match invalidation {
             Pending::Delete(key) => self.delete(key).await,
-            Pending::DeletePrefix(prefix) => self.delete_prefix(prefix).await,
-            Pending::Bump(key, ttl) => self.set(key, &fresh_token(), *ttl).await,
+            Pending::DeletePrefix(prefix) => {
+                self.delete_prefix(prefix).await?;
+                self.announce(FORGET_ALL).await
+            }
+            Pending::Bump(key, ttl) => self.bump(key, *ttl).await,
         }
+    }
+
+    /// The new token and its announcement in one transaction: a replica that reads the
+    /// old token before it is replaced gets the message after.
+    async fn bump(&self, key: &str, ttl: Duration) -> Result<(), CacheError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let () = redis::pipe()
+            .atomic()
+            .pset_ex(key, fresh_token(), millis)
+            .ignore()
+            .publish(&self.channel, key)
+            .ignore()
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn announce(&self, message: &str) -> Result<(), CacheError> {
+        let _receivers: u64 = self.conn().await?.publish(&self.channel, message).await?;
+        Ok(())
     }
 
     pub(super) async fn incr(

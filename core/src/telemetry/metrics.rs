@@ -28,6 +28,7 @@ pub const CACHE_MISSES: &str = "cache_misses_total";
 pub const CACHE_OPERATIONS: &str = "cache_operations_total";
 pub const CACHE_OPERATION_DURATION: &str = "cache_operation_duration_seconds";
 pub const CACHE_BREAKER_STATE: &str = "cache_breaker_state";
+pub const CACHE_NEAR_FEED_UP: &str = "cache_near_feed_up";
 pub const BUILD_INFO: &str = "keel_build_info";
 
 /// Latency buckets in seconds, from a cached read (1 ms) to a slow report (10 s).
@@ -123,6 +124,10 @@ fn describe() {
     describe_gauge!(
         CACHE_BREAKER_STATE,
         "The Redis circuit breaker: 0 closed, 1 half open (probing), 2 open"
+    );
+    describe_gauge!(
+        CACHE_NEAR_FEED_UP,
+        "1 while this replica follows Redis's stamp bumps and serves stamped values from memory"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the running build");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);

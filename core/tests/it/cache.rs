@@ -17,16 +17,32 @@ fn settings(overrides: &[(&str, &str)]) -> Settings {
 }
 
 fn redis_at(url: &str) -> Cache {
-    let [(_, _), (prefix_var, prefix)] = keel_testkit::redis_settings();
+    let [(_, _), (_, prefix)] = keel_testkit::redis_settings();
+    replica(url, &prefix)
+}
+
+/// One replica's cache: caches made with the same prefix share entries and stamps.
+fn replica(url: &str, prefix: &str) -> Cache {
     Cache::from_settings(
         &settings(&[
             ("REDIS_URL", url),
-            (prefix_var, &prefix),
+            ("CACHE_KEY_PREFIX", prefix),
             ("REDIS_TIMEOUT", "200ms"),
         ])
         .cache,
     )
     .unwrap()
+}
+
+/// Polls `done` every 20 ms for up to 5 s; whether it came true.
+async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 fn redis() -> Cache {
@@ -186,6 +202,72 @@ async fn a_stamped_value_is_recomputed_after_a_bump_and_a_racing_store_is_never_
         assert_eq!(fresh, "fresh", "{backend}: the racing store is ignored");
         cache.delete_prefix("").await;
     }
+}
+
+/// Counts computations, so a test can tell a value served from a cache from a new one.
+#[derive(Clone, Default)]
+struct Loads(Arc<AtomicUsize>);
+
+impl Loads {
+    async fn get(&self, cache: &Cache) -> usize {
+        let loads = self.0.clone();
+        cache
+            .get_or_compute_stamped("v", &["s"], Duration::from_secs(60), || async move {
+                Ok::<_, CacheError>(loads.fetch_add(1, Ordering::SeqCst) + 1)
+            })
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_bump_on_one_replica_reaches_what_another_keeps_in_memory() {
+    let [(_, _), (_, prefix)] = keel_testkit::redis_settings();
+    let url = keel_testkit::redis_url();
+    let (one, two) = (replica(&url, &prefix), replica(&url, &prefix));
+    assert!(eventually(async || one.follows_bumps() && two.follows_bumps()).await);
+
+    let loads = Loads::default();
+    assert_eq!(loads.get(&one).await, 1);
+    assert_eq!(loads.get(&one).await, 1, "kept");
+    assert_eq!(loads.get(&two).await, 1, "shared through redis");
+
+    two.bump("s").await;
+    let seen = eventually(async || loads.get(&one).await == 2).await;
+    assert!(
+        seen,
+        "the other replica recomputes after the bump's message"
+    );
+    assert_eq!(loads.get(&two).await, 2);
+
+    // A namespace-wide delete drops what every replica keeps.
+    one.delete_prefix("").await;
+    assert!(eventually(async || loads.get(&two).await == 3).await);
+    one.delete_prefix("").await;
+}
+
+#[tokio::test]
+async fn a_replica_that_lost_the_bump_feed_reads_through_to_redis() {
+    let [(_, _), (_, prefix)] = keel_testkit::redis_settings();
+    let proxy = Proxy::start(redis_addr()).await;
+    let behind = replica(&format!("redis://{}/0", proxy.addr()), &prefix);
+    let other = replica(&keel_testkit::redis_url(), &prefix);
+    assert!(eventually(async || behind.follows_bumps()).await);
+    let loads = Loads::default();
+    assert_eq!(loads.get(&behind).await, 1);
+
+    // The feed drops, a bump goes unheard, the feed comes back: what was kept from
+    // before is not trusted.
+    proxy.set(Link::Cut);
+    assert!(eventually(async || !behind.follows_bumps()).await);
+    other.bump("s").await;
+    proxy.set(Link::Up);
+    assert!(eventually(async || behind.follows_bumps()).await);
+    assert!(
+        eventually(async || loads.get(&behind).await == 2).await,
+        "recomputed under the new stamp once redis answers"
+    );
+    other.delete_prefix("").await;
 }
 
 #[tokio::test]
