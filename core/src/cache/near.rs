@@ -179,8 +179,8 @@ pub(super) async fn follow(
         match subscribe(&client, &channel, timeout).await {
             Ok((mut sink, mut messages)) => {
                 near.set_live(true);
-                backoff = Duration::from_millis(100);
                 let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                heartbeat.tick().await; // the first tick is immediate
                 let lost = loop {
                     tokio::select! {
                         message = messages.next() => match message {
@@ -191,8 +191,10 @@ pub(super) async fn follow(
                             None => break "the subscription closed".to_owned(),
                         },
                         _ = heartbeat.tick() => {
-                            match tokio::time::timeout(timeout, sink.ping::<String>()).await {
-                                Ok(Ok(_)) => {}
+                            // Subscribed, Redis answers a PING with ["pong", ""].
+                            match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
+                                // Up for a heartbeat: a later loss backs off afresh.
+                                Ok(Ok(_)) => backoff = Duration::from_millis(100),
                                 Ok(Err(err)) => break err.to_string(),
                                 Err(_) => break format!("no pong within {timeout:?}"),
                             }
