@@ -62,14 +62,15 @@ run \`docker compose up -d redis\`, or point KEEL_TEST_REDIS_URL at one."
   fi
 fi
 
-# RabbitMQ: started when installed; the suites that need it fail clearly without it.
-if ! answers 127.0.0.1 5672; then
+# RabbitMQ: required by the task suites (KEEL_TEST_AMQP_URL overrides the local one).
+if [[ -z ${KEEL_TEST_AMQP_URL:-} ]] && ! answers 127.0.0.1 5672; then
   if command -v rabbitmq-server >/dev/null; then
     say "starting RabbitMQ (can take half a minute)"
     rabbitmq-server -detached >/dev/null 2>&1 || true
     wait_for RabbitMQ 127.0.0.1 5672 90 || fail "RabbitMQ did not come up on 127.0.0.1:5672"
   else
-    say "note: RabbitMQ is not on 127.0.0.1:5672 (apt-get install rabbitmq-server, or docker compose up -d rabbitmq)"
+    fail "RabbitMQ is not answering on 127.0.0.1:5672. Install it (apt-get install rabbitmq-server), \
+run \`docker compose up -d rabbitmq\`, or point KEEL_TEST_AMQP_URL at one."
   fi
 fi
 

@@ -6,5 +6,6 @@
 pub mod api;
 pub mod database;
 pub mod startup;
+pub mod tasks;
 
 pub use startup::{Application, StartError};

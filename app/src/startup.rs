@@ -12,13 +12,14 @@ use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
 use keel_core::settings::{Secret, Settings};
 use keel_core::storage::{Storage, links};
+use keel_core::tasks::{Relay, RelayHandle, RelayTarget};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
 use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
 use poem::endpoint::BoxEndpoint;
 use poem::{EndpointExt, Response};
 
-use crate::api;
+use crate::{api, tasks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -50,6 +51,8 @@ pub struct Application {
     _changes: Listener,
     /// Seals committed audit entries into the hash chain.
     _sealer: Sealer,
+    /// Hands committed tasks to the broker (or runs them here without one).
+    _relay: RelayHandle,
 }
 
 impl std::fmt::Debug for Application {
@@ -128,6 +131,10 @@ impl Application {
         let activity = ActivityService::new(db.clone());
         let sealer = activity.spawn_sealer();
         let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
+        let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), settings);
+        let relay_target = tasks::relay_target(settings, tasks::registry(), task_services);
+        let relay =
+            Relay::new(db.clone(), relay_target.clone(), settings.tasks.relay_batch).spawn();
         let features = api::Features {
             users,
             activity,
@@ -136,6 +143,9 @@ impl Application {
         let mut checks = Checks::default().with(db.clone()).with(cache.clone());
         if storage.backend() == "s3" {
             checks = checks.with(storage.clone());
+        }
+        if let RelayTarget::Broker(broker) = &relay_target {
+            checks = checks.with(broker.clone());
         }
         let system = SystemApi::new(checks, metrics.clone()).on_scrape(move || db.record_metrics());
         let endpoint = keel_core::http::stack(
@@ -156,6 +166,7 @@ impl Application {
             settings: settings.clone(),
             _changes: changes,
             _sealer: sealer,
+            _relay: relay,
         })
     }
 

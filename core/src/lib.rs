@@ -12,6 +12,7 @@ pub mod http;
 pub mod ratelimit;
 pub mod settings;
 pub mod storage;
+pub mod tasks;
 pub mod telemetry;
 
 pub use error::ApiError;

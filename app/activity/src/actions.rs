@@ -55,4 +55,6 @@ actions! {
     ReleaseNotePublished = "release_note.published",
     ReleaseNoteUnpublished = "release_note.unpublished",
     ReleaseNoteDeleted = "release_note.deleted",
+    /// A background task was given up on (permanent error or attempts used up).
+    TaskDeadLettered = "task.dead_lettered",
 }

@@ -48,6 +48,8 @@ struct FeedState {
     /// Bumped on every (re)connect: changes made while nobody listened are unknown.
     epoch: AtomicU64,
     tables: RwLock<HashMap<String, u64>>,
+    /// Holds one wake-up for [`ChangeFeed::next_change`].
+    signal: tokio::sync::Notify,
 }
 
 impl ChangeFeed {
@@ -72,15 +74,25 @@ impl ChangeFeed {
         self.0.live.load(Ordering::Acquire)
     }
 
+    /// Resolves at the next change heard or committed here — or at once if one came
+    /// since the last call. For one waiter (the task outbox relay), which still polls:
+    /// a change made while the listener was down is never heard.
+    pub async fn next_change(&self) {
+        self.0.signal.notified().await;
+    }
+
     /// This process just committed a write: drop what every cache holds now, so the
     /// writer's next read never waits on its own notification to arrive.
     pub(crate) fn committed_here(&self) {
         self.0.epoch.fetch_add(1, Ordering::AcqRel);
+        self.0.signal.notify_one();
     }
 
     fn changed(&self, table: &str) {
         let mut counts = self.0.tables.write().unwrap_or_else(|e| e.into_inner());
         *counts.entry(table.to_owned()).or_default() += 1;
+        drop(counts);
+        self.0.signal.notify_one();
     }
 
     fn connected(&self) {

@@ -29,6 +29,15 @@ pub const CACHE_OPERATIONS: &str = "cache_operations_total";
 pub const CACHE_OPERATION_DURATION: &str = "cache_operation_duration_seconds";
 pub const CACHE_BREAKER_STATE: &str = "cache_breaker_state";
 pub const CACHE_NEAR_FEED_UP: &str = "cache_near_feed_up";
+pub const TASKS_PUBLISHED: &str = "tasks_published_total";
+pub const TASKS_SUCCEEDED: &str = "tasks_succeeded_total";
+pub const TASKS_FAILED: &str = "tasks_failed_total";
+pub const TASKS_RETRIED: &str = "tasks_retried_total";
+pub const TASKS_DEAD_LETTERED: &str = "tasks_dead_lettered_total";
+pub const TASK_DURATION: &str = "task_duration_seconds";
+pub const TASK_OUTBOX_BACKLOG: &str = "task_outbox_backlog";
+pub const TASK_OUTBOX_OLDEST_AGE: &str = "task_outbox_oldest_age_seconds";
+pub const TASK_WORKER_CONNECTED: &str = "task_worker_connected";
 pub const BUILD_INFO: &str = "keel_build_info";
 
 /// Latency buckets in seconds, from a cached read (1 ms) to a slow report (10 s).
@@ -128,6 +137,41 @@ fn describe() {
     describe_gauge!(
         CACHE_NEAR_FEED_UP,
         "1 while this replica follows Redis's stamp bumps and serves stamped values from memory"
+    );
+    describe_counter!(
+        TASKS_PUBLISHED,
+        "Tasks handed on by the outbox relay (to RabbitMQ, or to the in-process runner), by task"
+    );
+    describe_counter!(TASKS_SUCCEEDED, "Task runs that succeeded, by task");
+    describe_counter!(
+        TASKS_FAILED,
+        "Task runs that failed (a panic included), by task"
+    );
+    describe_counter!(
+        TASKS_RETRIED,
+        "Failed tasks scheduled for another run, by task"
+    );
+    describe_counter!(
+        TASKS_DEAD_LETTERED,
+        "Tasks given up on (permanent error or attempts used up), by task"
+    );
+    describe_histogram!(
+        TASK_DURATION,
+        Unit::Seconds,
+        "Time of one task run, by task"
+    );
+    describe_gauge!(
+        TASK_OUTBOX_BACKLOG,
+        "Tasks committed and not yet handed on by the relay"
+    );
+    describe_gauge!(
+        TASK_OUTBOX_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest task waiting in the outbox (0 when empty)"
+    );
+    describe_gauge!(
+        TASK_WORKER_CONNECTED,
+        "1 while this worker is consuming from RabbitMQ"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels carry the running build");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);

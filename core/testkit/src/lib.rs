@@ -56,6 +56,24 @@ pub fn redis_settings() -> [(&'static str, String); 2] {
     ]
 }
 
+/// The RabbitMQ tests use: `KEEL_TEST_AMQP_URL`, else the local one (guest/guest).
+pub fn amqp_url() -> String {
+    std::env::var("KEEL_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// `AMQP_URL` plus a `TASK_QUEUE_PREFIX` no other test shares, as settings overrides.
+/// A test deletes its queues when done (`Broker::delete_queues`).
+pub fn amqp_settings() -> [(&'static str, String); 2] {
+    [
+        ("AMQP_URL", amqp_url()),
+        (
+            "TASK_QUEUE_PREFIX",
+            format!("keel-test-{}", uuid::Uuid::now_v7().simple()),
+        ),
+    ]
+}
+
 /// The S3-compatible server tests use: `KEEL_TEST_S3_ENDPOINT`, else moto's server mode
 /// on 127.0.0.1:5055 (`scripts/test.sh` starts it).
 pub fn s3_endpoint() -> String {

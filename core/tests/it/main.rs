@@ -16,3 +16,4 @@ mod logging;
 mod settings;
 mod storage;
 mod support;
+mod tasks;

@@ -1,0 +1,136 @@
+//! Background tasks: declared by features, enqueued in the business transaction, run by
+//! `keel-worker` with retries and dead letters.
+//!
+//! - A feature declares a task as a serde payload type implementing [`Task`] (a stable
+//!   name, a queue, a retry policy, an async handler); keel-app registers every task in
+//!   one [`Registry`], used by the API (to run them in-process without a broker) and by
+//!   the worker.
+//! - A service enqueues with its transaction connection ([`enqueue`]): the task is a row
+//!   of the `task_outbox` table, so it exists if and only if the change commits.
+//! - The [`Relay`] (in every keel-api) hands committed rows to the broker with publisher
+//!   confirms and deletes them once confirmed; several relays share the work
+//!   (`FOR UPDATE SKIP LOCKED`). Without `AMQP_URL` it runs them in this process instead
+//!   (see [`local`]).
+//! - The [`Worker`] consumes, acks after the handler succeeds, re-publishes a failure to
+//!   a delay queue until its attempts run out, then to the queue's dead letters.
+//!
+//! Delivery is at least once: a handler may run again after a crash or a lost ack, so
+//! handlers are idempotent (the task id, [`TaskContext::task_id`], is stable across
+//! retries and redeliveries).
+
+mod broker;
+mod envelope;
+pub mod local;
+mod outbox;
+mod registry;
+mod retry;
+mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+pub use broker::{Broker, BrokerError, QueueStats, Topology};
+pub use envelope::Envelope;
+pub use outbox::{Relay, RelayError, RelayHandle, RelayTarget, enqueue};
+pub use registry::{DeadLetterHook, Outcome, Registry};
+pub use retry::RetryPolicy;
+pub use worker::{Worker, WorkerStopped};
+
+use crate::cache::Cache;
+use crate::db::Db;
+use crate::settings::Settings;
+use crate::storage::Storage;
+
+/// A kind of background work: the payload is the task itself.
+///
+/// `NAME` is what the queue carries, so it must stay the same across releases (rename
+/// the type freely, never the name, while messages with it may be queued).
+pub trait Task: Serialize + DeserializeOwned + Send + 'static {
+    /// Stable and unique among the registered tasks, e.g. `"user.send_welcome_email"`.
+    const NAME: &'static str;
+    /// The queue it is published to; workers consume the queues of the tasks they know.
+    const QUEUE: &'static str = "default";
+
+    /// How often and how patiently a failure is retried.
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    /// Does the work. An `Err` is retried unless it is [`TaskError::permanent`] or the
+    /// attempts are used up; a panic counts as a retryable failure.
+    fn run(self, ctx: TaskContext) -> impl Future<Output = Result<(), TaskError>> + Send;
+}
+
+/// Why a run failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    message: String,
+    retryable: bool,
+}
+
+impl TaskError {
+    /// A failure that may pass on a later attempt (a service down, a timeout).
+    pub fn retry(err: impl std::fmt::Display) -> Self {
+        Self {
+            message: err.to_string(),
+            retryable: true,
+        }
+    }
+
+    /// A failure no retry can fix (bad payload, a row that no longer exists): the task
+    /// goes straight to the dead letters.
+    pub fn permanent(err: impl std::fmt::Display) -> Self {
+        Self {
+            message: err.to_string(),
+            retryable: false,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a handler can use: the process's shared services and which run this is.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub services: Arc<Services>,
+    task_id: Uuid,
+    attempt: u32,
+}
+
+impl TaskContext {
+    /// The same for every attempt and redelivery of one enqueued task: the key to make
+    /// a handler idempotent.
+    pub fn task_id(&self) -> Uuid {
+        self.task_id
+    }
+
+    /// 1 on the first run.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// The shared services handlers run with (one per process).
+#[derive(Debug)]
+pub struct Services {
+    pub db: Db,
+    pub cache: Cache,
+    pub storage: Storage,
+    pub settings: Arc<Settings>,
+}

@@ -1,0 +1,222 @@
+//! The transactional outbox: tasks are rows written with the change that enqueues them,
+//! and the relay hands committed rows on and deletes them once they are safe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Double, Jsonb, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use metrics::gauge;
+use uuid::Uuid;
+
+use super::local::LocalRunner;
+use super::{Broker, BrokerError, Envelope, Task};
+use crate::db::Db;
+use crate::error::{ApiError, ErrorChain};
+use crate::telemetry::metrics::{TASK_OUTBOX_BACKLOG, TASK_OUTBOX_OLDEST_AGE};
+
+/// How long the relay sleeps when nothing wakes it: the bound on a task's wait when
+/// the change feed is down.
+const POLL: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often the backlog gauges are refreshed.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+
+diesel::table! {
+    task_outbox (id) {
+        id -> Int8,
+        task_id -> Uuid,
+        task -> Text,
+        queue -> Text,
+        payload -> Jsonb,
+        enqueued_at -> Timestamptz,
+    }
+}
+
+/// Enqueues `task` on `conn`, which should be the transaction of the change it follows
+/// from: the task is published only if that transaction commits. Returns the task id.
+pub async fn enqueue<T: Task>(conn: &mut AsyncPgConnection, task: &T) -> QueryResult<Uuid> {
+    let payload = serde_json::to_value(task)
+        .map_err(|err| diesel::result::Error::SerializationError(Box::new(err)))?;
+    let id = Uuid::now_v7();
+    diesel::insert_into(task_outbox::table)
+        .values((
+            task_outbox::task_id.eq(id),
+            task_outbox::task.eq(T::NAME),
+            task_outbox::queue.eq(T::QUEUE),
+            task_outbox::payload.eq(payload),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Where the relay hands tasks: the broker, or this process's runner.
+#[derive(Debug, Clone)]
+pub enum RelayTarget {
+    Broker(Arc<Broker>),
+    Local(Arc<LocalRunner>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("database: {0}")]
+    Db(#[from] diesel::result::Error),
+    #[error("database: {0}")]
+    Pool(#[from] ApiError),
+}
+
+/// Moves committed outbox rows on, a batch per transaction. Several relays (one per
+/// API replica) share the rows without waiting on each other: each locks the rows it
+/// takes and skips the ones another holds.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    db: Db,
+    target: RelayTarget,
+    batch: i64,
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    task_id: Uuid,
+    #[diesel(sql_type = Text)]
+    task: String,
+    #[diesel(sql_type = Text)]
+    queue: String,
+    #[diesel(sql_type = Jsonb)]
+    payload: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    enqueued_at: DateTime<Utc>,
+}
+
+impl Relay {
+    pub fn new(db: Db, target: RelayTarget, batch: u32) -> Self {
+        Self {
+            db,
+            target,
+            batch: i64::from(batch),
+        }
+    }
+
+    /// Hands on up to one batch; returns how many rows it moved. A row is deleted only
+    /// after the broker confirmed it (so a failure leaves it for the next try) and may
+    /// be published twice if the commit after the confirm fails.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        let (target, batch) = (self.target.clone(), self.batch);
+        self.db
+            .transaction(move |conn| {
+                Box::pin(async move {
+                    let rows: Vec<Row> = diesel::sql_query(
+                        "SELECT id, task_id, task, queue, payload, enqueued_at FROM task_outbox \
+                         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    )
+                    .bind::<BigInt, _>(batch)
+                    .load(conn)
+                    .await?;
+                    if rows.is_empty() {
+                        return Ok(0);
+                    }
+                    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+                    let envelopes: Vec<Envelope> = rows
+                        .into_iter()
+                        .map(|row| Envelope {
+                            id: row.task_id,
+                            task: row.task,
+                            queue: row.queue,
+                            attempt: 1,
+                            enqueued_at: row.enqueued_at,
+                            payload: row.payload,
+                        })
+                        .collect();
+                    match &target {
+                        RelayTarget::Broker(broker) => broker.publish(&envelopes).await?,
+                        RelayTarget::Local(runner) => runner.start_all(envelopes.clone()),
+                    }
+                    diesel::sql_query("DELETE FROM task_outbox WHERE id = ANY($1)")
+                        .bind::<Array<BigInt>, _>(&ids)
+                        .execute(conn)
+                        .await?;
+                    Ok::<_, RelayError>(ids.len())
+                })
+            })
+            .await
+    }
+
+    /// Relays until the returned guard is dropped: woken by the change feed when a
+    /// transaction that enqueued commits, polling every second otherwise, backing off
+    /// while the broker or the database is down.
+    pub fn spawn(self) -> RelayHandle {
+        RelayHandle(tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            let mut gauges_at = tokio::time::Instant::now();
+            loop {
+                if gauges_at.elapsed() >= GAUGE_EVERY {
+                    self.update_gauges().await;
+                    gauges_at = tokio::time::Instant::now();
+                }
+                match self.relay_once().await {
+                    Ok(moved) => {
+                        backoff = Duration::from_millis(200);
+                        if moved as i64 >= self.batch {
+                            continue; // more are waiting
+                        }
+                        let feed = self.db.changes();
+                        let _ = tokio::time::timeout(POLL, feed.next_change()).await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %ErrorChain(&err), retry_in = ?backoff, "task relay: cannot hand tasks on; they stay in the outbox");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Rows waiting and the age of the oldest, for the gauges and the admin endpoint.
+    pub async fn backlog(&self) -> Result<(u64, Duration), RelayError> {
+        #[derive(QueryableByName)]
+        struct Backlog {
+            #[diesel(sql_type = BigInt)]
+            rows: i64,
+            #[diesel(sql_type = Double)]
+            oldest: f64,
+        }
+        let mut conn = self.db.conn().await?;
+        let backlog: Backlog = diesel::sql_query(
+            "SELECT count(*) AS rows, \
+             coalesce(extract(epoch FROM now() - min(enqueued_at)), 0)::float8 AS oldest \
+             FROM task_outbox",
+        )
+        .get_result(&mut conn)
+        .await?;
+        Ok((
+            u64::try_from(backlog.rows).unwrap_or(0),
+            Duration::from_secs_f64(backlog.oldest.max(0.0)),
+        ))
+    }
+
+    async fn update_gauges(&self) {
+        if let Ok((rows, oldest)) = self.backlog().await {
+            gauge!(TASK_OUTBOX_BACKLOG).set(rows as f64);
+            gauge!(TASK_OUTBOX_OLDEST_AGE).set(oldest.as_secs_f64());
+        }
+    }
+}
+
+/// Stops the relay when dropped.
+#[derive(Debug)]
+pub struct RelayHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,169 @@
+//! Every task this process knows, by name, and running one of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use metrics::{counter, histogram};
+
+use super::{Envelope, RetryPolicy, Services, Task, TaskContext, TaskError};
+use crate::telemetry::metrics::{TASK_DURATION, TASKS_FAILED, TASKS_SUCCEEDED};
+
+type RunFn = fn(serde_json::Value, TaskContext) -> BoxFuture<'static, Result<(), TaskError>>;
+
+/// Called once a task is given up on (dead-lettered), e.g. to record it in the audit trail.
+pub type DeadLetterHook =
+    Arc<dyn Fn(Arc<Services>, Envelope, String) -> BoxFuture<'static, ()> + Send + Sync>;
+
+#[derive(Debug, Clone, Copy)]
+struct Handler {
+    name: &'static str,
+    queue: &'static str,
+    policy: RetryPolicy,
+    run: RunFn,
+}
+
+/// The tasks of every feature, registered in one place (keel-app) and shared by the API
+/// and the worker.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Handler>,
+    on_dead: Option<DeadLetterHook>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self.handlers.keys().collect();
+        names.sort();
+        f.debug_struct("Registry").field("tasks", &names).finish()
+    }
+}
+
+/// What became of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    /// Publish `next` after `delay`.
+    Retry {
+        next: Envelope,
+        delay: Duration,
+        error: String,
+    },
+    /// Given up: a permanent error, the last attempt, or a task nobody here knows.
+    Dead {
+        error: String,
+    },
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `T`. Two tasks with one name are a programming error, refused at start.
+    ///
+    /// # Panics
+    /// If a task with `T::NAME` is already registered.
+    pub fn register<T: Task>(&mut self) -> &mut Self {
+        let handler = Handler {
+            name: T::NAME,
+            queue: T::QUEUE,
+            policy: T::retry_policy(),
+            run: run_typed::<T>,
+        };
+        let previous = self.handlers.insert(T::NAME, handler);
+        assert!(previous.is_none(), "two tasks are named {:?}", T::NAME);
+        self
+    }
+
+    /// Runs `hook` whenever a task is dead-lettered.
+    pub fn on_dead_letter(&mut self, hook: DeadLetterHook) -> &mut Self {
+        self.on_dead = Some(hook);
+        self
+    }
+
+    pub(super) fn dead_letter_hook(&self) -> Option<&DeadLetterHook> {
+        self.on_dead.as_ref()
+    }
+
+    /// The queues of the registered tasks, sorted.
+    pub fn queues(&self) -> Vec<&'static str> {
+        let mut queues: Vec<_> = self.handlers.values().map(|h| h.queue).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        queues
+    }
+
+    pub fn task_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.handlers.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Runs the task `envelope` carries, a panic included, and says what to do next.
+    pub async fn run(&self, envelope: &Envelope, services: &Arc<Services>) -> Outcome {
+        let Some(handler) = self.handlers.get(envelope.task.as_str()).copied() else {
+            counter!(TASKS_FAILED, "task" => envelope.task.clone()).increment(1);
+            return Outcome::Dead {
+                error: format!("no task named {:?} is registered", envelope.task),
+            };
+        };
+        let ctx = TaskContext {
+            services: services.clone(),
+            task_id: envelope.id,
+            attempt: envelope.attempt,
+        };
+        let started = Instant::now();
+        // Its own tokio task, so a panic ends that task, not the worker.
+        let joined = tokio::spawn((handler.run)(envelope.payload.clone(), ctx)).await;
+        histogram!(TASK_DURATION, "task" => handler.name).record(started.elapsed().as_secs_f64());
+        let error = match joined {
+            Ok(Ok(())) => {
+                counter!(TASKS_SUCCEEDED, "task" => handler.name).increment(1);
+                return Outcome::Succeeded;
+            }
+            Ok(Err(error)) => error,
+            Err(join) if join.is_panic() => {
+                TaskError::retry(format!("the handler panicked: {}", panic_text(join)))
+            }
+            Err(_) => TaskError::retry("the handler was cancelled"),
+        };
+        counter!(TASKS_FAILED, "task" => handler.name).increment(1);
+        tracing::warn!(
+            task = handler.name, task_id = %envelope.id, attempt = envelope.attempt,
+            error = %error, "task failed"
+        );
+        if error.is_retryable() && handler.policy.allows_another(envelope.attempt) {
+            Outcome::Retry {
+                next: envelope.next_attempt(),
+                delay: handler.policy.delay_before(envelope.attempt + 1),
+                error: error.message().to_owned(),
+            }
+        } else {
+            Outcome::Dead {
+                error: error.message().to_owned(),
+            }
+        }
+    }
+}
+
+fn run_typed<T: Task>(
+    payload: serde_json::Value,
+    ctx: TaskContext,
+) -> BoxFuture<'static, Result<(), TaskError>> {
+    Box::pin(async move {
+        let task: T = serde_json::from_value(payload)
+            .map_err(|err| TaskError::permanent(format!("the payload does not decode: {err}")))?;
+        task.run(ctx).await
+    })
+}
+
+fn panic_text(join: tokio::task::JoinError) -> String {
+    let panic = join.into_panic();
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}

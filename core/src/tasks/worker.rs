@@ -1,0 +1,264 @@
+//! Consuming: run each delivered task, ack only once it is settled (succeeded, or
+//! re-published for a retry or to the dead letters), survive broker restarts, and drain
+//! on shutdown.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::SelectAll;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use metrics::gauge;
+use tokio::task::JoinSet;
+
+use super::{Broker, BrokerError, Envelope, Outcome, Registry, Services};
+use crate::telemetry::metrics::TASK_WORKER_CONNECTED;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Before a message that could not be settled goes back to its queue.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
+/// Consumes the queues of the registered tasks.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    broker: Arc<Broker>,
+    registry: Arc<Registry>,
+    services: Arc<Services>,
+    prefetch: u16,
+    grace: Duration,
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStopped {
+    /// Whether every running task finished within the grace period (the others are
+    /// redelivered to another worker).
+    pub drained: bool,
+}
+
+struct Session {
+    conn: Connection,
+    channel: Channel,
+    tags: Vec<String>,
+    deliveries: SelectAll<Consumer>,
+}
+
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+impl Worker {
+    pub fn new(
+        broker: Arc<Broker>,
+        registry: Arc<Registry>,
+        services: Arc<Services>,
+        prefetch: u16,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            broker,
+            registry,
+            services,
+            prefetch,
+            grace,
+        }
+    }
+
+    /// Consumes until `shutdown` resolves, reconnecting (and re-declaring the queues)
+    /// with backoff whenever the broker connection is lost. On shutdown it stops taking
+    /// messages and gives running tasks the grace period to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> WorkerStopped {
+        let mut shutdown = pin!(shutdown);
+        let mut running = JoinSet::new();
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let session = tokio::select! {
+                () = &mut shutdown => return self.drain(None, running).await,
+                opened = self.open() => opened,
+            };
+            let mut session = match session {
+                Ok(session) => session,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "worker: cannot reach rabbitmq");
+                    tokio::select! {
+                        () = &mut shutdown => return self.drain(None, running).await,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            gauge!(TASK_WORKER_CONNECTED).set(1.0);
+            tracing::info!(queues = ?self.registry.queues(), prefetch = self.prefetch, "worker: consuming");
+            let ended = loop {
+                tokio::select! {
+                    () = &mut shutdown => break Ended::Shutdown,
+                    delivery = session.deliveries.next() => match delivery {
+                        Some(Ok(delivery)) => {
+                            backoff = BACKOFF_MIN;
+                            running.spawn(self.clone().settle(delivery));
+                        }
+                        Some(Err(err)) => break Ended::Lost(err.to_string()),
+                        None => break Ended::Lost("the broker cancelled the consumers".to_owned()),
+                    },
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
+                }
+            };
+            gauge!(TASK_WORKER_CONNECTED).set(0.0);
+            match ended {
+                Ended::Shutdown => return self.drain(Some(session), running).await,
+                Ended::Lost(reason) => {
+                    // Tasks still running can't ack on the lost channel: the broker
+                    // redelivers them, so they may run twice (handlers are idempotent).
+                    tracing::warn!(%reason, retry_in = ?backoff, "worker: lost rabbitmq; reconnecting");
+                    tokio::select! {
+                        () = &mut shutdown => return self.drain(None, running).await,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<Session, BrokerError> {
+        let conn = self.broker.connect("keel-worker").await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut deliveries = SelectAll::new();
+        let mut tags = Vec::new();
+        for queue in self.registry.queues() {
+            let topology = self.broker.topology();
+            topology.declare(&channel, queue).await?;
+            let tag = format!("keel-worker-{}-{queue}", uuid::Uuid::now_v7().simple());
+            let consumer = channel
+                .basic_consume(
+                    topology.work(queue).as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            deliveries.push(consumer);
+            tags.push(tag);
+        }
+        Ok(Session {
+            conn,
+            channel,
+            tags,
+            deliveries,
+        })
+    }
+
+    /// Runs the task, then acks once its outcome is safe with the broker.
+    async fn settle(self, delivery: Delivery) {
+        let envelope = match Envelope::from_bytes(&delivery.data) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                // Not ours (or corrupt): kept in the dead letters of the queue it came
+                // from, as text, rather than dropped.
+                let queue = self.queue_of(&delivery);
+                let kept = Envelope {
+                    id: uuid::Uuid::now_v7(),
+                    task: "(undecodable)".to_owned(),
+                    queue,
+                    attempt: 1,
+                    enqueued_at: chrono::Utc::now(),
+                    payload: String::from_utf8_lossy(&delivery.data).into_owned().into(),
+                }
+                .dead_letter_with(&self, &err)
+                .await;
+                self.finish(&delivery, kept).await;
+                return;
+            }
+        };
+        let settled = match self.registry.run(&envelope, &self.services).await {
+            Outcome::Succeeded => Ok(()),
+            Outcome::Retry { next, delay, .. } => self.broker.retry(&next, delay).await,
+            Outcome::Dead { error } => envelope.dead_letter_with(&self, &error).await,
+        };
+        self.finish(&delivery, settled).await;
+    }
+
+    /// Acks a settled delivery; one whose outcome could not be published goes back to
+    /// its queue (after a pause, so a broker refusing publishes isn't hammered).
+    async fn finish(&self, delivery: &Delivery, settled: Result<(), BrokerError>) {
+        match settled {
+            Ok(()) => {
+                if let Err(err) = delivery.ack(BasicAckOptions::default()).await {
+                    tracing::debug!(error = %err, "worker: ack lost; the task will be redelivered");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "worker: could not re-publish a failed task; it goes back to its queue");
+                tokio::time::sleep(REQUEUE_PAUSE).await;
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                };
+                let _ = delivery.nack(requeue).await;
+            }
+        }
+    }
+
+    /// The task queue a delivery came from (its routing key without the prefix).
+    fn queue_of(&self, delivery: &Delivery) -> String {
+        let work = delivery.routing_key.as_str();
+        self.registry
+            .queues()
+            .into_iter()
+            .find(|q| self.broker.topology().work(q) == work)
+            .unwrap_or("default")
+            .to_owned()
+    }
+
+    /// Stops consuming, waits up to the grace period for running tasks, then closes.
+    async fn drain(&self, session: Option<Session>, mut running: JoinSet<()>) -> WorkerStopped {
+        if let Some(session) = &session {
+            for tag in &session.tags {
+                let _ = session
+                    .channel
+                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .await;
+            }
+        }
+        tracing::info!(running = running.len(), grace = ?self.grace, "worker: stopping; finishing running tasks");
+        let drained = tokio::time::timeout(self.grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!(
+                left = running.len(),
+                "worker: grace period over; unfinished tasks will be redelivered"
+            );
+            running.abort_all();
+        }
+        if let Some(session) = session {
+            let _ = session.conn.close(200, "worker stopping".into()).await;
+        }
+        WorkerStopped { drained }
+    }
+}
+
+impl Envelope {
+    async fn dead_letter_with(&self, worker: &Worker, error: &str) -> Result<(), BrokerError> {
+        worker.broker.dead_letter(self, error).await?;
+        if let Some(hook) = worker.registry.dead_letter_hook() {
+            hook(worker.services.clone(), self.clone(), error.to_owned()).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,459 @@
+//! Background tasks against the local RabbitMQ (each test its own queue prefix, deleted
+//! at the end) and PostgreSQL: the outbox, the relay, the worker's retries and dead
+//! letters, a lost connection, shutdown, and the in-process runner.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::sql_types::{Integer, Text};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use futures_util::future::BoxFuture;
+use keel_core::cache::Cache;
+use keel_core::db::Db;
+use keel_core::settings::Settings;
+use keel_core::storage::Storage;
+use keel_core::tasks::local::LocalRunner;
+use keel_core::tasks::{
+    Broker, Envelope, Registry, Relay, RelayTarget, RetryPolicy, Services, Task, TaskContext,
+    TaskError, Worker, WorkerStopped, enqueue,
+};
+use keel_testkit::{Link, Proxy, TestDb};
+use lapin::options::BasicGetOptions;
+use lapin::types::AMQPValue;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+const QUEUE: &str = "notes";
+
+/// A task whose text says how it behaves; every run is a row of `task_runs`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Note {
+    text: String,
+}
+
+impl Note {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+        }
+    }
+}
+
+impl Task for Note {
+    const NAME: &'static str = "test.note";
+    const QUEUE: &'static str = QUEUE;
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(200),
+        }
+    }
+
+    async fn run(self, ctx: TaskContext) -> Result<(), TaskError> {
+        let mut conn = ctx.services.db.conn().await.map_err(TaskError::retry)?;
+        diesel::sql_query("INSERT INTO task_runs (task_id, attempt, text) VALUES ($1, $2, $3)")
+            .bind::<diesel::sql_types::Uuid, _>(ctx.task_id())
+            .bind::<Integer, _>(i32::try_from(ctx.attempt()).unwrap_or(i32::MAX))
+            .bind::<Text, _>(&self.text)
+            .execute(&mut conn)
+            .await
+            .map_err(TaskError::retry)?;
+        drop(conn);
+        match self.text.as_str() {
+            "fail once" if ctx.attempt() == 1 => Err(TaskError::retry("not yet")),
+            "panic once" if ctx.attempt() == 1 => panic!("handler bug"),
+            "always fail" => Err(TaskError::retry("boom")),
+            "bad" => Err(TaskError::permanent("this can never work")),
+            "slow" => {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Fixture {
+    _test_db: TestDb,
+    db: Db,
+    settings: Settings,
+    services: Arc<Services>,
+    registry: Arc<Registry>,
+    broker: Arc<Broker>,
+    /// (task, error) of each dead letter the hook saw.
+    dead: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        Self::with_amqp(None).await
+    }
+
+    /// `amqp_url`: another address for the same broker (a proxy).
+    async fn with_amqp(amqp_url: Option<String>) -> Self {
+        let test_db = TestDb::new().await;
+        test_db
+            .connect()
+            .await
+            .batch_execute(
+                "CREATE TABLE task_runs (task_id uuid NOT NULL, attempt int NOT NULL, \
+                 text text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            )
+            .await
+            .unwrap();
+        let [(_, url), (prefix_var, prefix)] = keel_testkit::amqp_settings();
+        let url = amqp_url.unwrap_or(url);
+        let settings = keel_testkit::settings(
+            test_db.url(),
+            &[
+                ("AMQP_URL", &url),
+                (prefix_var, &prefix),
+                ("TASK_SHUTDOWN_GRACE", "5s"),
+                ("AMQP_TIMEOUT", "2s"),
+            ],
+        );
+        let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
+        let services = Arc::new(Services {
+            db: db.clone(),
+            cache: Cache::memory("test", 100),
+            storage: Storage::from_settings(&settings.storage, b"test"),
+            settings: Arc::new(settings.clone()),
+        });
+        let dead = Arc::new(Mutex::new(Vec::new()));
+        let seen = dead.clone();
+        let mut registry = Registry::new();
+        registry.register::<Note>().on_dead_letter(Arc::new(
+            move |_: Arc<Services>, envelope: Envelope, error: String| -> BoxFuture<'static, ()> {
+                seen.lock().unwrap().push((envelope.task, error));
+                Box::pin(async {})
+            },
+        ));
+        let amqp = settings.tasks.amqp_url.clone().unwrap();
+        let broker = Arc::new(Broker::new(&settings.tasks, &amqp));
+        Self {
+            _test_db: test_db,
+            db,
+            settings,
+            services,
+            registry: Arc::new(registry),
+            broker,
+            dead,
+        }
+    }
+
+    /// Enqueues in a committed transaction.
+    async fn enqueue(&self, text: &str) {
+        let note = Note::new(text);
+        self.db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    enqueue(conn, &note).await?;
+                    Ok::<_, keel_core::ApiError>(())
+                })
+            })
+            .await
+            .unwrap();
+    }
+
+    fn relay(&self) -> Relay {
+        Relay::new(
+            self.db.clone(),
+            RelayTarget::Broker(self.broker.clone()),
+            self.settings.tasks.relay_batch,
+        )
+    }
+
+    fn worker(&self, broker: Arc<Broker>) -> Worker {
+        Worker::new(
+            broker,
+            self.registry.clone(),
+            self.services.clone(),
+            self.settings.tasks.prefetch,
+            self.settings.tasks.shutdown_grace,
+        )
+    }
+
+    /// A worker running in the background until the sender fires.
+    fn start_worker(&self) -> (oneshot::Sender<()>, tokio::task::JoinHandle<WorkerStopped>) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let worker = self.worker(self.broker.clone());
+        let running = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        (stop, running)
+    }
+
+    /// Each run so far: (text, attempt), in order.
+    async fn runs(&self) -> Vec<(String, i32)> {
+        #[derive(diesel::QueryableByName)]
+        struct Run {
+            #[diesel(sql_type = Text)]
+            text: String,
+            #[diesel(sql_type = Integer)]
+            attempt: i32,
+        }
+        let mut conn = self.db.conn().await.unwrap();
+        let runs: Vec<Run> = diesel::sql_query("SELECT text, attempt FROM task_runs ORDER BY at")
+            .load(&mut conn)
+            .await
+            .unwrap();
+        runs.into_iter().map(|r| (r.text, r.attempt)).collect()
+    }
+
+    /// Waits (up to 15 s) until `runs` rows have been written.
+    async fn until_runs(&self, runs: usize) -> Vec<(String, i32)> {
+        for _ in 0..300 {
+            let seen = self.runs().await;
+            if seen.len() >= runs {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {runs} runs, saw {:?}", self.runs().await);
+    }
+
+    async fn outbox_rows(&self) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db.conn().await.unwrap();
+        let count: Count = diesel::sql_query("SELECT count(*) AS n FROM task_outbox")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        count.n
+    }
+
+    async fn cleanup(self) {
+        self.broker.delete_queues(QUEUE).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_committed_task_is_published_run_once_and_acked() {
+    let f = Fixture::new().await;
+    f.enqueue("hello").await;
+    assert_eq!(f.outbox_rows().await, 1, "waiting in the outbox");
+    assert_eq!(f.relay().relay_once().await.unwrap(), 1);
+    assert_eq!(f.outbox_rows().await, 0, "deleted once confirmed");
+
+    let (stop, worker) = f.start_worker();
+    assert_eq!(f.until_runs(1).await, vec![("hello".to_owned(), 1)]);
+    stop.send(()).unwrap();
+    assert!(worker.await.unwrap().drained);
+
+    let stats = f.broker.stats(&[QUEUE]).await.unwrap();
+    assert_eq!(
+        (stats[0].ready, stats[0].dead),
+        (0, 0),
+        "acked, nothing dead"
+    );
+    assert_eq!(f.runs().await.len(), 1, "run once");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolled_back_transaction_enqueues_nothing() {
+    let f = Fixture::new().await;
+    let failed =
+        f.db.transaction(|conn| {
+            Box::pin(async move {
+                enqueue(conn, &Note::new("never")).await?;
+                Err::<(), _>(keel_core::ApiError::internal("the business change failed"))
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(f.outbox_rows().await, 0);
+    assert_eq!(f.relay().relay_once().await.unwrap(), 0);
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_and_panics_are_retried_after_a_delay_then_succeed() {
+    let f = Fixture::new().await;
+    f.enqueue("fail once").await;
+    f.enqueue("panic once").await;
+    f.relay().relay_once().await.unwrap();
+    let (stop, worker) = f.start_worker();
+    let runs = f.until_runs(4).await;
+    for text in ["fail once", "panic once"] {
+        let attempts: Vec<i32> = runs.iter().filter(|r| r.0 == text).map(|r| r.1).collect();
+        assert_eq!(attempts, vec![1, 2], "{text}");
+    }
+    stop.send(()).unwrap();
+    assert!(
+        worker.await.unwrap().drained,
+        "the panic didn't take the worker down"
+    );
+    let stats = f.broker.stats(&[QUEUE]).await.unwrap();
+    assert_eq!((stats[0].ready, stats[0].dead), (0, 0));
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_retries_and_permanent_errors_end_in_the_dead_letters() {
+    let f = Fixture::new().await;
+    f.enqueue("always fail").await;
+    f.enqueue("bad").await;
+    f.relay().relay_once().await.unwrap();
+    let (stop, worker) = f.start_worker();
+    let runs = f.until_runs(4).await; // 3 attempts + 1
+    let mut dead = 0;
+    for _ in 0..100 {
+        dead = f.broker.stats(&[QUEUE]).await.unwrap()[0].dead;
+        if dead == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+    assert_eq!(dead, 2);
+    let attempts: Vec<i32> = runs
+        .iter()
+        .filter(|r| r.0 == "always fail")
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(attempts, vec![1, 2, 3], "max_attempts runs in all");
+    assert_eq!(runs.iter().filter(|r| r.0 == "bad").count(), 1, "no retry");
+
+    // Each dead letter carries its last error and attempt count.
+    let conn = f.broker.connect("keel-test").await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let mut letters = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            f.broker.topology().dead(QUEUE).as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        let headers = message.delivery.properties.headers().clone().unwrap();
+        let header = |name: &str| headers.inner().get(name).cloned().unwrap();
+        let envelope = Envelope::from_bytes(&message.delivery.data).unwrap();
+        let error = match header("x-keel-error") {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            other => panic!("x-keel-error is {other:?}"),
+        };
+        let attempts = header("x-keel-attempts").as_long_long_int().unwrap();
+        letters.push((
+            envelope.payload["text"].as_str().unwrap().to_owned(),
+            error,
+            attempts,
+        ));
+    }
+    letters.sort();
+    assert_eq!(
+        letters,
+        vec![
+            ("always fail".to_owned(), "boom".to_owned(), 3),
+            ("bad".to_owned(), "this can never work".to_owned(), 1),
+        ]
+    );
+    let mut hooked = f.dead.lock().unwrap().clone();
+    hooked.sort();
+    assert_eq!(hooked.len(), 2, "the dead-letter hook saw both: {hooked:?}");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_rides_out_a_dropped_connection_and_the_relay_waits_for_the_broker() {
+    let proxy = Proxy::start(amqp_addr()).await;
+    let through_proxy = format!("amqp://guest:guest@{}/%2f", proxy.addr());
+    let f = Fixture::with_amqp(Some(through_proxy)).await;
+    let (stop, worker) = f.start_worker();
+    f.enqueue("before").await;
+    f.relay().relay_once().await.unwrap();
+    f.until_runs(1).await;
+
+    // The broker is unreachable: the relay fails and keeps the task; the worker's
+    // connection is gone.
+    proxy.set(Link::Cut);
+    f.enqueue("during").await;
+    assert!(f.relay().relay_once().await.is_err());
+    assert_eq!(f.outbox_rows().await, 1, "kept while the broker is away");
+
+    proxy.set(Link::Up);
+    let mut relayed = false;
+    for _ in 0..100 {
+        if f.relay().relay_once().await.is_ok_and(|n| n == 1) {
+            relayed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(relayed, "the outbox drains once the broker is back");
+    let runs = f.until_runs(2).await;
+    assert_eq!(
+        runs[1],
+        ("during".to_owned(), 1),
+        "the reconnected worker ran it"
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_stops_taking_tasks_and_lets_running_ones_finish() {
+    let f = Fixture::new().await;
+    f.enqueue("slow").await;
+    f.relay().relay_once().await.unwrap();
+    let (stop, worker) = f.start_worker();
+    f.until_runs(1).await; // started (the row is written first), now sleeping
+    stop.send(()).unwrap();
+    assert!(
+        worker.await.unwrap().drained,
+        "finished within the grace period"
+    );
+    let stats = f.broker.stats(&[QUEUE]).await.unwrap();
+    assert_eq!(
+        (stats[0].ready, stats[0].dead),
+        (0, 0),
+        "acked before exiting"
+    );
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_broker_the_relay_runs_tasks_in_process_with_retries() {
+    let f = Fixture::new().await;
+    let runner = Arc::new(LocalRunner::new(f.registry.clone(), f.services.clone()));
+    let relay = Relay::new(f.db.clone(), RelayTarget::Local(runner.clone()), 100);
+    f.enqueue("fail once").await;
+    f.enqueue("bad").await;
+    assert_eq!(relay.relay_once().await.unwrap(), 2);
+    let runs = f.until_runs(3).await;
+    let attempts: Vec<i32> = runs
+        .iter()
+        .filter(|r| r.0 == "fail once")
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(attempts, vec![1, 2]);
+    for _ in 0..100 {
+        if runner.in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runner.in_flight(), 0);
+    assert_eq!(
+        f.dead.lock().unwrap().clone(),
+        vec![("test.note".to_owned(), "this can never work".to_owned())],
+        "given up, and reported to the hook"
+    );
+    f.cleanup().await;
+}
+
+fn amqp_addr() -> std::net::SocketAddr {
+    let url = url::Url::parse(&keel_testkit::amqp_url()).unwrap();
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(5672);
+    format!("{host}:{port}").parse().unwrap()
+}
