@@ -11,13 +11,17 @@ use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
-use keel_core::tasks::{Broker, Envelope, Registry, RelayTarget, Services, local::LocalRunner};
+use keel_core::tasks::{
+    Broker, Envelope, Ping, Registry, RelayTarget, Services, local::LocalRunner,
+};
 use serde_json::json;
 
 /// The tasks of every feature. A feature with tasks adds its `register` call here.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
-    registry.on_dead_letter(Arc::new(record_dead_letter));
+    registry
+        .register::<Ping>()
+        .on_dead_letter(Arc::new(record_dead_letter));
     registry
 }
 

@@ -156,6 +156,8 @@ pub struct TaskSettings {
     pub shutdown_grace: Duration,
     /// Outbox rows the relay publishes per transaction.
     pub relay_batch: u32,
+    /// Where keel-worker serves `/health/*` and `/metrics` (on `APP_HOST`).
+    pub worker_port: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -500,6 +502,7 @@ impl Settings {
                 |n: &u32| (1..=10_000).contains(n),
                 "must be between 1 and 10000",
             ),
+            worker_port: r.parse("WORKER_PORT", 8001, "8001"),
         };
 
         r.finish()?;

@@ -16,6 +16,7 @@ use keel_core::db::local::PrivateServer;
 use keel_core::db::{Db, migrate};
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
+use keel_core::tasks::{self, Broker, Ping};
 use keel_user::UserService;
 use keel_user::services::{AdminOutcome, seed};
 
@@ -60,6 +61,50 @@ enum Command {
     Activity {
         #[command(subcommand)]
         command: ActivityCommand,
+    },
+    /// Background tasks: a ping through the whole pipeline, dead letters.
+    Tasks {
+        #[command(subcommand)]
+        command: TasksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TasksCommand {
+    /// Enqueue no-op tasks through the outbox: keel-api's relay publishes them and a
+    /// worker runs them (watch `tasks_succeeded_total{task="system.ping"}`).
+    Ping {
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Tasks given up on (needs AMQP_URL).
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadCommand {
+    /// Print dead letters with their last error, oldest first; they stay where they are.
+    List {
+        /// One task queue; every registered queue without it.
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Send dead letters back to their work queue, as first attempts again.
+    Requeue {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
+    /// Drop every dead letter.
+    Purge {
+        #[arg(long)]
+        queue: Option<String>,
     },
 }
 
@@ -230,6 +275,30 @@ async fn run(command: Command) -> Result<(), BoxError> {
                 }
             }
         }
+        Command::Tasks {
+            command: TasksCommand::Ping { count },
+        } => {
+            let settings = Settings::load()?;
+            let database = database::resolve(&settings).await?;
+            let db = Db::new(&database.url, &settings.database, "keel-admin");
+            db.transaction(|conn| {
+                Box::pin(async move {
+                    for _ in 0..count {
+                        tasks::enqueue(conn, &Ping {}).await?;
+                    }
+                    Ok::<_, ApiError>(())
+                })
+            })
+            .await
+            .map_err(|e| describe(&e))?;
+            eprintln!(
+                "keel-admin: enqueued {count} system.ping task(s); keel-api's relay hands them on"
+            );
+            stop(database.server).await
+        }
+        Command::Tasks {
+            command: TasksCommand::Dead { command },
+        } => dead_letters(command).await,
         Command::Openapi { output } => {
             let spec = api::spec().await?;
             match output {
@@ -294,4 +363,68 @@ fn read_stdin_password() -> Result<String, BoxError> {
         return Err("no password on standard input".into());
     }
     Ok(password)
+}
+
+/// `keel-admin tasks dead …`: one line per dead letter or per queue.
+async fn dead_letters(command: DeadCommand) -> Result<(), BoxError> {
+    let settings = Settings::load()?;
+    let Some(url) = settings.tasks.amqp_url.clone() else {
+        return Err(
+            "AMQP_URL is not set: without a broker, tasks given up on are only \
+                    logged and audited (task.dead_lettered), not kept"
+                .into(),
+        );
+    };
+    let broker = Broker::new(&settings.tasks, &url);
+    let queues = |queue: Option<String>| {
+        queue.map_or_else(
+            || {
+                keel_app::tasks::registry()
+                    .queues()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            },
+            |q| vec![q],
+        )
+    };
+    match command {
+        DeadCommand::List { queue, limit } => {
+            for queue in queues(queue) {
+                let letters = broker.dead_letters(&queue, limit).await?;
+                eprintln!(
+                    "keel-admin: {queue}: {} dead letter(s) shown",
+                    letters.len()
+                );
+                for letter in letters {
+                    let (task, id) = letter.envelope.as_ref().map_or_else(
+                        || ("(not a task)".to_owned(), String::new()),
+                        |e| (e.task.clone(), e.id.to_string()),
+                    );
+                    writeln!(
+                        std::io::stdout(),
+                        "{queue}\t{task}\t{id}\tattempts={}\tfailed_at={}\terror={}",
+                        letter.attempts,
+                        letter.failed_at,
+                        letter.error
+                    )?;
+                }
+            }
+        }
+        DeadCommand::Requeue { queue, limit } => {
+            for queue in queues(queue) {
+                let moved = broker.requeue_dead(&queue, limit).await?;
+                eprintln!(
+                    "keel-admin: {queue}: {moved} dead letter(s) sent back to the work queue"
+                );
+            }
+        }
+        DeadCommand::Purge { queue } => {
+            for queue in queues(queue) {
+                let purged = broker.purge_dead(&queue).await?;
+                eprintln!("keel-admin: {queue}: {purged} dead letter(s) dropped");
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,18 +2,27 @@
 //! (`AMQP_URL`, required; without a broker keel-api runs tasks itself). Run as many as
 //! you like: they share the queues. SIGTERM or Ctrl-C stops taking tasks and lets
 //! running ones finish within `TASK_SHUTDOWN_GRACE`; unfinished ones are redelivered.
+//! `/health/live`, `/health/ready` and `/metrics` are served on `WORKER_PORT`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use keel_app::tasks;
 use keel_core::cache::Cache;
 use keel_core::db::Db;
-use keel_core::http::server::shutdown_signal;
+use keel_core::http::health::{Check, Checks};
+use keel_core::http::server::{Bound, shutdown_signal};
+use keel_core::http::system::SystemApi;
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
 use keel_core::tasks::{Broker, Worker};
 use keel_core::telemetry::{logging, metrics};
+use poem::Route;
+use poem_openapi::OpenApiService;
+use tokio::sync::watch;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -56,23 +65,73 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         );
     };
     let _log_guard = logging::init(&settings.log, "keel-worker")?;
-    metrics::install()?;
+    let metrics = metrics::install()?;
     let db = Db::new(&database_url, &settings.database, "keel-worker");
     let cache = Cache::from_settings(&settings.cache)?;
     let storage = Storage::from_settings(
         &settings.storage,
         settings.security.password_pepper.expose().as_bytes(),
     );
+    let broker = Arc::new(Broker::new(&settings.tasks, &amqp_url));
     let registry = Arc::new(tasks::registry());
-    tracing::info!(tasks = ?registry.task_names(), "keel-worker starting");
+
+    // Probes and metrics: the database is required, the broker too (without it there
+    // is nothing to do), the cache not.
+    let checks = Checks::default()
+        .with(db.clone())
+        .with(Required(broker.clone()))
+        .with(cache.clone());
+    let scraped = db.clone();
+    let system =
+        SystemApi::new(checks, metrics.clone()).on_scrape(move || scraped.record_metrics());
+    let service = OpenApiService::new(system, "keel-worker", env!("CARGO_PKG_VERSION"));
+    let addr = SocketAddr::new(settings.http.host, settings.tasks.worker_port);
+    let bound = Bound::bind(addr)
+        .await
+        .map_err(|err| format!("cannot listen on {addr} (WORKER_PORT): {err}"))?;
+
+    let (stop, stopping) = watch::channel(false);
+    let stopped = |mut stopping: watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let upkeep = metrics::spawn_upkeep(metrics);
+    let http = tokio::spawn(bound.serve(
+        Route::new().nest("/", service),
+        stopped(stopping.clone()),
+        Duration::from_secs(5),
+    ));
+    tracing::info!(tasks = ?registry.task_names(), %addr, "keel-worker starting; health and metrics on {addr}");
     let worker = Worker::new(
-        Arc::new(Broker::new(&settings.tasks, &amqp_url)),
+        broker,
         registry,
         tasks::services(db, cache, storage, &settings),
         settings.tasks.prefetch,
         settings.tasks.shutdown_grace,
     );
-    let stopped = worker.run(shutdown_signal()).await;
-    tracing::info!(drained = stopped.drained, "keel-worker stopped");
+    let outcome = worker.run(stopped(stopping)).await;
+    upkeep.abort();
+    let _ = http.await;
+    tracing::info!(drained = outcome.drained, "keel-worker stopped");
     Ok(())
+}
+
+/// The broker as a required check: a worker without it can't work.
+struct Required(Arc<Broker>);
+
+impl Check for Required {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.0.check()
+    }
 }

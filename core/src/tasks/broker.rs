@@ -20,7 +20,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
@@ -146,6 +147,38 @@ fn durable() -> QueueDeclareOptions {
 
 fn short(name: &str) -> Result<ShortString, BrokerError> {
     ShortString::try_new(name).map_err(|_| BrokerError::BadName(name.to_owned()))
+}
+
+/// A task given up on, as its dead letter tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// `None` when the message is not a task envelope.
+    pub envelope: Option<Envelope>,
+    pub error: String,
+    pub attempts: i64,
+    pub failed_at: String,
+}
+
+impl DeadLetter {
+    fn read(delivery: &lapin::message::Delivery) -> Self {
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let text = |name: &str| match headers.inner().get(name) {
+            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
+            _ => String::new(),
+        };
+        let attempts = headers
+            .inner()
+            .get("x-keel-attempts")
+            .and_then(AMQPValue::as_long_long_int)
+            .unwrap_or(0);
+        Self {
+            envelope: Envelope::from_bytes(&delivery.data).ok(),
+            error: text("x-keel-error"),
+            attempts,
+            failed_at: text("x-keel-failed-at"),
+        }
+    }
 }
 
 /// One queue's numbers, for monitoring.
@@ -383,6 +416,86 @@ impl Broker {
         }
         let _ = conn.close(200, "done".into()).await;
         Ok(stats)
+    }
+
+    /// Up to `limit` dead letters of `queue`, oldest first, left in place.
+    pub async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, BrokerError> {
+        let conn = self.connect("keel-admin").await?;
+        let channel = conn.create_channel().await?;
+        self.topology.declare(&channel, queue).await?;
+        let mut letters = Vec::new();
+        while letters.len() < limit {
+            // Unacked until the channel closes, which puts them all back.
+            let Some(message) = channel
+                .basic_get(
+                    short(&self.topology.dead(queue))?,
+                    BasicGetOptions::default(),
+                )
+                .await?
+            else {
+                break;
+            };
+            letters.push(DeadLetter::read(&message.delivery));
+        }
+        let _ = conn.close(200, "done".into()).await;
+        Ok(letters)
+    }
+
+    /// Moves up to `limit` dead letters of `queue` back to its work queue, each as a
+    /// first attempt again (confirmed before it leaves the dead letters). Returns how
+    /// many moved.
+    pub async fn requeue_dead(&self, queue: &str, limit: usize) -> Result<usize, BrokerError> {
+        let conn = self.connect("keel-admin").await?;
+        let channel = conn.create_channel().await?;
+        self.topology.declare(&channel, queue).await?;
+        let mut moved = 0;
+        while moved < limit {
+            let Some(message) = channel
+                .basic_get(
+                    short(&self.topology.dead(queue))?,
+                    BasicGetOptions::default(),
+                )
+                .await?
+            else {
+                break;
+            };
+            let delivery = message.delivery;
+            match Envelope::from_bytes(&delivery.data) {
+                Ok(envelope) => {
+                    let again = Envelope {
+                        attempt: 1,
+                        ..envelope
+                    };
+                    self.publish(std::slice::from_ref(&again)).await?;
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    moved += 1;
+                }
+                // Not a task: it stays where it is (and the loop stops, or it would
+                // be fetched again and again).
+                Err(_) => break,
+            }
+        }
+        let _ = conn.close(200, "done".into()).await;
+        Ok(moved)
+    }
+
+    /// Drops every dead letter of `queue`; returns how many there were.
+    pub async fn purge_dead(&self, queue: &str) -> Result<u32, BrokerError> {
+        let conn = self.connect("keel-admin").await?;
+        let channel = conn.create_channel().await?;
+        self.topology.declare(&channel, queue).await?;
+        let purged = channel
+            .queue_purge(
+                short(&self.topology.dead(queue))?,
+                QueuePurgeOptions::default(),
+            )
+            .await?;
+        let _ = conn.close(200, "done".into()).await;
+        Ok(purged)
     }
 
     /// Deletes every queue of `queue` (tests and teardown).

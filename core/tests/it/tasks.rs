@@ -457,3 +457,45 @@ fn amqp_addr() -> std::net::SocketAddr {
     let port = url.port().unwrap_or(5672);
     format!("{host}:{port}").parse().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_can_be_listed_requeued_and_purged() {
+    let f = Fixture::new().await;
+    f.enqueue("bad").await;
+    f.enqueue("bad").await;
+    f.relay().relay_once().await.unwrap();
+    let (stop, worker) = f.start_worker();
+    f.until_runs(2).await;
+    let dead_count = async || f.broker.stats(&[QUEUE]).await.unwrap()[0].dead;
+    for _ in 0..100 {
+        if dead_count().await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let letters = f.broker.dead_letters(QUEUE, 10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        assert_eq!(letter.error, "this can never work");
+        assert_eq!(letter.attempts, 1);
+        assert_eq!(letter.envelope.as_ref().unwrap().task, "test.note");
+        assert!(!letter.failed_at.is_empty());
+    }
+    assert_eq!(dead_count().await, 2, "listing leaves them in place");
+
+    // One goes back to work (and, still bad, ends up dead again after a new run).
+    assert_eq!(f.broker.requeue_dead(QUEUE, 1).await.unwrap(), 1);
+    f.until_runs(3).await;
+    for _ in 0..100 {
+        if dead_count().await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(f.broker.purge_dead(QUEUE).await.unwrap(), 2);
+    assert_eq!(dead_count().await, 0);
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+    f.cleanup().await;
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Task pipeline benchmark on release builds, against the local PostgreSQL and RabbitMQ:
+#   1. relay: BENCH_TASKS no-op tasks (system.ping) committed to the outbox in one
+#      transaction; keel-api's relay publishes them (persistent, with publisher confirms)
+#      and deletes them: rows/s from the commit until the outbox is empty;
+#   2. consume: keel-worker runs the tasks that step left queued: tasks/s;
+#   3. end to end: with the worker running, BENCH_TASKS more are committed: tasks/s from
+#      the commit until the worker has acked them all (outbox → relay → broker → worker);
+# then keel-worker's peak RSS.
+#
+#   scripts/bench-tasks.sh                  # 30,000 tasks per step
+#   BENCH_TASKS=100000 scripts/bench-tasks.sh
+#
+# Needs: psql, curl, python3; PostgreSQL on BENCH_PG (default
+# postgres://postgres@127.0.0.1:5432); RabbitMQ on BENCH_AMQP (default the local one,
+# guest/guest). Queues are named keel-bench-<pid>.* and deleted at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+AMQP="${BENCH_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+TASKS="${BENCH_TASKS:-30000}"
+DB_NAME="keel_bench_tasks"
+API_PORT="${BENCH_PORT:-18090}"
+WORKER_PORT="${BENCH_WORKER_PORT:-18091}"
+PREFIX="keel-bench-$$"
+WORK="$(mktemp -d)"
+
+for tool in psql curl python3; do
+  command -v "$tool" >/dev/null || {
+    echo "bench-tasks: $tool is missing (psql: apt-get install postgresql-client)" >&2
+    exit 1
+  }
+done
+psql "$PG/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1 || {
+  echo "bench-tasks: PostgreSQL is not reachable at $PG (start it, or set BENCH_PG)" >&2
+  exit 1
+}
+amqp_hostport=${AMQP#*@}; amqp_hostport=${amqp_hostport%%/*}
+timeout 2 bash -c "exec 3<>/dev/tcp/${amqp_hostport%%:*}/${amqp_hostport##*:}" 2>/dev/null || {
+  echo "bench-tasks: RabbitMQ is not reachable at $amqp_hostport (rabbitmq-server -detached, or set BENCH_AMQP)" >&2
+  exit 1
+}
+
+echo "bench-tasks: building release binaries" >&2
+cargo build --release --quiet --bin keel-api --bin keel-admin --bin keel-worker
+
+psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+psql "$PG/postgres" -qc "CREATE DATABASE $DB_NAME" >/dev/null
+export DATABASE_URL="$PG/$DB_NAME" AMQP_URL="$AMQP" TASK_QUEUE_PREFIX="$PREFIX" \
+  APP_PORT="$API_PORT" WORKER_PORT="$WORKER_PORT" LOG_LEVEL=warn
+./target/release/keel-admin migrate 2>/dev/null
+
+API_PID="" WORKER_PID=""
+cleanup() {
+  kill $API_PID $WORKER_PID 2>/dev/null || true
+  wait $API_PID $WORKER_PID 2>/dev/null || true
+  if command -v rabbitmqctl >/dev/null; then
+    for q in default default.dead; do
+      rabbitmqctl delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
+    done
+  fi
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_http() {
+  for _ in $(seq 100); do
+    curl -fs "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "bench-tasks: $1 did not answer" >&2
+  exit 1
+}
+
+now() { python3 -c 'import time; print(time.time())'; }
+rate() { python3 -c "print(f'{$1 / ($3 - $2):,.0f}')"; }
+
+commit_pings() {
+  psql "$DATABASE_URL" -qc "INSERT INTO task_outbox (task_id, task, queue, payload)
+    SELECT gen_random_uuid(), 'system.ping', 'default', '{}'::jsonb FROM generate_series(1, $1)" >/dev/null
+}
+outbox_rows() { psql "$DATABASE_URL" -qAtc "SELECT count(*) FROM task_outbox"; }
+succeeded() {
+  curl -fs "http://127.0.0.1:$WORKER_PORT/metrics" |
+    awk '/^tasks_succeeded_total\{task="system.ping"\}/ {print $2}' | head -1
+}
+until_succeeded() {
+  while [[ "$(succeeded)" != "$1" ]]; do sleep 0.02; done
+}
+
+./target/release/keel-api >"$WORK/api.log" 2>&1 &
+API_PID=$!
+wait_http "http://127.0.0.1:$API_PORT/health/live"
+
+# 1. The relay alone.
+started=$(now)
+commit_pings "$TASKS"
+while [[ "$(outbox_rows)" != 0 ]]; do sleep 0.02; done
+ended=$(now)
+echo "relay: $TASKS outbox rows published with confirms in $(python3 -c "print(f'{$ended - $started:.2f}')") s: $(rate "$TASKS" "$started" "$ended") rows/s"
+
+# 2. A worker drains what step 1 queued.
+started=$(now)
+./target/release/keel-worker >"$WORK/worker.log" 2>&1 &
+WORKER_PID=$!
+wait_http "http://127.0.0.1:$WORKER_PORT/health/live"
+until_succeeded "$TASKS"
+ended=$(now)
+echo "consume: $TASKS queued tasks run and acked in $(python3 -c "print(f'{$ended - $started:.2f}')") s (worker start included): $(rate "$TASKS" "$started" "$ended") tasks/s"
+
+# 3. End to end, the worker already running.
+started=$(now)
+commit_pings "$TASKS"
+until_succeeded "$((TASKS * 2))"
+ended=$(now)
+echo "end to end: $TASKS tasks committed → relayed → run → acked in $(python3 -c "print(f'{$ended - $started:.2f}')") s: $(rate "$TASKS" "$started" "$ended") tasks/s"
+
+echo "keel-worker peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$WORKER_PID/status)"
+echo "keel-api peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$API_PID/status)"
+
+# A stopped worker exits 0.
+kill -TERM $WORKER_PID
+wait $WORKER_PID && echo "keel-worker: SIGTERM → exit 0"
+WORKER_PID=""
