@@ -7,10 +7,14 @@ use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
+use keel_core::tasks::Relay;
+use keel_core::tasks::routes::{TaskPermission, TasksApi};
 use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
 use poem::Route;
 use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
+
+use crate::tasks;
 
 /// The feature services the versioned API is built from.
 #[derive(Debug, Clone)]
@@ -18,6 +22,7 @@ pub struct Features {
     pub users: UserService,
     pub activity: ActivityService,
     pub release_notes: ReleaseNoteService,
+    pub tasks: TasksApi,
 }
 
 /// The versioned API: one entry per feature crate. Each feature's `#[OpenApi]` declares
@@ -28,6 +33,7 @@ fn v1(features: &Features) -> impl OpenApi + use<> {
         keel_user::api(&features.users),
         keel_activity::api(&features.activity),
         keel_release_notes::api(&features.release_notes),
+        features.tasks.clone(),
     )
 }
 
@@ -37,6 +43,7 @@ pub fn declared_permissions() -> Vec<(String, String)> {
         keel_user::declared_permissions(),
         keel_activity::declared_permissions(),
         keel_release_notes::declared_permissions(),
+        keel_core::auth::declared::<TaskPermission>(),
     ]
     .concat()
 }
@@ -67,6 +74,13 @@ pub async fn spec() -> Result<String, String> {
     let cache = Cache::memory("spec", 1);
     let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
     let storage = Storage::from_settings(&settings.storage, b"spec");
+    let registry = tasks::registry();
+    let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), &settings);
+    let relay = Relay::new(
+        db.clone(),
+        tasks::relay_target(&settings, registry.clone(), task_services),
+        1,
+    );
     let users = UserService::new(db, &settings, &cache, storage)
         .await
         .map_err(|e| e.to_string())?;
@@ -76,6 +90,7 @@ pub async fn spec() -> Result<String, String> {
             users,
             activity,
             release_notes,
+            tasks: TasksApi::new(relay, &registry),
         },
     )
     .spec())

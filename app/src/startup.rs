@@ -12,6 +12,7 @@ use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
 use keel_core::settings::{Secret, Settings};
 use keel_core::storage::{Storage, links};
+use keel_core::tasks::routes::TasksApi;
 use keel_core::tasks::{Relay, RelayHandle, RelayTarget};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
 use keel_release_notes::ReleaseNoteService;
@@ -131,14 +132,17 @@ impl Application {
         let activity = ActivityService::new(db.clone());
         let sealer = activity.spawn_sealer();
         let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
+        let registry = tasks::registry();
         let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), settings);
-        let relay_target = tasks::relay_target(settings, tasks::registry(), task_services);
-        let relay =
-            Relay::new(db.clone(), relay_target.clone(), settings.tasks.relay_batch).spawn();
+        let relay_target = tasks::relay_target(settings, registry.clone(), task_services);
+        let relay = Relay::new(db.clone(), relay_target.clone(), settings.tasks.relay_batch);
+        let task_api = TasksApi::new(relay.clone(), &registry);
+        let relay = relay.spawn();
         let features = api::Features {
             users,
             activity,
             release_notes,
+            tasks: task_api,
         };
         let mut checks = Checks::default().with(db.clone()).with(cache.clone());
         if storage.backend() == "s3" {

@@ -48,8 +48,9 @@ pub fn relay_target(
     }
 }
 
-/// A task given up on is an audit entry: someone has to look at it.
-fn record_dead_letter(
+/// A task given up on is an audit entry: someone has to look at it. (The dead-letter
+/// hook of [`registry`].)
+pub fn record_dead_letter(
     services: Arc<Services>,
     envelope: Envelope,
     error: String,

@@ -76,6 +76,9 @@ enum TasksCommand {
     Ping {
         #[arg(long, default_value_t = 1)]
         count: u32,
+        /// Milliseconds each run takes (up to 60000): to watch a worker drain.
+        #[arg(long, default_value_t = 0)]
+        hold_ms: u64,
     },
     /// Tasks given up on (needs AMQP_URL).
     Dead {
@@ -276,7 +279,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
             }
         }
         Command::Tasks {
-            command: TasksCommand::Ping { count },
+            command: TasksCommand::Ping { count, hold_ms },
         } => {
             let settings = Settings::load()?;
             let database = database::resolve(&settings).await?;
@@ -284,7 +287,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
             db.transaction(|conn| {
                 Box::pin(async move {
                     for _ in 0..count {
-                        tasks::enqueue(conn, &Ping {}).await?;
+                        tasks::enqueue(conn, &Ping { hold_ms }).await?;
                     }
                     Ok::<_, ApiError>(())
                 })

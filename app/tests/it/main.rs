@@ -12,3 +12,4 @@ mod cache;
 mod helpers;
 mod release_notes;
 mod system;
+mod tasks;

@@ -8,7 +8,10 @@
 //! development and one-box deployments; production sets `AMQP_URL` and runs
 //! keel-worker.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use metrics::counter;
 use tokio::task::JoinSet;
@@ -16,11 +19,23 @@ use tokio::task::JoinSet;
 use super::{Envelope, Outcome, Registry, Services};
 use crate::telemetry::metrics::{TASKS_DEAD_LETTERED, TASKS_PUBLISHED, TASKS_RETRIED};
 
+/// How many given-up tasks are remembered for the admin overview.
+const RECENT_DEAD: usize = 50;
+
 #[derive(Debug)]
 pub struct LocalRunner {
     registry: Arc<Registry>,
     services: Arc<Services>,
     running: std::sync::Mutex<JoinSet<()>>,
+    dead: Arc<std::sync::Mutex<VecDeque<GivenUp>>>,
+}
+
+/// A task this process gave up on.
+#[derive(Debug, Clone)]
+pub struct GivenUp {
+    pub envelope: Envelope,
+    pub error: String,
+    pub at: DateTime<Utc>,
 }
 
 impl LocalRunner {
@@ -29,7 +44,14 @@ impl LocalRunner {
             registry,
             services,
             running: std::sync::Mutex::new(JoinSet::new()),
+            dead: Arc::default(),
         }
+    }
+
+    /// The last tasks given up on, newest first.
+    pub fn recent_dead(&self) -> Vec<GivenUp> {
+        let dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
+        dead.iter().rev().cloned().collect()
     }
 
     /// Starts each task in the background (their retries included).
@@ -41,6 +63,7 @@ impl LocalRunner {
             running.spawn(run_to_the_end(
                 self.registry.clone(),
                 self.services.clone(),
+                self.dead.clone(),
                 envelope,
             ));
         }
@@ -54,7 +77,12 @@ impl LocalRunner {
     }
 }
 
-async fn run_to_the_end(registry: Arc<Registry>, services: Arc<Services>, mut envelope: Envelope) {
+async fn run_to_the_end(
+    registry: Arc<Registry>,
+    services: Arc<Services>,
+    dead: Arc<std::sync::Mutex<VecDeque<GivenUp>>>,
+    mut envelope: Envelope,
+) {
     loop {
         match registry.run(&envelope, &services).await {
             Outcome::Succeeded => return,
@@ -69,6 +97,17 @@ async fn run_to_the_end(registry: Arc<Registry>, services: Arc<Services>, mut en
                     task = %envelope.task, task_id = %envelope.id, attempts = envelope.attempt,
                     error = %error, "task given up (no broker: not kept)"
                 );
+                {
+                    let mut dead = dead.lock().unwrap_or_else(|e| e.into_inner());
+                    if dead.len() == RECENT_DEAD {
+                        dead.pop_front();
+                    }
+                    dead.push_back(GivenUp {
+                        envelope: envelope.clone(),
+                        error: error.clone(),
+                        at: Utc::now(),
+                    });
+                }
                 if let Some(hook) = registry.dead_letter_hook() {
                     hook(services.clone(), envelope, error).await;
                 }

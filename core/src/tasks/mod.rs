@@ -25,6 +25,7 @@ mod outbox;
 mod ping;
 mod registry;
 mod retry;
+pub mod routes;
 mod worker;
 
 use std::future::Future;

@@ -105,6 +105,10 @@ impl Relay {
         }
     }
 
+    pub fn target(&self) -> &RelayTarget {
+        &self.target
+    }
+
     /// Hands on up to one batch; returns how many rows it moved. A row is deleted only
     /// after the broker confirmed it (so a failure leaves it for the next try) and may
     /// be published twice if the commit after the confirm fails.

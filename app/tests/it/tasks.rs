@@ -1,0 +1,248 @@
+//! Background tasks through the app and the binaries: the monitoring endpoint, the
+//! audit entry of a dead letter, and keel-worker as operators run it (a killed worker's
+//! task goes to another; SIGTERM drains).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_core::cache::Cache;
+use keel_core::db::Db;
+use keel_core::storage::Storage;
+use keel_core::tasks::{Broker, Envelope, Relay, RelayTarget};
+use keel_testkit::TestDb;
+use reqwest::StatusCode;
+
+use crate::helpers::{Client, TestApp};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_keel-worker");
+const ADMIN: &str = env!("CARGO_BIN_EXE_keel-admin");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tasks_overview_needs_tasks_read_and_shows_the_in_process_backend() {
+    let app = TestApp::spawn(&[]).await;
+    let c = Client::new(&app);
+    let (status, _) = c.get("/api/v1/admin/tasks", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let user = c.sign_up("ada@example.com").await;
+    let (status, body) = c.get("/api/v1/admin/tasks", Some(&user)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    let admin = c.superuser("root@example.com").await;
+    let (status, body) = c.get("/api/v1/admin/tasks", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["backend"], "in_process");
+    assert_eq!(body["outbox"]["waiting"], 0);
+    assert_eq!(body["queues"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tasks_overview_shows_the_rabbitmq_queues() {
+    let amqp = keel_testkit::amqp_settings();
+    let overrides: Vec<(&str, &str)> = amqp.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn(&overrides).await;
+    let c = Client::new(&app);
+    let admin = c.superuser("root@example.com").await;
+    let (status, body) = c.get("/api/v1/admin/tasks", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["backend"], "rabbitmq");
+    let queues = body["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 1, "{body}");
+    assert_eq!(queues[0]["queue"], "default");
+    assert_eq!(queues[0]["dead"], 0);
+    let ready = app.get("/health/ready").await;
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["components"]["broker"]["status"], "up", "{ready}");
+    broker(&amqp).delete_queues("default").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_task_is_recorded_in_the_audit_trail() {
+    let app = TestApp::spawn(&[]).await;
+    let settings = keel_testkit::settings(app.db().url(), &[]);
+    let db = Db::new(&app.db().secret_url(), &settings.database, "keel-test");
+    let services = keel_app::tasks::services(
+        db,
+        Cache::memory("test", 10),
+        Storage::from_settings(&settings.storage, b"test"),
+        &settings,
+    );
+    let envelope = Envelope {
+        id: uuid::Uuid::now_v7(),
+        task: "user.send_welcome_email".to_owned(),
+        queue: "default".to_owned(),
+        attempt: 5,
+        enqueued_at: chrono::Utc::now(),
+        payload: serde_json::json!({}),
+    };
+    keel_app::tasks::record_dead_letter(services, envelope.clone(), "smtp refused".to_owned())
+        .await;
+
+    let c = Client::new(&app);
+    let admin = c.superuser("root@example.com").await;
+    let (status, body) = c
+        .get("/api/v1/activity?action=task.dead_lettered", Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!(items[0]["entity_id"], envelope.id.to_string());
+    assert_eq!(items[0]["metadata"]["error"], "smtp refused");
+    assert_eq!(items[0]["metadata"]["attempts"], 5);
+}
+
+#[test]
+fn the_worker_refuses_to_start_without_a_broker() {
+    let output = Command::new(WORKER)
+        .env_clear()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("keel-worker: AMQP_URL is not set"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_workers_task_is_run_by_another_and_sigterm_drains() {
+    let db = TestDb::new().await;
+    let amqp = keel_testkit::amqp_settings();
+    let mut vars: Vec<(&str, String)> = amqp.to_vec();
+    vars.push(("DATABASE_URL", db.url().to_owned()));
+    vars.push(("LOG_FORMAT", "json".to_owned()));
+    vars.push(("TASK_SHUTDOWN_GRACE", "10s".to_owned()));
+    let broker = broker(&amqp);
+    let settings = keel_testkit::settings(db.url(), &[]);
+    let relay = Relay::new(
+        Db::new(&db.secret_url(), &settings.database, "keel-test"),
+        RelayTarget::Broker(broker.clone()),
+        100,
+    );
+
+    // A ping that takes 3 s, picked up by worker A, which is then killed.
+    ping(&vars, 3000);
+    assert_eq!(relay.relay_once().await.unwrap(), 1);
+    let (mut a, a_port) = start_worker(&vars);
+    until("worker A holds the task", || async {
+        let stats = broker.stats(&["default"]).await.unwrap();
+        stats[0].ready == 0 && stats[0].consumers == 1
+    })
+    .await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert_eq!(succeeded(a_port).await, None, "A is gone");
+
+    // Redelivered to worker B, which completes it.
+    let (b, b_port) = start_worker(&vars);
+    until("worker B runs the redelivered task", || async {
+        succeeded(b_port).await == Some(1)
+    })
+    .await;
+
+    // SIGTERM while B runs another: it finishes and acks before B exits 0.
+    ping(&vars, 1000);
+    assert_eq!(relay.relay_once().await.unwrap(), 1);
+    until("worker B holds the second task", || async {
+        let stats = broker.stats(&["default"]).await.unwrap();
+        stats[0].ready == 0 && succeeded(b_port).await == Some(1)
+    })
+    .await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || b.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}: {logs}", output.status);
+    assert!(logs.contains("keel-worker stopped"), "{logs}");
+    assert!(logs.contains(r#""drained":true"#), "{logs}");
+    assert_eq!(logs.matches(r#""message":"pong""#).count(), 2, "{logs}");
+    let stats = broker.stats(&["default"]).await.unwrap();
+    assert_eq!(
+        (stats[0].ready, stats[0].dead),
+        (0, 0),
+        "acked, not requeued"
+    );
+    broker.delete_queues("default").await.unwrap();
+}
+
+fn broker(amqp: &[(&str, String); 2]) -> Arc<Broker> {
+    let overrides: Vec<(&str, &str)> = amqp.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = keel_testkit::settings("postgres://postgres@127.0.0.1:5432/unused", &overrides);
+    let url = settings.tasks.amqp_url.clone().unwrap();
+    Arc::new(Broker::new(&settings.tasks, &url))
+}
+
+/// `keel-admin tasks ping --hold-ms`, as an operator would.
+fn ping(vars: &[(&str, String)], hold_ms: u64) {
+    let output = Command::new(ADMIN)
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(["tasks", "ping", "--hold-ms", &hold_ms.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// keel-worker on a free port; returns the process and its port.
+fn start_worker(vars: &[(&str, String)]) -> (Child, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(WORKER)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("WORKER_PORT", port.to_string())
+        .env("APP_HOST", "127.0.0.1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+/// The worker's `tasks_succeeded_total` for pings; `None` when it doesn't answer.
+async fn succeeded(port: u16) -> Option<u64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .find_map(|l| l.strip_prefix(r#"tasks_succeeded_total{task="system.ping"} "#))
+            .map_or(0, |n| n.trim().parse().unwrap_or(0)),
+    )
+}
+
+async fn until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
