@@ -13,7 +13,7 @@ use keel_core::http::system::SystemApi;
 use keel_core::settings::{Secret, Settings};
 use keel_core::storage::{Storage, links};
 use keel_core::tasks::routes::TasksApi;
-use keel_core::tasks::{Relay, RelayHandle, RelayTarget};
+use keel_core::tasks::{Relay, RelayHandle, RelayTarget, Scheduler, SchedulerHandle};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
 use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
@@ -54,6 +54,8 @@ pub struct Application {
     _sealer: Sealer,
     /// Hands committed tasks to the broker (or runs them here without one).
     _relay: RelayHandle,
+    /// Enqueues periodic jobs when there is no broker (keel-worker does it otherwise).
+    _scheduler: Option<SchedulerHandle>,
 }
 
 impl std::fmt::Debug for Application {
@@ -138,6 +140,8 @@ impl Application {
         let relay = Relay::new(db.clone(), relay_target.clone(), settings.tasks.relay_batch);
         let task_api = TasksApi::new(relay.clone(), &registry);
         let relay = relay.spawn();
+        let scheduler = matches!(relay_target, RelayTarget::Local(_))
+            .then(|| Scheduler::new(db.clone(), registry.periodic_jobs()).spawn());
         let features = api::Features {
             users,
             activity,
@@ -171,6 +175,7 @@ impl Application {
             _changes: changes,
             _sealer: sealer,
             _relay: relay,
+            _scheduler: scheduler,
         })
     }
 

@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
     registry
         .register::<Ping>()
         .on_dead_letter(Arc::new(record_dead_letter));
+    keel_user::tasks::register(&mut registry);
     registry
 }
 

@@ -18,7 +18,7 @@ use keel_core::http::server::{Bound, shutdown_signal};
 use keel_core::http::system::SystemApi;
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
-use keel_core::tasks::{Broker, Worker};
+use keel_core::tasks::{Broker, Scheduler, Worker};
 use keel_core::telemetry::{logging, metrics};
 use poem::Route;
 use poem_openapi::OpenApiService;
@@ -99,6 +99,8 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         let _ = stop.send(true);
     });
     let upkeep = metrics::spawn_upkeep(metrics);
+    // Every worker schedules; each tick is enqueued once (see tasks::periodic).
+    let scheduler = Scheduler::new(db.clone(), registry.periodic_jobs()).spawn();
     let http = tokio::spawn(bound.serve(
         Route::new().nest("/", service),
         stopped(stopping.clone()),
@@ -113,6 +115,7 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         settings.tasks.shutdown_grace,
     );
     let outcome = worker.run(stopped(stopping)).await;
+    drop(scheduler);
     upkeep.abort();
     let _ = http.await;
     tracing::info!(drained = outcome.drained, "keel-worker stopped");

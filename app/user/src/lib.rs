@@ -13,6 +13,7 @@ pub mod permissions;
 pub mod routes;
 pub mod schemas;
 pub mod services;
+pub mod tasks;
 pub mod tokens;
 
 use poem_openapi::OpenApi;

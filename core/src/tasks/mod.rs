@@ -22,6 +22,7 @@ mod broker;
 mod envelope;
 pub mod local;
 mod outbox;
+pub mod periodic;
 mod ping;
 mod registry;
 mod retry;
@@ -38,6 +39,7 @@ use uuid::Uuid;
 pub use broker::{Broker, BrokerError, DeadLetter, QueueStats, Topology};
 pub use envelope::Envelope;
 pub use outbox::{Relay, RelayError, RelayHandle, RelayTarget, enqueue};
+pub use periodic::{Missed, Periodic, Scheduler, SchedulerHandle};
 pub use ping::Ping;
 pub use registry::{DeadLetterHook, Outcome, Registry};
 pub use retry::RetryPolicy;
@@ -52,7 +54,7 @@ use crate::storage::Storage;
 ///
 /// `NAME` is what the queue carries, so it must stay the same across releases (rename
 /// the type freely, never the name, while messages with it may be queued).
-pub trait Task: Serialize + DeserializeOwned + Send + 'static {
+pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Stable and unique among the registered tasks, e.g. `"user.send_welcome_email"`.
     const NAME: &'static str;
     /// The queue it is published to; workers consume the queues of the tasks they know.
@@ -117,6 +119,15 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
+    /// A context for running a handler directly (tests, a one-off command).
+    pub fn new(services: Arc<Services>, task_id: Uuid, attempt: u32) -> Self {
+        Self {
+            services,
+            task_id,
+            attempt,
+        }
+    }
+
     /// The same for every attempt and redelivery of one enqueued task: the key to make
     /// a handler idempotent.
     pub fn task_id(&self) -> Uuid {

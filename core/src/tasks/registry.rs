@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use metrics::{counter, histogram};
 
+use super::periodic::{Job, Periodic};
 use super::{Envelope, RetryPolicy, Services, Task, TaskContext, TaskError};
 use crate::telemetry::metrics::{TASK_DURATION, TASKS_FAILED, TASKS_SUCCEEDED};
 
@@ -29,6 +30,7 @@ struct Handler {
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<&'static str, Handler>,
+    jobs: Vec<Job>,
     on_dead: Option<DeadLetterHook>,
 }
 
@@ -75,6 +77,21 @@ impl Registry {
         let previous = self.handlers.insert(T::NAME, handler);
         assert!(previous.is_none(), "two tasks are named {:?}", T::NAME);
         self
+    }
+
+    /// Adds `T` and schedules it (see [`Periodic`]).
+    ///
+    /// # Panics
+    /// As [`Registry::register`], or if `T::SCHEDULE` is not a cron expression.
+    pub fn register_periodic<T: Periodic>(&mut self) -> &mut Self {
+        self.register::<T>();
+        self.jobs.push(Job::of::<T>());
+        self
+    }
+
+    /// The periodic jobs, for a [`super::Scheduler`].
+    pub fn periodic_jobs(&self) -> Vec<Job> {
+        self.jobs.clone()
     }
 
     /// Runs `hook` whenever a task is dead-lettered.

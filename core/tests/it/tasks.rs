@@ -14,8 +14,8 @@ use keel_core::settings::Settings;
 use keel_core::storage::Storage;
 use keel_core::tasks::local::LocalRunner;
 use keel_core::tasks::{
-    Broker, Envelope, Registry, Relay, RelayTarget, RetryPolicy, Services, Task, TaskContext,
-    TaskError, Worker, WorkerStopped, enqueue,
+    Broker, Envelope, Missed, Periodic, Registry, Relay, RelayTarget, RetryPolicy, Scheduler,
+    Services, Task, TaskContext, TaskError, Worker, WorkerStopped, enqueue,
 };
 use keel_testkit::{Link, Proxy, TestDb};
 use lapin::options::BasicGetOptions;
@@ -497,5 +497,76 @@ async fn dead_letters_can_be_listed_requeued_and_purged() {
     assert_eq!(dead_count().await, 0);
     stop.send(()).unwrap();
     worker.await.unwrap();
+    f.cleanup().await;
+}
+
+/// A job every second that remembers its tick.
+#[derive(Debug, Serialize, Deserialize)]
+struct Tick {
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Task for Tick {
+    const NAME: &'static str = "test.tick";
+    const QUEUE: &'static str = QUEUE;
+
+    async fn run(self, _: TaskContext) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+impl Periodic for Tick {
+    const SCHEDULE: &'static str = "* * * * * *";
+    const MISSED: Missed = Missed::CatchUp;
+
+    fn for_tick(at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self { at }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_schedulers_enqueue_each_tick_once() {
+    let f = Fixture::new().await;
+    let mut registry = Registry::new();
+    registry.register_periodic::<Tick>();
+    let one = Scheduler::new(f.db.clone(), registry.periodic_jobs());
+    let two = Scheduler::new(f.db.clone(), registry.periodic_jobs());
+    let start = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+
+    // First seen: the job starts now, with nothing from its past.
+    let (a, b) = tokio::join!(one.run_due(start), two.run_due(start));
+    assert_eq!(a.unwrap() + b.unwrap(), 0);
+
+    // Three ticks later, both look at once: three tasks in all, one per tick.
+    let later = start + chrono::Duration::seconds(3);
+    let (a, b) = tokio::join!(one.run_due(later), two.run_due(later));
+    assert_eq!(a.unwrap() + b.unwrap(), 3);
+    let (a, b) = tokio::join!(one.run_due(later), two.run_due(later));
+    assert_eq!(a.unwrap() + b.unwrap(), 0, "nothing twice");
+
+    #[derive(diesel::QueryableByName)]
+    struct At {
+        #[diesel(sql_type = Text)]
+        at: String,
+    }
+    let mut conn = f.db.conn().await.unwrap();
+    let ticks: Vec<At> = diesel::sql_query(
+        "SELECT payload->>'at' AS at FROM task_outbox WHERE task = 'test.tick' ORDER BY id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let ticks: Vec<String> = ticks.into_iter().map(|t| t.at).collect();
+    assert_eq!(
+        ticks,
+        [
+            "2026-12-01T10:00:01Z",
+            "2026-12-01T10:00:02Z",
+            "2026-12-01T10:00:03Z"
+        ]
+    );
     f.cleanup().await;
 }

@@ -134,3 +134,60 @@ async fn a_token_of_a_deleted_user_stops_working() {
     app.service.authenticator().user_changed(id).await;
     assert_eq!(app.me_status(&session.access).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
+    use diesel_async::SimpleAsyncConnection;
+    use keel_core::tasks::{Task, TaskContext};
+
+    let app = TestApp::spawn().await;
+    let ended = app.sign_up("ada@example.com").await;
+    let live = app.sign_in("ada@example.com").await;
+    let answer = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(&ended.access),
+            serde_json::json!({"refresh_token": ended.refresh}),
+        )
+        .await;
+    assert!(answer.status.is_success(), "{answer:?}");
+    let mut conn = app.db.connect().await;
+    // The sign-out happened two days ago.
+    conn.batch_execute(
+        "UPDATE refresh_sessions SET revoked_at = now() - interval '2 days' \
+         WHERE revoked_at IS NOT NULL",
+    )
+    .await
+    .unwrap();
+
+    let settings = keel_testkit::settings(app.db.url(), &[]);
+    let services = std::sync::Arc::new(keel_core::tasks::Services {
+        db: keel_core::db::Db::new(&app.db.secret_url(), &settings.database, "keel-test"),
+        cache: keel_core::cache::Cache::memory("test", 10),
+        storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
+        settings: std::sync::Arc::new(settings),
+    });
+    let ctx = TaskContext::new(services, uuid::Uuid::now_v7(), 1);
+    keel_user::tasks::PurgeSessions {}.run(ctx).await.unwrap();
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT count(*) AS n FROM refresh_sessions"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count.n, 1, "only the live sign-in is left");
+    let refreshed = app
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            serde_json::json!({"refresh_token": live.refresh}),
+        )
+        .await;
+    assert_eq!(refreshed.status, reqwest::StatusCode::OK, "{refreshed:?}");
+}
