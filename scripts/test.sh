@@ -97,6 +97,20 @@ if [[ -z ${KEEL_TEST_S3_ENDPOINT:-} ]] && ! answers 127.0.0.1 5055; then
   wait_for moto 127.0.0.1 5055 30 || fail "moto did not come up on 127.0.0.1:5055 (see /tmp/keel-moto.log)"
 fi
 
+# An SMTP server for the mail suites: aiosmtpd (PyPI), keeping what it receives in a
+# Maildir the tests read (KEEL_TEST_MAILDIR), on 127.0.0.1:1025.
+maildir=${KEEL_TEST_MAILDIR:-/tmp/keel-test-maildir}
+if ! answers 127.0.0.1 1025; then
+  python3 -c 'import aiosmtpd' 2>/dev/null \
+    || fail "aiosmtpd not found: pip install aiosmtpd (the SMTP server the mail suites send to)"
+  mkdir -p "$maildir"/tmp "$maildir"/new "$maildir"/cur
+  say "starting aiosmtpd (SMTP) on 127.0.0.1:1025, mail kept in $maildir"
+  nohup python3 -m aiosmtpd -n -l 127.0.0.1:1025 -c aiosmtpd.handlers.Mailbox "$maildir" \
+    >/tmp/keel-smtp.log 2>&1 &
+  wait_for aiosmtpd 127.0.0.1 1025 30 || fail "aiosmtpd did not come up on 127.0.0.1:1025 (see /tmp/keel-smtp.log)"
+fi
+export KEEL_TEST_MAILDIR=$maildir
+
 if ! command -v promtool >/dev/null; then
   [[ -n ${KEEL_REQUIRE_PROMTOOL:-} ]] && fail "promtool not found: apt-get install prometheus"
   say "note: promtool not found, so /metrics is not linted (apt-get install prometheus)"

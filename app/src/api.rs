@@ -75,7 +75,8 @@ pub async fn spec() -> Result<String, String> {
     let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
     let storage = Storage::from_settings(&settings.storage, b"spec");
     let registry = tasks::registry();
-    let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), &settings);
+    let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), &settings)
+        .map_err(|e| e.to_string())?;
     let relay = Relay::new(
         db.clone(),
         tasks::relay_target(&settings, registry.clone(), task_services),

@@ -30,6 +30,8 @@ pub enum StartError {
     Metrics(String),
     #[error("{0}")]
     Cache(#[from] keel_core::cache::CacheError),
+    #[error("{0}")]
+    Mail(#[from] keel_core::mail::MailError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -135,7 +137,7 @@ impl Application {
         let sealer = activity.spawn_sealer();
         let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
         let registry = tasks::registry();
-        let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), settings);
+        let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), settings)?;
         let relay_target = tasks::relay_target(settings, registry.clone(), task_services);
         let relay = Relay::new(db.clone(), relay_target.clone(), settings.tasks.relay_batch);
         let task_api = TasksApi::new(relay.clone(), &registry);

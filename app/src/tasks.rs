@@ -9,6 +9,7 @@ use keel_activity::{Action, Entry};
 use keel_core::ApiError;
 use keel_core::cache::Cache;
 use keel_core::db::Db;
+use keel_core::mail::{MailError, Mailer};
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
 use keel_core::tasks::{
@@ -26,14 +27,20 @@ pub fn registry() -> Registry {
     registry
 }
 
-/// The services a task handler gets.
-pub fn services(db: Db, cache: Cache, storage: Storage, settings: &Settings) -> Arc<Services> {
-    Arc::new(Services {
+/// The services a task handler gets; fails only on mail settings lettre refuses.
+pub fn services(
+    db: Db,
+    cache: Cache,
+    storage: Storage,
+    settings: &Settings,
+) -> Result<Arc<Services>, MailError> {
+    Ok(Arc::new(Services {
         db,
         cache,
         storage,
+        mailer: Mailer::from_settings(&settings.mail)?,
         settings: Arc::new(settings.clone()),
-    })
+    }))
 }
 
 /// Where keel-api's relay hands committed tasks: RabbitMQ when `AMQP_URL` is set,

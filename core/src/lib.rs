@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod hex;
 pub mod http;
+pub mod mail;
 pub mod ratelimit;
 pub mod settings;
 pub mod storage;

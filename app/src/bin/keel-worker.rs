@@ -110,7 +110,7 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     let worker = Worker::new(
         broker,
         registry,
-        tasks::services(db, cache, storage, &settings),
+        tasks::services(db, cache, storage, &settings)?,
         settings.tasks.prefetch,
         settings.tasks.shutdown_grace,
     );

@@ -67,7 +67,8 @@ async fn a_dead_lettered_task_is_recorded_in_the_audit_trail() {
         Cache::memory("test", 10),
         Storage::from_settings(&settings.storage, b"test"),
         &settings,
-    );
+    )
+    .unwrap();
     let envelope = Envelope {
         id: uuid::Uuid::now_v7(),
         task: "user.send_welcome_email".to_owned(),

@@ -47,6 +47,7 @@ pub use worker::{Worker, WorkerStopped};
 
 use crate::cache::Cache;
 use crate::db::Db;
+use crate::mail::Mailer;
 use crate::settings::Settings;
 use crate::storage::Storage;
 
@@ -110,7 +111,8 @@ impl std::fmt::Display for TaskError {
     }
 }
 
-/// What a handler can use: the process's shared services and which run this is.
+/// What a handler can use (the process's shared services, a mailer among them) and
+/// which run this is.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     pub services: Arc<Services>,
@@ -146,5 +148,6 @@ pub struct Services {
     pub db: Db,
     pub cache: Cache,
     pub storage: Storage,
+    pub mailer: Mailer,
     pub settings: Arc<Settings>,
 }

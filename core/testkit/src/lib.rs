@@ -74,6 +74,22 @@ pub fn amqp_settings() -> [(&'static str, String); 2] {
     ]
 }
 
+/// Settings overrides for SMTP to the test server `scripts/test.sh` starts (aiosmtpd on
+/// 127.0.0.1:1025, no TLS), which keeps each message in [`maildir`].
+pub fn smtp_settings() -> [(&'static str, String); 3] {
+    [
+        ("SMTP_HOST", "127.0.0.1".to_owned()),
+        ("SMTP_PORT", "1025".to_owned()),
+        ("SMTP_SECURITY", "none".to_owned()),
+    ]
+}
+
+/// Where the test SMTP server keeps what it receives (`KEEL_TEST_MAILDIR`).
+pub fn maildir() -> std::path::PathBuf {
+    std::env::var_os("KEEL_TEST_MAILDIR")
+        .map_or_else(|| "/tmp/keel-test-maildir".into(), std::path::PathBuf::from)
+}
+
 /// The S3-compatible server tests use: `KEEL_TEST_S3_ENDPOINT`, else moto's server mode
 /// on 127.0.0.1:5055 (`scripts/test.sh` starts it).
 pub fn s3_endpoint() -> String {

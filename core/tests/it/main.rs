@@ -13,6 +13,7 @@ mod http;
 mod jwt;
 mod local_db;
 mod logging;
+mod mail;
 mod settings;
 mod storage;
 mod support;

@@ -157,7 +157,15 @@ fn env_example_parses_and_matches_the_configuration_reference() {
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .map(|(k, v)| {
+            // As dotenvy reads it: surrounding double quotes are not part of the value.
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            (k.trim().to_owned(), v.to_owned())
+        })
         .collect();
     Settings::from_vars(vars.clone()).unwrap();
 

@@ -119,6 +119,7 @@ impl Fixture {
             db: db.clone(),
             cache: Cache::memory("test", 100),
             storage: Storage::from_settings(&settings.storage, b"test"),
+            mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
             settings: Arc::new(settings.clone()),
         });
         let dead = Arc::new(Mutex::new(Vec::new()));

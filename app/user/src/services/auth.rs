@@ -16,6 +16,7 @@ use crate::models::{NewRefreshSession, RevokeReason, UserChanges};
 use crate::password::Verdict;
 use crate::schemas::TokenPair;
 use crate::services::USER_ROLE;
+use crate::tasks::SendWelcomeEmail;
 use crate::tokens::{self, RefreshToken};
 use keel_activity::{Action, Actor, Entry, record};
 use serde_json::json;
@@ -71,6 +72,8 @@ impl UserService {
                     })
                     .entity(user.id);
                     record(conn, entry).await?;
+                    let welcome = SendWelcomeEmail { user_id: user.id };
+                    keel_core::tasks::enqueue(conn, &welcome).await?;
                     Ok(Some(user.id))
                 })
             })

@@ -165,6 +165,7 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
         db: keel_core::db::Db::new(&app.db.secret_url(), &settings.database, "keel-test"),
         cache: keel_core::cache::Cache::memory("test", 10),
         storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
+        mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
         settings: std::sync::Arc::new(settings),
     });
     let ctx = TaskContext::new(services, uuid::Uuid::now_v7(), 1);
@@ -190,4 +191,69 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
         )
         .await;
     assert_eq!(refreshed.status, reqwest::StatusCode::OK, "{refreshed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registering_enqueues_a_welcome_email_that_is_sent_once() {
+    use keel_core::tasks::{Task, TaskContext};
+
+    let app = TestApp::spawn().await;
+    app.register("ada@example.com").await;
+    app.register("ada@example.com").await; // taken: answered alike, nothing enqueued
+
+    #[derive(diesel::QueryableByName)]
+    struct Queued {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        user_id: String,
+    }
+    let mut conn = app.db.connect().await;
+    let queued: Vec<Queued> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT o.payload->>'user_id' AS user_id FROM task_outbox o \
+             JOIN users u ON u.id::text = o.payload->>'user_id' \
+             WHERE o.task = 'user.send_welcome_email' AND u.email = 'ada@example.com'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(queued.len(), 1, "enqueued with the account, once");
+    let user_id: uuid::Uuid = queued[0].user_id.parse().unwrap();
+
+    // Run it (twice, as a redelivery would) with the file mailer.
+    let dir = std::env::temp_dir().join(format!("keel-mail-{}", uuid::Uuid::now_v7().simple()));
+    let settings = keel_testkit::settings(app.db.url(), &[("MAIL_DIR", dir.to_str().unwrap())]);
+    let services = std::sync::Arc::new(keel_core::tasks::Services {
+        db: keel_core::db::Db::new(&app.db.secret_url(), &settings.database, "keel-test"),
+        cache: keel_core::cache::Cache::memory("test", 10),
+        storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
+        mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
+        settings: std::sync::Arc::new(settings),
+    });
+    for attempt in [1, 2] {
+        let ctx = TaskContext::new(services.clone(), uuid::Uuid::now_v7(), attempt);
+        keel_user::tasks::SendWelcomeEmail { user_id }
+            .run(ctx)
+            .await
+            .unwrap();
+    }
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "greeted once");
+    let text = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(text.contains("To: ada@example.com"), "{text}");
+    assert!(
+        text.contains("Subject: Welcome: your account is ready"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // An account that is gone can't be greeted: permanent, no retries.
+    let ctx = TaskContext::new(services, uuid::Uuid::now_v7(), 1);
+    let gone = keel_user::tasks::SendWelcomeEmail {
+        user_id: uuid::Uuid::now_v7(),
+    }
+    .run(ctx)
+    .await
+    .unwrap_err();
+    assert!(!gone.is_retryable(), "{gone}");
 }
