@@ -247,3 +247,66 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_broker_away_requests_still_work_and_the_outbox_drains_when_it_returns() {
+    use diesel_async::RunQueryDsl;
+    use keel_testkit::{Link, Proxy};
+
+    let amqp = keel_testkit::amqp_settings();
+    let url = url::Url::parse(&amqp[0].1).unwrap();
+    let target = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5672)
+    );
+    let proxy = Proxy::start(target.parse().unwrap()).await;
+    let through_proxy = format!("amqp://guest:guest@{}/%2f", proxy.addr());
+    let app = TestApp::spawn(&[
+        ("AMQP_URL", &through_proxy),
+        (amqp[1].0, &amqp[1].1),
+        ("AMQP_TIMEOUT", "500ms"),
+    ])
+    .await;
+    proxy.set(Link::Cut);
+
+    let c = Client::new(&app);
+    let (status, body) = c
+        .post(
+            "/api/v1/auth/register",
+            serde_json::json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let ready: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["components"]["broker"]["status"], "down", "{ready}");
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let outbox = || async {
+        let mut conn = app.db().connect().await;
+        let count: Count = diesel::sql_query("SELECT count(*) AS n FROM task_outbox")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        count.n
+    };
+    assert_eq!(outbox().await, 1, "the welcome email waits in the outbox");
+
+    proxy.set(Link::Up);
+    let started = Instant::now();
+    while outbox().await != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the outbox drains once the broker is back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = broker(&amqp).stats(&["default"]).await.unwrap();
+    assert_eq!(stats[0].ready, 1, "published once, waiting for a worker");
+    broker(&amqp).delete_queues("default").await.unwrap();
+}

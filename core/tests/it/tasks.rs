@@ -88,11 +88,11 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        Self::with_amqp(None).await
+        Self::with(None, &[]).await
     }
 
-    /// `amqp_url`: another address for the same broker (a proxy).
-    async fn with_amqp(amqp_url: Option<String>) -> Self {
+    /// `amqp_url`: another address for the same broker (a proxy); `extra`: more settings.
+    async fn with(amqp_url: Option<String>, extra: &[(&str, &str)]) -> Self {
         let test_db = TestDb::new().await;
         test_db
             .connect()
@@ -105,15 +105,14 @@ impl Fixture {
             .unwrap();
         let [(_, url), (prefix_var, prefix)] = keel_testkit::amqp_settings();
         let url = amqp_url.unwrap_or(url);
-        let settings = keel_testkit::settings(
-            test_db.url(),
-            &[
-                ("AMQP_URL", &url),
-                (prefix_var, &prefix),
-                ("TASK_SHUTDOWN_GRACE", "5s"),
-                ("AMQP_TIMEOUT", "2s"),
-            ],
-        );
+        let mut overrides = vec![
+            ("AMQP_URL", url.as_str()),
+            (prefix_var, prefix.as_str()),
+            ("TASK_SHUTDOWN_GRACE", "5s"),
+            ("AMQP_TIMEOUT", "2s"),
+        ];
+        overrides.extend_from_slice(extra);
+        let settings = keel_testkit::settings(test_db.url(), &overrides);
         let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
         let services = Arc::new(Services {
             db: db.clone(),
@@ -367,7 +366,7 @@ async fn exhausted_retries_and_permanent_errors_end_in_the_dead_letters() {
 async fn a_worker_rides_out_a_dropped_connection_and_the_relay_waits_for_the_broker() {
     let proxy = Proxy::start(amqp_addr()).await;
     let through_proxy = format!("amqp://guest:guest@{}/%2f", proxy.addr());
-    let f = Fixture::with_amqp(Some(through_proxy)).await;
+    let f = Fixture::with(Some(through_proxy), &[]).await;
     let (stop, worker) = f.start_worker();
     f.enqueue("before").await;
     f.relay().relay_once().await.unwrap();
@@ -569,5 +568,77 @@ async fn two_schedulers_enqueue_each_tick_once() {
             "2026-12-01T10:00:03Z"
         ]
     );
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_relays_share_the_outbox_without_publishing_a_row_twice() {
+    let f = Fixture::new().await;
+    f.db.transaction(|conn| {
+        Box::pin(async move {
+            for i in 0..300 {
+                enqueue(conn, &Note::new(&format!("n{i}"))).await?;
+            }
+            Ok::<_, keel_core::ApiError>(())
+        })
+    })
+    .await
+    .unwrap();
+    // Small batches, so the two interleave.
+    let relay = |f: &Fixture| {
+        Relay::new(
+            f.db.clone(),
+            RelayTarget::Broker(Arc::new(Broker::new(
+                &f.settings.tasks,
+                f.settings.tasks.amqp_url.as_ref().unwrap(),
+            ))),
+            25,
+        )
+    };
+    let drain = |relay: Relay| async move {
+        let mut moved = 0;
+        loop {
+            match relay.relay_once().await.unwrap() {
+                0 => return moved,
+                n => moved += n,
+            }
+        }
+    };
+    let (a, b) = tokio::join!(drain(relay(&f)), drain(relay(&f)));
+    assert_eq!(a + b, 300);
+    assert!(a > 0 && b > 0, "both took part: {a} + {b}");
+    assert_eq!(f.outbox_rows().await, 0);
+    let stats = f.broker.stats(&[QUEUE]).await.unwrap();
+    assert_eq!(stats[0].ready, 300, "each row published once");
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_queues_carry_tasks_and_retries_too() {
+    let f = Fixture::with(None, &[("TASK_QUORUM_QUEUES", "true")]).await;
+    f.enqueue("fail once").await;
+    f.relay().relay_once().await.unwrap();
+    let (stop, worker) = f.start_worker();
+    let runs = f.until_runs(2).await;
+    assert_eq!(
+        runs,
+        vec![("fail once".to_owned(), 1), ("fail once".to_owned(), 2)]
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+    let conn = f.broker.connect("keel-test").await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    // Declaring it as a classic queue is refused: it is a quorum queue.
+    let classic = channel
+        .queue_declare(
+            f.broker.topology().work(QUEUE).as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await;
+    assert!(classic.is_err(), "the work queue is a quorum queue");
     f.cleanup().await;
 }
