@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod database;
+pub mod process;
 pub mod startup;
 pub mod tasks;
 

@@ -459,18 +459,7 @@ impl Settings {
                 &["redis", "rediss"],
                 "redis://localhost:6379/0",
             ),
-            key_prefix: r.parse_where(
-                "CACHE_KEY_PREFIX",
-                "keel".to_owned(),
-                "keel",
-                |p: &String| {
-                    !p.is_empty()
-                        && p.len() <= 64
-                        && p.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-                },
-                "must be 1-64 letters, digits, '_', '-' or '.'",
-            ),
+            key_prefix: name_prefix(&mut r, "CACHE_KEY_PREFIX"),
             redis_pool_size: r.parse_where(
                 "REDIS_POOL_SIZE",
                 16,
@@ -508,18 +497,7 @@ impl Settings {
                 &["amqp", "amqps"],
                 "amqp://guest:guest@localhost:5672/%2f",
             ),
-            queue_prefix: r.parse_where(
-                "TASK_QUEUE_PREFIX",
-                "keel".to_owned(),
-                "keel",
-                |p: &String| {
-                    !p.is_empty()
-                        && p.len() <= 64
-                        && p.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-                },
-                "must be 1-64 letters, digits, '_', '-' or '.'",
-            ),
+            queue_prefix: name_prefix(&mut r, "TASK_QUEUE_PREFIX"),
             prefetch: r.parse_where(
                 "TASK_PREFETCH",
                 32,
@@ -600,6 +578,23 @@ impl Settings {
             mail,
         })
     }
+}
+
+/// A prefix that namespaces keys or queue names (`keel` by default), so several apps or
+/// environments can share one Redis or one broker.
+fn name_prefix(r: &mut Reader<'_>, name: &str) -> String {
+    r.parse_where(
+        name,
+        "keel".to_owned(),
+        "keel",
+        |p: &String| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        },
+        "must be 1-64 letters, digits, '_', '-' or '.'",
+    )
 }
 
 /// S3 when `S3_BUCKET` is set (then the credentials are required), else local disk.

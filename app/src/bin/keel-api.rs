@@ -4,38 +4,14 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use keel_app::process::{self, BoxError};
 use keel_app::{Application, database};
 use keel_core::http::server::shutdown_signal;
 use keel_core::settings::Settings;
 use keel_core::telemetry::logging;
 
-type BoxError = Box<dyn std::error::Error>;
-
 fn main() -> ExitCode {
-    let settings = match Settings::load() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("keel-api: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("keel-api: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(settings)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("keel-api: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    process::run("keel-api", run)
 }
 
 async fn run(settings: Settings) -> Result<(), BoxError> {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use keel_app::process::{self, BoxError};
 use keel_app::tasks;
 use keel_core::cache::Cache;
 use keel_core::db::Db;
@@ -24,33 +25,8 @@ use poem::Route;
 use poem_openapi::OpenApiService;
 use tokio::sync::watch;
 
-type BoxError = Box<dyn std::error::Error>;
-
 fn main() -> ExitCode {
-    let settings = match Settings::load() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("keel-worker: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("keel-worker: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(settings)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("keel-worker: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    process::run("keel-worker", run)
 }
 
 async fn run(settings: Settings) -> Result<(), BoxError> {

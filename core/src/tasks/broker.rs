@@ -424,22 +424,14 @@ impl Broker {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, BrokerError> {
-        let conn = self.connect("keel-admin").await?;
-        let channel = conn.create_channel().await?;
-        self.topology.declare(&channel, queue).await?;
+        let (conn, channel) = self.admin(queue).await?;
         let mut letters = Vec::new();
         while letters.len() < limit {
             // Unacked until the channel closes, which puts them all back.
-            let Some(message) = channel
-                .basic_get(
-                    short(&self.topology.dead(queue))?,
-                    BasicGetOptions::default(),
-                )
-                .await?
-            else {
+            let Some(delivery) = self.next_dead(&channel, queue).await? else {
                 break;
             };
-            letters.push(DeadLetter::read(&message.delivery));
+            letters.push(DeadLetter::read(&delivery));
         }
         let _ = conn.close(200, "done".into()).await;
         Ok(letters)
@@ -449,21 +441,12 @@ impl Broker {
     /// first attempt again (confirmed before it leaves the dead letters). Returns how
     /// many moved.
     pub async fn requeue_dead(&self, queue: &str, limit: usize) -> Result<usize, BrokerError> {
-        let conn = self.connect("keel-admin").await?;
-        let channel = conn.create_channel().await?;
-        self.topology.declare(&channel, queue).await?;
+        let (conn, channel) = self.admin(queue).await?;
         let mut moved = 0;
         while moved < limit {
-            let Some(message) = channel
-                .basic_get(
-                    short(&self.topology.dead(queue))?,
-                    BasicGetOptions::default(),
-                )
-                .await?
-            else {
+            let Some(delivery) = self.next_dead(&channel, queue).await? else {
                 break;
             };
-            let delivery = message.delivery;
             match Envelope::from_bytes(&delivery.data) {
                 Ok(envelope) => {
                     let again = Envelope {
@@ -485,9 +468,7 @@ impl Broker {
 
     /// Drops every dead letter of `queue`; returns how many there were.
     pub async fn purge_dead(&self, queue: &str) -> Result<u32, BrokerError> {
-        let conn = self.connect("keel-admin").await?;
-        let channel = conn.create_channel().await?;
-        self.topology.declare(&channel, queue).await?;
+        let (conn, channel) = self.admin(queue).await?;
         let purged = channel
             .queue_purge(
                 short(&self.topology.dead(queue))?,
@@ -496,6 +477,26 @@ impl Broker {
             .await?;
         let _ = conn.close(200, "done".into()).await;
         Ok(purged)
+    }
+
+    /// A connection of its own for one operator command on `queue`, whose queues are
+    /// declared first (so a queue nobody used yet reads as empty).
+    async fn admin(&self, queue: &str) -> Result<(Connection, Channel), BrokerError> {
+        let conn = self.connect("keel-admin").await?;
+        let channel = conn.create_channel().await?;
+        self.topology.declare(&channel, queue).await?;
+        Ok((conn, channel))
+    }
+
+    /// The oldest dead letter of `queue`, unacknowledged.
+    async fn next_dead(
+        &self,
+        channel: &Channel,
+        queue: &str,
+    ) -> Result<Option<lapin::message::Delivery>, BrokerError> {
+        let dead = short(&self.topology.dead(queue))?;
+        let message = channel.basic_get(dead, BasicGetOptions::default()).await?;
+        Ok(message.map(|m| m.delivery))
     }
 
     /// Deletes every queue of `queue` (tests and teardown).

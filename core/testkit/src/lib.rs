@@ -119,3 +119,19 @@ pub async fn s3_settings() -> Vec<(&'static str, String)> {
         ("S3_SECRET_ACCESS_KEY", "test".to_owned()),
     ]
 }
+
+/// Polls `done` every 20 ms until it holds or `within` has passed; whether it held.
+/// For what happens in the background (a message delivered, a queue drained), never
+/// for timing what is measured.
+pub async fn eventually(within: std::time::Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if done().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -34,15 +34,9 @@ fn replica(url: &str, prefix: &str) -> Cache {
     .unwrap()
 }
 
-/// Polls `done` every 20 ms for up to 5 s; whether it came true.
-async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..250 {
-        if done().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+/// Polls `done` for up to 5 s; whether it came true.
+async fn eventually(done: impl AsyncFnMut() -> bool) -> bool {
+    keel_testkit::eventually(Duration::from_secs(5), done).await
 }
 
 fn redis() -> Cache {

@@ -214,6 +214,14 @@ impl Fixture {
         panic!("expected {runs} runs, saw {:?}", self.runs().await);
     }
 
+    /// Waits (up to 5 s) until the queue holds `dead` dead letters.
+    async fn until_dead(&self, dead: u32) -> bool {
+        keel_testkit::eventually(Duration::from_secs(5), async || {
+            self.broker.stats(&[QUEUE]).await.unwrap()[0].dead == dead
+        })
+        .await
+    }
+
     async fn outbox_rows(&self) -> i64 {
         #[derive(diesel::QueryableByName)]
         struct Count {
@@ -303,17 +311,9 @@ async fn exhausted_retries_and_permanent_errors_end_in_the_dead_letters() {
     f.relay().relay_once().await.unwrap();
     let (stop, worker) = f.start_worker();
     let runs = f.until_runs(4).await; // 3 attempts + 1
-    let mut dead = 0;
-    for _ in 0..100 {
-        dead = f.broker.stats(&[QUEUE]).await.unwrap()[0].dead;
-        if dead == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(f.until_dead(2).await, "both dead-lettered");
     stop.send(()).unwrap();
     worker.await.unwrap();
-    assert_eq!(dead, 2);
     let attempts: Vec<i32> = runs
         .iter()
         .filter(|r| r.0 == "always fail")
@@ -380,14 +380,10 @@ async fn a_worker_rides_out_a_dropped_connection_and_the_relay_waits_for_the_bro
     assert_eq!(f.outbox_rows().await, 1, "kept while the broker is away");
 
     proxy.set(Link::Up);
-    let mut relayed = false;
-    for _ in 0..100 {
-        if f.relay().relay_once().await.is_ok_and(|n| n == 1) {
-            relayed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let relayed = keel_testkit::eventually(Duration::from_secs(10), async || {
+        f.relay().relay_once().await.is_ok_and(|n| n == 1)
+    })
+    .await;
     assert!(relayed, "the outbox drains once the broker is back");
     let runs = f.until_runs(2).await;
     assert_eq!(
@@ -436,13 +432,9 @@ async fn without_a_broker_the_relay_runs_tasks_in_process_with_retries() {
         .map(|r| r.1)
         .collect();
     assert_eq!(attempts, vec![1, 2]);
-    for _ in 0..100 {
-        if runner.in_flight() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(runner.in_flight(), 0);
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(2), async || runner.in_flight() == 0).await
+    );
     assert_eq!(
         f.dead.lock().unwrap().clone(),
         vec![("test.note".to_owned(), "this can never work".to_owned())],
@@ -467,12 +459,7 @@ async fn dead_letters_can_be_listed_requeued_and_purged() {
     let (stop, worker) = f.start_worker();
     f.until_runs(2).await;
     let dead_count = async || f.broker.stats(&[QUEUE]).await.unwrap()[0].dead;
-    for _ in 0..100 {
-        if dead_count().await == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(f.until_dead(2).await);
 
     let letters = f.broker.dead_letters(QUEUE, 10).await.unwrap();
     assert_eq!(letters.len(), 2);
@@ -487,12 +474,7 @@ async fn dead_letters_can_be_listed_requeued_and_purged() {
     // One goes back to work (and, still bad, ends up dead again after a new run).
     assert_eq!(f.broker.requeue_dead(QUEUE, 1).await.unwrap(), 1);
     f.until_runs(3).await;
-    for _ in 0..100 {
-        if dead_count().await == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(f.until_dead(2).await);
     assert_eq!(f.broker.purge_dead(QUEUE).await.unwrap(), 2);
     assert_eq!(dead_count().await, 0);
     stop.send(()).unwrap();

@@ -235,3 +235,19 @@ pub async fn wait_until_live(db: &Db) {
     }
     panic!("the table change listener did not connect");
 }
+
+/// What a task handler gets, on `db` with the test settings plus `overrides`: to run a
+/// handler directly.
+pub fn task_services(
+    db: &TestDb,
+    overrides: &[(&str, &str)],
+) -> std::sync::Arc<keel_core::tasks::Services> {
+    let settings = keel_testkit::settings(db.url(), overrides);
+    std::sync::Arc::new(keel_core::tasks::Services {
+        db: Db::new(&db.secret_url(), &settings.database, "keel-test"),
+        cache: Cache::memory("test", 10),
+        storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
+        mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
+        settings: std::sync::Arc::new(settings),
+    })
+}

@@ -160,14 +160,7 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
     .await
     .unwrap();
 
-    let settings = keel_testkit::settings(app.db.url(), &[]);
-    let services = std::sync::Arc::new(keel_core::tasks::Services {
-        db: keel_core::db::Db::new(&app.db.secret_url(), &settings.database, "keel-test"),
-        cache: keel_core::cache::Cache::memory("test", 10),
-        storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
-        mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
-        settings: std::sync::Arc::new(settings),
-    });
+    let services = crate::support::task_services(&app.db, &[]);
     let ctx = TaskContext::new(services, uuid::Uuid::now_v7(), 1);
     keel_user::tasks::PurgeSessions {}.run(ctx).await.unwrap();
 
@@ -222,14 +215,7 @@ async fn registering_enqueues_a_welcome_email_that_is_sent_once() {
 
     // Run it (twice, as a redelivery would) with the file mailer.
     let dir = std::env::temp_dir().join(format!("keel-mail-{}", uuid::Uuid::now_v7().simple()));
-    let settings = keel_testkit::settings(app.db.url(), &[("MAIL_DIR", dir.to_str().unwrap())]);
-    let services = std::sync::Arc::new(keel_core::tasks::Services {
-        db: keel_core::db::Db::new(&app.db.secret_url(), &settings.database, "keel-test"),
-        cache: keel_core::cache::Cache::memory("test", 10),
-        storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
-        mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
-        settings: std::sync::Arc::new(settings),
-    });
+    let services = crate::support::task_services(&app.db, &[("MAIL_DIR", dir.to_str().unwrap())]);
     for attempt in [1, 2] {
         let ctx = TaskContext::new(services.clone(), uuid::Uuid::now_v7(), attempt);
         keel_user::tasks::SendWelcomeEmail { user_id }
