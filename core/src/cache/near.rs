@@ -240,22 +240,16 @@ mod tests {
         near
     }
 
-    fn stamps(token: &str) -> Vec<(String, Option<String>)> {
-        vec![("s".to_owned(), Some(token.to_owned()))]
+    /// Keeps `v` under key `k`, fetched under stamp `s` at `token`, with `ticket`.
+    fn keep(near: &Near, ticket: Ticket, token: &str, ttl: Duration) {
+        let stamps = vec![("s".to_owned(), Some(token.to_owned()))];
+        near.remember(ticket, "k", &["s"], stamps, Arc::from(&b"v"[..]), ttl);
     }
 
     #[test]
     fn a_remembered_value_is_served_until_its_stamp_is_bumped() {
         let near = live();
-        let ticket = near.ticket();
-        near.remember(
-            ticket,
-            "k",
-            &["s"],
-            stamps("1"),
-            Arc::from(&b"v"[..]),
-            NEAR_TTL,
-        );
+        keep(&near, near.ticket(), "1", NEAR_TTL);
         assert_eq!(near.get("k", &["s"]).as_deref(), Some(&b"v"[..]));
         assert_eq!(near.get("k", &["s", "t"]), None, "kept under other stamps");
         near.forget("s");
@@ -267,41 +261,18 @@ mod tests {
         let near = live();
         let ticket = near.ticket();
         near.forget("s"); // the bump's message arrives while the fetch is in flight
-        near.remember(
-            ticket,
-            "k",
-            &["s"],
-            stamps("old"),
-            Arc::from(&b"v"[..]),
-            NEAR_TTL,
-        );
+        keep(&near, ticket, "old", NEAR_TTL);
         assert_eq!(near.get("k", &["s"]), None);
     }
 
     #[test]
     fn nothing_is_trusted_without_the_subscription() {
         let near = Near::new(100);
-        let ticket = near.ticket();
-        near.remember(
-            ticket,
-            "k",
-            &["s"],
-            stamps("1"),
-            Arc::from(&b"v"[..]),
-            NEAR_TTL,
-        );
+        keep(&near, near.ticket(), "1", NEAR_TTL);
         assert_eq!(near.get("k", &["s"]), None, "not live yet");
 
         let near = live();
-        let ticket = near.ticket();
-        near.remember(
-            ticket,
-            "k",
-            &["s"],
-            stamps("1"),
-            Arc::from(&b"v"[..]),
-            NEAR_TTL,
-        );
+        keep(&near, near.ticket(), "1", NEAR_TTL);
         near.set_live(false);
         near.set_live(true);
         assert_eq!(
@@ -314,15 +285,7 @@ mod tests {
     #[test]
     fn an_entry_lives_no_longer_than_its_ttl() {
         let near = live();
-        let ticket = near.ticket();
-        near.remember(
-            ticket,
-            "k",
-            &["s"],
-            stamps("1"),
-            Arc::from(&b"v"[..]),
-            Duration::ZERO,
-        );
+        keep(&near, near.ticket(), "1", Duration::ZERO);
         assert_eq!(near.get("k", &["s"]), None);
     }
 }
