@@ -392,7 +392,7 @@ impl Broker {
         let channel = conn.create_channel().await?;
         let mut stats = Vec::with_capacity(queues.len());
         for queue in queues {
-            self.topology.declare(&channel, queue).await?;
+            // Declaring (idempotent) answers with the counts.
             let work = channel
                 .queue_declare(
                     short(&self.topology.work(queue))?,
