@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::StreamExt;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::error::ErrorChain;
@@ -48,8 +49,8 @@ struct FeedState {
     /// Bumped on every (re)connect: changes made while nobody listened are unknown.
     epoch: AtomicU64,
     tables: RwLock<HashMap<String, u64>>,
-    /// Holds one wake-up for [`ChangeFeed::next_change`].
-    signal: tokio::sync::Notify,
+    /// Woken by a change of their table, see [`ChangeFeed::watch`].
+    watchers: RwLock<HashMap<String, Arc<Notify>>>,
 }
 
 impl ChangeFeed {
@@ -74,25 +75,28 @@ impl ChangeFeed {
         self.0.live.load(Ordering::Acquire)
     }
 
-    /// Resolves at the next change heard or committed here — or at once if one came
-    /// since the last call. For one waiter (the task outbox relay), which still polls:
-    /// a change made while the listener was down is never heard.
-    pub async fn next_change(&self) {
-        self.0.signal.notified().await;
+    /// Notified (one stored wake-up) whenever a change of `table` is heard, from any
+    /// replica: for one waiter, e.g. the task outbox relay. It must still poll: a change
+    /// made while the listener was down is never heard.
+    pub fn watch(&self, table: &str) -> Arc<Notify> {
+        let mut watchers = self.0.watchers.write().unwrap_or_else(|e| e.into_inner());
+        watchers.entry(table.to_owned()).or_default().clone()
     }
 
     /// This process just committed a write: drop what every cache holds now, so the
     /// writer's next read never waits on its own notification to arrive.
     pub(crate) fn committed_here(&self) {
         self.0.epoch.fetch_add(1, Ordering::AcqRel);
-        self.0.signal.notify_one();
     }
 
     fn changed(&self, table: &str) {
         let mut counts = self.0.tables.write().unwrap_or_else(|e| e.into_inner());
         *counts.entry(table.to_owned()).or_default() += 1;
         drop(counts);
-        self.0.signal.notify_one();
+        let watchers = self.0.watchers.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(watcher) = watchers.get(table) {
+            watcher.notify_one();
+        }
     }
 
     fn connected(&self) {

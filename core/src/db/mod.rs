@@ -118,12 +118,24 @@ impl Db {
         E: From<DieselError> + From<ApiError> + Send,
         R: Send,
     {
-        let mut conn = self.conn().await?;
-        let result = conn.transaction(async move |c| f(c).await).await;
+        let result = self.transaction_untracked(f).await;
         if result.is_ok() {
             self.changes.committed_here();
         }
         result
+    }
+
+    /// [`Db::transaction`] for bookkeeping that no query cache reads (the task outbox,
+    /// periodic ticks): its commit leaves this process's caches alone. Running every
+    /// second, it would otherwise empty them every second.
+    pub async fn transaction_untracked<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R, E>> + Send,
+        E: From<DieselError> + From<ApiError> + Send,
+        R: Send,
+    {
+        let mut conn = self.conn().await?;
+        conn.transaction(async move |c| f(c).await).await
     }
 
     /// Round-trips a trivial query; used by the readiness check.

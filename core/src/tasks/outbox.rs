@@ -114,8 +114,9 @@ impl Relay {
     /// be published twice if the commit after the confirm fails.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
         let (target, batch) = (self.target.clone(), self.batch);
+        // Untracked: moving outbox rows must not empty this process's query caches.
         self.db
-            .transaction(move |conn| {
+            .transaction_untracked(move |conn| {
                 Box::pin(async move {
                     let rows: Vec<Row> = diesel::sql_query(
                         "SELECT id, task_id, task, queue, payload, enqueued_at FROM task_outbox \
@@ -160,6 +161,7 @@ impl Relay {
         RelayHandle(tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
             let mut gauges_at = tokio::time::Instant::now();
+            let committed = self.db.changes().watch("task_outbox");
             loop {
                 if gauges_at.elapsed() >= GAUGE_EVERY {
                     self.update_gauges().await;
@@ -171,8 +173,7 @@ impl Relay {
                         if moved as i64 >= self.batch {
                             continue; // more are waiting
                         }
-                        let feed = self.db.changes();
-                        let _ = tokio::time::timeout(POLL, feed.next_change()).await;
+                        let _ = tokio::time::timeout(POLL, committed.notified()).await;
                     }
                     Err(err) => {
                         tracing::warn!(error = %ErrorChain(&err), retry_in = ?backoff, "task relay: cannot hand tasks on; they stay in the outbox");

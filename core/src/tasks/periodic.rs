@@ -145,7 +145,7 @@ impl Scheduler {
             let job = job.clone();
             enqueued += self
                 .db
-                .transaction(move |conn| {
+                .transaction_untracked(move |conn| {
                     Box::pin(async move {
                         diesel::sql_query(
                             "INSERT INTO periodic_ticks (job, last_tick) VALUES ($1, $2) \

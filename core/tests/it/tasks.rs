@@ -624,3 +624,50 @@ async fn quorum_queues_carry_tasks_and_retries_too() {
     assert!(classic.is_err(), "the work queue is a quorum queue");
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_and_the_scheduler_leave_query_caches_alone() {
+    use keel_core::db::cached::QueryCache;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let f = Fixture::new().await;
+    let _listener = f.db.listen_for_changes();
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(5), async || f.db.changes().is_live()).await
+    );
+    let cache: QueryCache<&str, usize> = QueryCache::new(
+        "test",
+        f.db.changes().clone(),
+        &["users"],
+        Duration::from_secs(60),
+        16,
+    );
+    let loads = AtomicUsize::new(0);
+    let read = async || {
+        cache
+            .get_or_load("k", async {
+                Ok::<_, keel_core::ApiError>(loads.fetch_add(1, Ordering::SeqCst) + 1)
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(read().await, 1);
+
+    let runner = Arc::new(LocalRunner::new(f.registry.clone(), f.services.clone()));
+    let _relay = Relay::new(f.db.clone(), RelayTarget::Local(runner), 10).spawn();
+    let mut registry = Registry::new();
+    registry.register_periodic::<Tick>();
+    let _scheduler = Scheduler::new(f.db.clone(), registry.periodic_jobs()).spawn();
+    f.enqueue("hello").await; // a business commit here: caches start over, once
+    f.until_runs(1).await;
+    assert_eq!(read().await, 2);
+
+    // Seconds of relay polls and scheduler ticks (every second) later: still cached.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        read().await,
+        2,
+        "bookkeeping commits don't empty the caches"
+    );
+    f.cleanup().await;
+}
