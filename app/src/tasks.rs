@@ -13,7 +13,7 @@ use keel_core::mail::{MailError, Mailer};
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
 use keel_core::tasks::{
-    Broker, Envelope, Ping, Registry, RelayTarget, Services, local::LocalRunner,
+    Broker, Envelope, Ping, PurgeTasksDone, Registry, RelayTarget, Services, local::LocalRunner,
 };
 use serde_json::json;
 
@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
         .register::<Ping>()
+        .register_periodic::<PurgeTasksDone>()
         .on_dead_letter(Arc::new(record_dead_letter));
     keel_user::tasks::register(&mut registry);
     registry

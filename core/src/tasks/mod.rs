@@ -23,15 +23,16 @@ mod envelope;
 pub mod local;
 mod outbox;
 pub mod periodic;
-mod ping;
 mod registry;
 mod retry;
 pub mod routes;
+mod system;
 mod worker;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -40,9 +41,9 @@ pub use broker::{Broker, BrokerError, DeadLetter, QueueStats, Topology};
 pub use envelope::Envelope;
 pub use outbox::{Relay, RelayError, RelayHandle, RelayTarget, enqueue};
 pub use periodic::{Missed, Periodic, Scheduler, SchedulerHandle};
-pub use ping::Ping;
 pub use registry::{DeadLetterHook, Outcome, Registry};
 pub use retry::RetryPolicy;
+pub use system::{Ping, PurgeTasksDone};
 pub use worker::{Worker, WorkerStopped};
 
 use crate::cache::Cache;
@@ -116,15 +117,17 @@ impl std::fmt::Display for TaskError {
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     pub services: Arc<Services>,
+    task: &'static str,
     task_id: Uuid,
     attempt: u32,
 }
 
 impl TaskContext {
-    /// A context for running a handler directly (tests, a one-off command).
-    pub fn new(services: Arc<Services>, task_id: Uuid, attempt: u32) -> Self {
+    /// A context for running task `T` directly (tests, a one-off command).
+    pub fn new<T: Task>(services: Arc<Services>, task_id: Uuid, attempt: u32) -> Self {
         Self {
             services,
+            task: T::NAME,
             task_id,
             attempt,
         }
@@ -139,6 +142,22 @@ impl TaskContext {
     /// 1 on the first run.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Claims this task id on `conn`, which must be the transaction holding the
+    /// handler's database effects: `true` the first time, `false` when a committed run
+    /// already claimed it (a redelivery or a duplicate publish) — then do nothing.
+    /// Effects outside the database (an email) can't join the transaction: claim last,
+    /// after them, and accept that a crash in between repeats them.
+    pub async fn claim(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
+        let claimed = diesel::sql_query(
+            "INSERT INTO tasks_done (task_id, task) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(self.task_id)
+        .bind::<diesel::sql_types::Text, _>(&self.task)
+        .execute(conn)
+        .await?;
+        Ok(claimed == 1)
     }
 }
 

@@ -128,6 +128,7 @@ impl Registry {
         };
         let ctx = TaskContext {
             services: services.clone(),
+            task: handler.name,
             task_id: envelope.id,
             attempt: envelope.attempt,
         };

@@ -671,3 +671,56 @@ async fn the_relay_and_the_scheduler_leave_query_caches_alone() {
     );
     f.cleanup().await;
 }
+
+/// Writes a row only the first time its task id comes, by claiming it in the same
+/// transaction.
+#[derive(Debug, Serialize, Deserialize)]
+struct Once {}
+
+impl Task for Once {
+    const NAME: &'static str = "test.once";
+    const QUEUE: &'static str = QUEUE;
+
+    async fn run(self, ctx: TaskContext) -> Result<(), TaskError> {
+        let db = ctx.services.db.clone();
+        db.transaction(|conn| {
+            Box::pin(async move {
+                if ctx.claim(conn).await? {
+                    diesel::sql_query(
+                        "INSERT INTO task_runs (task_id, attempt, text) VALUES ($1, 1, 'once')",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(ctx.task_id())
+                    .execute(conn)
+                    .await?;
+                }
+                Ok::<_, keel_core::ApiError>(())
+            })
+        })
+        .await
+        .map_err(TaskError::retry)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claimed_task_id_runs_its_effects_once() {
+    let f = Fixture::new().await;
+    let mut registry = Registry::new();
+    registry.register::<Once>();
+    let envelope = Envelope {
+        id: uuid::Uuid::now_v7(),
+        task: Once::NAME.to_owned(),
+        queue: QUEUE.to_owned(),
+        attempt: 1,
+        enqueued_at: chrono::Utc::now(),
+        payload: serde_json::json!({}),
+    };
+    // Delivered twice (a redelivery after a lost ack), and once more as a retry.
+    for envelope in [envelope.clone(), envelope.clone(), envelope.next_attempt()] {
+        assert_eq!(
+            registry.run(&envelope, &f.services).await,
+            keel_core::tasks::Outcome::Succeeded
+        );
+    }
+    assert_eq!(f.runs().await, vec![("once".to_owned(), 1)]);
+    f.cleanup().await;
+}

@@ -139,6 +139,7 @@ async fn a_token_of_a_deleted_user_stops_working() {
 async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
     use diesel_async::SimpleAsyncConnection;
     use keel_core::tasks::{Task, TaskContext};
+    use keel_user::tasks::PurgeSessions;
 
     let app = TestApp::spawn().await;
     let ended = app.sign_up("ada@example.com").await;
@@ -161,8 +162,8 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
     .unwrap();
 
     let services = crate::support::task_services(&app.db, &[]);
-    let ctx = TaskContext::new(services, uuid::Uuid::now_v7(), 1);
-    keel_user::tasks::PurgeSessions {}.run(ctx).await.unwrap();
+    let ctx = TaskContext::new::<PurgeSessions>(services, uuid::Uuid::now_v7(), 1);
+    PurgeSessions {}.run(ctx).await.unwrap();
 
     #[derive(diesel::QueryableByName)]
     struct Count {
@@ -189,6 +190,7 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
 #[tokio::test(flavor = "multi_thread")]
 async fn registering_enqueues_a_welcome_email_that_is_sent_once() {
     use keel_core::tasks::{Task, TaskContext};
+    use keel_user::tasks::SendWelcomeEmail;
 
     let app = TestApp::spawn().await;
     app.register("ada@example.com").await;
@@ -217,11 +219,9 @@ async fn registering_enqueues_a_welcome_email_that_is_sent_once() {
     let dir = std::env::temp_dir().join(format!("keel-mail-{}", uuid::Uuid::now_v7().simple()));
     let services = crate::support::task_services(&app.db, &[("MAIL_DIR", dir.to_str().unwrap())]);
     for attempt in [1, 2] {
-        let ctx = TaskContext::new(services.clone(), uuid::Uuid::now_v7(), attempt);
-        keel_user::tasks::SendWelcomeEmail { user_id }
-            .run(ctx)
-            .await
-            .unwrap();
+        let ctx =
+            TaskContext::new::<SendWelcomeEmail>(services.clone(), uuid::Uuid::now_v7(), attempt);
+        SendWelcomeEmail { user_id }.run(ctx).await.unwrap();
     }
     let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     assert_eq!(files.len(), 1, "greeted once");
@@ -234,8 +234,8 @@ async fn registering_enqueues_a_welcome_email_that_is_sent_once() {
     std::fs::remove_dir_all(&dir).unwrap();
 
     // An account that is gone can't be greeted: permanent, no retries.
-    let ctx = TaskContext::new(services, uuid::Uuid::now_v7(), 1);
-    let gone = keel_user::tasks::SendWelcomeEmail {
+    let ctx = TaskContext::new::<SendWelcomeEmail>(services, uuid::Uuid::now_v7(), 1);
+    let gone = SendWelcomeEmail {
         user_id: uuid::Uuid::now_v7(),
     }
     .run(ctx)
