@@ -3,7 +3,7 @@
 
 use keel_core::auth::Auth;
 use keel_core::crud::{Page, PageParams, Sort};
-use keel_core::http::json::JsonBody;
+use keel_core::http::json::{CachedJson, JsonBody};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
 use poem_openapi::param::{Path, Query};
@@ -70,7 +70,7 @@ impl ReleaseNotesApi {
         #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
         size: Query<Option<u32>>,
         sort: Query<Option<String>>,
-    ) -> Result<Json<Page<NoteOut>>, Problems<ListProblems>> {
+    ) -> Result<CachedJson<Page<NoteOut>>, Problems<ListProblems>> {
         if include_drafts.0 {
             auth.require(ReleaseNotesPermission::Write)?;
         }
@@ -84,9 +84,7 @@ impl ReleaseNotesApi {
             category: category.0.map(Category::as_str),
             published_only: !include_drafts.0,
         };
-        Ok(Json(Page::from(
-            self.service.list(filter, sort, page).await?,
-        )))
+        Ok(self.service.list(filter, sort, page).await?)
     }
 
     /// Unread count

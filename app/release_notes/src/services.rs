@@ -9,9 +9,10 @@ use keel_activity::{Action, Actor, Entry, record};
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::cache::Cache;
-use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
+use keel_core::crud::{CrudBase, Page, PageParams, Sort};
 use keel_core::db::Db;
 use keel_core::db::cached::QueryCache;
+use keel_core::http::json::CachedJson;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -31,7 +32,8 @@ const PUBLISHED_STAMP: &str = "release_notes:published";
 const PAGES_KEPT: usize = 256;
 const PAGES_TTL: Duration = Duration::from_secs(300);
 
-type Pages = QueryCache<(NoteFilter, Sort<NoteSort>, PageParams), Listed<NoteOut>>;
+/// Pages are kept serialized: every reader gets the same bytes.
+type Pages = QueryCache<(NoteFilter, Sort<NoteSort>, PageParams), CachedJson<Page<NoteOut>>>;
 
 /// keel-release-notes' service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -59,16 +61,17 @@ impl ReleaseNoteService {
         }
     }
 
+    /// One page, serialized.
     pub async fn list(
         &self,
         filter: NoteFilter,
         sort: Sort<NoteSort>,
         page: PageParams,
-    ) -> Result<Listed<NoteOut>, ApiError> {
+    ) -> Result<CachedJson<Page<NoteOut>>, ApiError> {
         let load = async {
             let mut conn = self.db.conn().await?;
             let listed = NoteCrud::list(&mut conn, &filter, sort, page).await?;
-            Ok::<_, ApiError>(listed.map(NoteOut::from))
+            Ok::<_, ApiError>(CachedJson::new(&Page::from(listed.map(NoteOut::from))))
         };
         self.pages
             .get_or_load((filter.clone(), sort, page), load)
