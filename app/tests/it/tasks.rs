@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_core::cache::Cache;
 use keel_core::db::Db;
@@ -129,7 +129,7 @@ async fn a_killed_workers_task_is_run_by_another_and_sigterm_drains() {
     ping(&vars, 3000);
     assert_eq!(relay.relay_once().await.unwrap(), 1);
     let (mut a, a_port) = start_worker(&vars);
-    until("worker A holds the task", || async {
+    until("worker A holds the task", async || {
         let stats = broker.stats(&["default"]).await.unwrap();
         stats[0].ready == 0 && stats[0].consumers == 1
     })
@@ -140,7 +140,7 @@ async fn a_killed_workers_task_is_run_by_another_and_sigterm_drains() {
 
     // Redelivered to worker B, which completes it.
     let (b, b_port) = start_worker(&vars);
-    until("worker B runs the redelivered task", || async {
+    until("worker B runs the redelivered task", async || {
         succeeded(b_port).await == Some(1)
     })
     .await;
@@ -148,7 +148,7 @@ async fn a_killed_workers_task_is_run_by_another_and_sigterm_drains() {
     // SIGTERM while B runs another: it finishes and acks before B exits 0.
     ping(&vars, 1000);
     assert_eq!(relay.relay_once().await.unwrap(), 1);
-    until("worker B holds the second task", || async {
+    until("worker B holds the second task", async || {
         let stats = broker.stats(&["default"]).await.unwrap();
         stats[0].ready == 0 && succeeded(b_port).await == Some(1)
     })
@@ -233,19 +233,12 @@ async fn succeeded(port: u16) -> Option<u64> {
     )
 }
 
-async fn until<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits up to 20 s for `done`, failing the test with `what` otherwise.
+async fn until(what: &str, done: impl AsyncFnMut() -> bool) {
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(20), done).await,
+        "timed out: {what}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,14 +291,9 @@ async fn with_the_broker_away_requests_still_work_and_the_outbox_drains_when_it_
     assert_eq!(outbox().await, 1, "the welcome email waits in the outbox");
 
     proxy.set(Link::Up);
-    let started = Instant::now();
-    while outbox().await != 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "the outbox drains once the broker is back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let drained =
+        keel_testkit::eventually(Duration::from_secs(40), async || outbox().await == 0).await;
+    assert!(drained, "the outbox drains once the broker is back");
     let stats = broker(&amqp).stats(&["default"]).await.unwrap();
     assert_eq!(stats[0].ready, 1, "published once, waiting for a worker");
     broker(&amqp).delete_queues("default").await.unwrap();

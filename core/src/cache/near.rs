@@ -47,18 +47,14 @@ struct Entry {
 
 #[derive(Debug)]
 pub(super) struct Near {
-    /// Bumped by every message and every change of the subscription; `live` is read and
-    /// changed under the same lock as the sequence.
-    state: RwLock<State>,
+    /// Whether the subscription is up. The sequence moves under its write lock and
+    /// stores happen under its read lock, so no store slips past a message.
+    live: RwLock<bool>,
+    /// Moved by every message and every change of the subscription.
     seq: AtomicU64,
     values: Cache<String, Arc<Entry>>,
     /// The token each stamp had when last fetched; absent once a bump of it arrived.
     stamps: Cache<String, Option<String>>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    live: bool,
 }
 
 /// What a read saw before it fetched: store only if nothing moved since.
@@ -68,7 +64,7 @@ pub(super) struct Ticket(u64);
 impl Near {
     pub(super) fn new(capacity: u64) -> Self {
         Self {
-            state: RwLock::new(State::default()),
+            live: RwLock::new(false),
             seq: AtomicU64::new(0),
             values: Cache::builder()
                 .max_capacity(capacity)
@@ -84,8 +80,7 @@ impl Near {
     /// The bytes stored under `key` if they were fetched under the stamps `names` and
     /// every one of those is still at the token this process last heard of.
     pub(super) fn get(&self, key: &str, names: &[&str]) -> Option<Arc<[u8]>> {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        if !state.live {
+        if !*self.live.read().unwrap_or_else(|e| e.into_inner()) {
             return None;
         }
         let entry = self.values.get(key)?;
@@ -118,8 +113,8 @@ impl Near {
         bytes: Arc<[u8]>,
         ttl: Duration,
     ) {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        if !state.live || self.seq.load(Ordering::Acquire) != ticket.0 {
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        if !*live || self.seq.load(Ordering::Acquire) != ticket.0 {
             return;
         }
         for (stamp, token) in &stamps {
@@ -140,7 +135,7 @@ impl Near {
     /// A bump of `stamp` (full key), here or on another replica; [`FORGET_ALL`] forgets
     /// every stamp.
     pub(super) fn forget(&self, stamp: &str) {
-        let _state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let _live = self.live.write().unwrap_or_else(|e| e.into_inner());
         self.seq.fetch_add(1, Ordering::AcqRel);
         if stamp == FORGET_ALL {
             self.stamps.invalidate_all();
@@ -152,16 +147,16 @@ impl Near {
 
     /// Subscribed (`true`) or not: either way, nothing known before is trusted.
     fn set_live(&self, live: bool) {
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut is_live = self.live.write().unwrap_or_else(|e| e.into_inner());
         self.seq.fetch_add(1, Ordering::AcqRel);
         self.stamps.invalidate_all();
         self.values.invalidate_all();
-        state.live = live;
+        *is_live = live;
         gauge!(CACHE_NEAR_FEED_UP).set(if live { 1.0 } else { 0.0 });
     }
 
     pub(super) fn is_live(&self) -> bool {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).live
+        *self.live.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 

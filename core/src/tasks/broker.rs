@@ -97,7 +97,8 @@ impl Topology {
         args
     }
 
-    /// Declares the work and dead-letter queues of `queue` (idempotent).
+    /// Declares the work and dead-letter queues of `queue` (idempotent). A publishing
+    /// link remembers what it declared under these names (and the delay tiers' own).
     pub(super) async fn declare(&self, channel: &Channel, queue: &str) -> Result<(), BrokerError> {
         for name in [self.work(queue), self.dead(queue)] {
             channel
@@ -107,14 +108,13 @@ impl Topology {
         Ok(())
     }
 
-    /// Declares the delay tier of `delay` for `queue`; returns its name.
+    /// Declares `name`, a delay tier of `queue` (idempotent).
     async fn declare_delay(
         &self,
         channel: &Channel,
         queue: &str,
-        delay: Duration,
-    ) -> Result<String, BrokerError> {
-        let name = self.delay(queue, Self::tier(delay));
+        name: &str,
+    ) -> Result<(), BrokerError> {
         let mut args = self.arguments();
         args.insert(
             "x-dead-letter-exchange".into(),
@@ -124,10 +124,8 @@ impl Topology {
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(self.work(queue).into()),
         );
-        channel
-            .queue_declare(short(&name)?, durable(), args)
-            .await?;
-        Ok(name)
+        channel.queue_declare(short(name)?, durable(), args).await?;
+        Ok(())
     }
 
     /// Every queue of `queue` this topology may have made, for tests and teardown.
@@ -340,10 +338,14 @@ impl Broker {
         let target = match route {
             Route::Work => self.topology.work(queue),
             Route::Delay(delay) => {
-                let target = self
-                    .topology
-                    .declare_delay(&link.channel, queue, *delay)
-                    .await?;
+                // Declared once per connection, like the work queues.
+                let target = self.topology.delay(queue, Topology::tier(*delay));
+                if !link.declared.contains(&target) {
+                    self.topology
+                        .declare_delay(&link.channel, queue, &target)
+                        .await?;
+                    link.declared.insert(target.clone());
+                }
                 let millis = delay.as_millis().max(1).to_string();
                 properties = properties.with_expiration(millis.as_str().into());
                 target
