@@ -109,6 +109,22 @@ fn the_worker_refuses_to_start_without_a_broker() {
     );
 }
 
+#[test]
+fn dead_letter_commands_say_what_is_missing_without_a_broker() {
+    let output = Command::new(ADMIN)
+        .env_clear()
+        .args(["tasks", "dead", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("keel-admin: AMQP_URL is not set"),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_workers_task_is_run_by_another_and_sigterm_drains() {
     let db = TestDb::new().await;
@@ -261,20 +277,6 @@ async fn with_the_broker_away_requests_still_work_and_the_outbox_drains_when_it_
         ("AMQP_TIMEOUT", "500ms"),
     ])
     .await;
-    proxy.set(Link::Cut);
-
-    let c = Client::new(&app);
-    let (status, body) = c
-        .post(
-            "/api/v1/auth/register",
-            serde_json::json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let ready: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
-    assert_eq!(ready["status"], "degraded", "{ready}");
-    assert_eq!(ready["components"]["broker"]["status"], "down", "{ready}");
-
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -288,6 +290,45 @@ async fn with_the_broker_away_requests_still_work_and_the_outbox_drains_when_it_
             .unwrap();
         count.n
     };
+    let c = Client::new(&app);
+    let admin = c.superuser("root@example.com").await;
+    let (status, _) = c.get("/api/v1/admin/tasks", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Root's welcome email is published before the broker goes away.
+    let relayed =
+        keel_testkit::eventually(Duration::from_secs(10), async || outbox().await == 0).await;
+    assert!(relayed);
+    proxy.set(Link::Cut);
+
+    // The overview needs the broker: a problem, not a hang or a crash.
+    let overview = reqwest::Client::new()
+        .get(app.url("/api/v1/admin/tasks"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overview.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        overview.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = overview.json().await.unwrap();
+    assert_eq!(
+        problem["detail"], "the task broker is unreachable",
+        "{problem}"
+    );
+
+    let (status, body) = c
+        .post(
+            "/api/v1/auth/register",
+            serde_json::json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let ready: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["components"]["broker"]["status"], "down", "{ready}");
+
     assert_eq!(outbox().await, 1, "the welcome email waits in the outbox");
 
     proxy.set(Link::Up);
@@ -295,6 +336,9 @@ async fn with_the_broker_away_requests_still_work_and_the_outbox_drains_when_it_
         keel_testkit::eventually(Duration::from_secs(40), async || outbox().await == 0).await;
     assert!(drained, "the outbox drains once the broker is back");
     let stats = broker(&amqp).stats(&["default"]).await.unwrap();
-    assert_eq!(stats[0].ready, 1, "published once, waiting for a worker");
+    assert_eq!(
+        stats[0].ready, 2,
+        "root's and ada's, each published once, waiting for a worker"
+    );
     broker(&amqp).delete_queues("default").await.unwrap();
 }
