@@ -74,38 +74,40 @@ run \`docker compose up -d rabbitmq\`, or point KEEL_TEST_AMQP_URL at one."
   fi
 fi
 
-# An S3-compatible server for the storage suites: moto's server mode (PyPI), started here
-# on 127.0.0.1:5055 unless KEEL_TEST_S3_ENDPOINT names another.
-if [[ -z ${KEEL_TEST_S3_ENDPOINT:-} ]] && ! answers 127.0.0.1 5055; then
-  command -v moto_server >/dev/null \
-    || fail "moto_server not found: pip install 'moto[server]>=5.2.5' (or set KEEL_TEST_S3_ENDPOINT to an S3-compatible server)"
-  # Before 5.2.5, moto answers CompleteMultipartUpload with an XML root the S3 SDK
-  # refuses. Its version comes from the Python that runs moto_server (or python3, for a
-  # pyenv shim or a wrapper script).
-  moto_version=unknown
-  moto_python=$(head -1 "$(command -v moto_server)" | sed -n 's/^#! *//p')
-  for py in "$moto_python" python3; do
-    [[ $py == *python* ]] || continue
-    moto_version=$($py -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null) \
-      && break || moto_version=unknown
-  done
-  if [[ $moto_version != unknown ]] && ! printf '5.2.5\n%s\n' "$moto_version" | sort -VC; then
-    fail "moto $moto_version is too old for the S3 suites: pip install -U 'moto[server]>=5.2.5'"
+# The Python tools the suites run — moto's S3 server and aiosmtpd's SMTP server — pinned,
+# in a venv of their own under target/ (made on first use; delete it to rebuild).
+py_tools=target/tools/python
+py_pins=("moto[server]==5.2.5" "aiosmtpd==1.4.6")
+python_tools() {
+  if [[ -x $py_tools/bin/python && "$(cat "$py_tools/.pins" 2>/dev/null)" == "${py_pins[*]}" ]]; then
+    return
   fi
-  say "starting moto $moto_version (S3) on 127.0.0.1:5055"
-  nohup moto_server -H 127.0.0.1 -p 5055 >/tmp/keel-moto.log 2>&1 &
+  command -v python3 >/dev/null || fail "python3 not found: install Python 3 (apt-get install python3 python3-venv)"
+  say "installing ${py_pins[*]} into $py_tools (once; needs PyPI)"
+  rm -rf "$py_tools"
+  python3 -m venv "$py_tools" || fail "cannot make a Python venv in $py_tools: apt-get install python3-venv"
+  "$py_tools/bin/python" -m pip install -q --disable-pip-version-check "${py_pins[@]}" \
+    || fail "cannot install ${py_pins[*]} from PyPI into $py_tools"
+  echo "${py_pins[*]}" >"$py_tools/.pins"
+}
+
+# An S3-compatible server for the storage suites: moto's server mode, started here on
+# 127.0.0.1:5055 unless KEEL_TEST_S3_ENDPOINT names another.
+if [[ -z ${KEEL_TEST_S3_ENDPOINT:-} ]] && ! answers 127.0.0.1 5055; then
+  python_tools
+  say "starting moto (S3) on 127.0.0.1:5055"
+  nohup "$py_tools/bin/moto_server" -H 127.0.0.1 -p 5055 >/tmp/keel-moto.log 2>&1 &
   wait_for moto 127.0.0.1 5055 30 || fail "moto did not come up on 127.0.0.1:5055 (see /tmp/keel-moto.log)"
 fi
 
-# An SMTP server for the mail suites: aiosmtpd (PyPI), keeping what it receives in a
-# Maildir the tests read (KEEL_TEST_MAILDIR), on 127.0.0.1:1025.
+# An SMTP server for the mail suites: aiosmtpd, keeping what it receives in a Maildir the
+# tests read (KEEL_TEST_MAILDIR), on 127.0.0.1:1025.
 maildir=${KEEL_TEST_MAILDIR:-/tmp/keel-test-maildir}
 if ! answers 127.0.0.1 1025; then
-  python3 -c 'import aiosmtpd' 2>/dev/null \
-    || fail "aiosmtpd not found: pip install aiosmtpd (the SMTP server the mail suites send to)"
+  python_tools
   mkdir -p "$maildir"/tmp "$maildir"/new "$maildir"/cur
   say "starting aiosmtpd (SMTP) on 127.0.0.1:1025, mail kept in $maildir"
-  nohup python3 -m aiosmtpd -n -l 127.0.0.1:1025 -c aiosmtpd.handlers.Mailbox "$maildir" \
+  nohup "$py_tools/bin/python" -m aiosmtpd -n -l 127.0.0.1:1025 -c aiosmtpd.handlers.Mailbox "$maildir" \
     >/tmp/keel-smtp.log 2>&1 &
   wait_for aiosmtpd 127.0.0.1 1025 30 || fail "aiosmtpd did not come up on 127.0.0.1:1025 (see /tmp/keel-smtp.log)"
 fi

@@ -271,6 +271,13 @@ pub struct SecuritySettings {
     pub login_max_failures_per_account: u32,
     pub login_max_failures_per_ip: u32,
     pub login_window: Duration,
+    /// IPv6 clients are counted per network of this prefix length (one customer's
+    /// allocation, typically a /64), since one host can use every address in it.
+    pub ipv6_limit_prefix: u8,
+    /// Registrations allowed per client IP (network, for IPv6) within
+    /// `register_window`.
+    pub register_max_per_ip: u32,
+    pub register_window: Duration,
 }
 
 impl Settings {
@@ -449,6 +456,26 @@ impl Settings {
                 "LOGIN_FAILURE_WINDOW",
                 Duration::from_secs(15 * 60),
                 "15m",
+                Duration::from_secs(1)..=Duration::from_secs(86_400),
+            ),
+            ipv6_limit_prefix: r.parse_where(
+                "RATE_LIMIT_IPV6_PREFIX",
+                64,
+                "64",
+                |n: &u8| (1..=128).contains(n),
+                "must be between 1 and 128",
+            ),
+            register_max_per_ip: r.parse_where(
+                "REGISTER_MAX_PER_IP",
+                10,
+                "10",
+                |n: &u32| *n >= 1,
+                "must be at least 1",
+            ),
+            register_window: r.duration_within(
+                "REGISTER_WINDOW",
+                Duration::from_secs(3600),
+                "1h",
                 Duration::from_secs(1)..=Duration::from_secs(86_400),
             ),
         };

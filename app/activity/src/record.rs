@@ -25,6 +25,16 @@ const SECRET_KEYS: &[&str] = &[
 ];
 const REDACTED: &str = "[redacted]";
 
+/// Bytes kept of each string in the metadata, at any depth.
+pub const MAX_METADATA_VALUE: usize = 1024;
+/// Bytes of the whole metadata as stored; past it, later keys are dropped and
+/// `"_truncated": true` says so. With the other clipped columns, no entry is larger
+/// than a few KiB whatever a request sends.
+pub const MAX_METADATA: usize = 4096;
+/// Items kept of each array in the metadata.
+const MAX_METADATA_ITEMS: usize = 50;
+const TRUNCATED_KEY: &str = "_truncated";
+
 const MAX_SUMMARY: usize = 1000;
 const MAX_ENTITY_ID: usize = 200;
 const MAX_EMAIL: usize = 254;
@@ -91,7 +101,7 @@ impl Entry {
 /// Appends `entry` in the transaction `conn` belongs to.
 pub async fn record(conn: &mut AsyncPgConnection, entry: Entry) -> diesel::QueryResult<()> {
     let context = RequestContext::current();
-    let metadata = redact(entry.metadata);
+    let metadata = bound(redact(entry.metadata));
     let row = NewEntry {
         actor_id: entry.actor.as_ref().map(|a| a.id),
         actor_email: entry.actor.as_ref().map(|a| clip(&a.email, MAX_EMAIL)),
@@ -137,6 +147,55 @@ pub fn redact(metadata: Value) -> Value {
     }
 }
 
+/// `metadata` cut to the caps above: long strings clipped, long arrays shortened, and
+/// top-level keys past [`MAX_METADATA`] dropped. NULs (which PostgreSQL can't store)
+/// become U+FFFD.
+pub fn bound(metadata: Value) -> Value {
+    let clipped = clip_values(metadata);
+    if serde_json::to_vec(&clipped).map_or(0, |v| v.len()) <= MAX_METADATA {
+        return clipped;
+    }
+    let Value::Object(map) = clipped else {
+        return serde_json::json!({ TRUNCATED_KEY: true });
+    };
+    let mut kept = Map::new();
+    kept.insert(TRUNCATED_KEY.to_owned(), Value::Bool(true));
+    let mut size = serde_json::to_vec(&kept).map_or(0, |v| v.len());
+    for (key, value) in map {
+        let added = serde_json::to_vec(&value).map_or(usize::MAX, |v| v.len() + key.len() + 4);
+        if size.saturating_add(added) > MAX_METADATA {
+            continue;
+        }
+        size += added;
+        kept.insert(key, value);
+    }
+    Value::Object(kept)
+}
+
+fn clip_values(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(storable(&text, MAX_METADATA_VALUE)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .take(MAX_METADATA_ITEMS)
+                .map(clip_values)
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (storable(&key, MAX_METADATA_VALUE), clip_values(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// `text` clipped to `max` bytes with NULs replaced.
+fn storable(text: &str, max: usize) -> String {
+    clip(text, max).replace('\0', "\u{fffd}")
+}
+
 /// At most `max` bytes of `text`, cut at a character boundary.
 fn clip(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -170,6 +229,35 @@ mod tests {
                 "nested": {"Refresh_Token": REDACTED, "list": [{"api_key": REDACTED, "keep": 1}]},
             })
         );
+    }
+
+    #[test]
+    fn metadata_is_bounded_whatever_it_holds() {
+        let huge = "x".repeat(900_000);
+        let bounded = bound(json!({"email": huge, "reason": "wrong_password"}));
+        assert_eq!(
+            bounded["email"].as_str().map(str::len),
+            Some(MAX_METADATA_VALUE)
+        );
+        assert_eq!(bounded["reason"], "wrong_password");
+
+        let many: Map<String, Value> = (0..100)
+            .map(|i| (format!("k{i:03}"), Value::String("y".repeat(500))))
+            .collect();
+        let bounded = bound(Value::Object(many));
+        let size = serde_json::to_vec(&bounded).unwrap().len();
+        assert!(size <= MAX_METADATA, "{size}");
+        assert_eq!(bounded[TRUNCATED_KEY], true);
+        assert!(bounded.get("k000").is_some(), "earlier keys are kept first");
+
+        let nested = bound(json!({"list": vec!["z"; 1000], "nul": "a\u{0}b"}));
+        assert_eq!(
+            nested["list"].as_array().map(Vec::len),
+            Some(MAX_METADATA_ITEMS)
+        );
+        assert_eq!(nested["nul"], "a\u{fffd}b");
+        let small = json!({"changed": ["email"]});
+        assert_eq!(bound(small.clone()), small);
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl ActivityApi {
         /// Before this instant (exclusive), RFC 3339.
         until: Query<Option<DateTime<Utc>>>,
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
-        cursor: Query<Option<String>>,
+        #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
         size: Query<Option<u32>>,
     ) -> Result<Json<CursorPage<ActivityOut>>, Problems<ListProblems>> {
         auth.require(ActivityPermission::ActivityRead)?;
@@ -88,7 +88,7 @@ impl ActivityApi {
         &self,
         auth: Auth,
         action: Query<Option<Action>>,
-        cursor: Query<Option<String>>,
+        #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
         size: Query<Option<u32>>,
     ) -> Result<Json<CursorPage<ActivityOut>>, Problems<OwnProblems>> {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;

@@ -69,7 +69,7 @@ impl ReleaseNotesApi {
         #[oai(default)] include_drafts: Query<bool>,
         #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
         size: Query<Option<u32>>,
-        sort: Query<Option<String>>,
+        #[oai(validator(max_length = 64))] sort: Query<Option<String>>,
     ) -> Result<CachedJson<Page<NoteOut>>, Problems<ListProblems>> {
         if include_drafts.0 {
             auth.require(ReleaseNotesPermission::Write)?;

@@ -43,7 +43,10 @@ impl Category {
 #[derive(Debug, Clone, Object)]
 pub struct CreateNote {
     /// `MAJOR.MINOR.PATCH`, optionally `-pre.release`; unique.
-    #[oai(validator(pattern = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$"))]
+    #[oai(validator(
+        max_length = 70,
+        pattern = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$"
+    ))]
     pub version: String,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: String,
@@ -56,7 +59,10 @@ pub struct CreateNote {
 /// A partial edit; omitted fields stay as they are.
 #[derive(Debug, Clone, Object)]
 pub struct UpdateNote {
-    #[oai(validator(pattern = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$"))]
+    #[oai(validator(
+        max_length = 70,
+        pattern = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$"
+    ))]
     pub version: Option<String>,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: Option<String>,

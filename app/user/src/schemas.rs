@@ -4,10 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use keel_core::auth::Principal;
-use keel_core::http::json::JsonBody;
-use poem_openapi::payload::Form;
+use keel_core::http::json::{FormBody, JsonBody};
 use poem_openapi::{ApiRequest, Object};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::models::{Permission, RefreshSession, Role, User};
@@ -17,6 +15,7 @@ pub struct RegisterRequest {
     #[oai(validator(max_length = 254))]
     pub email: String,
     /// 10 to 128 characters, not the email address.
+    #[oai(validator(max_length = 128))]
     pub password: String,
     #[oai(default, validator(max_length = 200))]
     pub full_name: String,
@@ -30,15 +29,17 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// The OAuth2 password grant, as Swagger UI's Authorize dialog sends it.
-#[derive(Debug, Clone, Object, Deserialize)]
+/// The OAuth2 password grant, as Swagger UI's Authorize dialog sends it; the same
+/// limits as [`Credentials`].
+#[derive(Debug, Clone, Object)]
 pub struct PasswordGrant {
     /// Must be `password` when given.
-    #[oai(default)]
-    #[serde(default)]
+    #[oai(default, validator(max_length = 32))]
     pub grant_type: Option<String>,
     /// The account's email.
+    #[oai(validator(max_length = 254))]
     pub username: String,
+    #[oai(validator(max_length = 1024))]
     pub password: String,
 }
 
@@ -46,7 +47,7 @@ pub struct PasswordGrant {
 #[derive(Debug, ApiRequest)]
 pub enum LoginBody {
     Json(JsonBody<Credentials>),
-    Form(Form<PasswordGrant>),
+    Form(FormBody<PasswordGrant>),
 }
 
 #[derive(Debug, Clone, Object)]
@@ -117,6 +118,7 @@ pub struct ChangePassword {
     #[oai(validator(max_length = 1024))]
     pub current_password: String,
     /// 10 to 128 characters, not the email address.
+    #[oai(validator(max_length = 128))]
     pub new_password: String,
 }
 
@@ -184,10 +186,12 @@ pub struct CreateUser {
     #[oai(validator(max_length = 254))]
     pub email: String,
     /// 10 to 128 characters, not the email address.
+    #[oai(validator(max_length = 128))]
     pub password: String,
     #[oai(default, validator(max_length = 200))]
     pub full_name: String,
     /// Role names; default: the `user` role.
+    #[oai(validator(max_items = 100, max_length = 63))]
     pub roles: Option<Vec<String>>,
 }
 
@@ -198,13 +202,14 @@ pub struct UpdateUser {
     #[oai(validator(max_length = 200))]
     pub full_name: Option<String>,
     /// Sets a new password and signs the user out everywhere.
+    #[oai(validator(max_length = 128))]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct SetRoles {
     /// Role names; replaces the set the user holds.
-    #[oai(validator(max_items = 100))]
+    #[oai(validator(max_items = 100, max_length = 63))]
     pub roles: Vec<String>,
 }
 
@@ -237,16 +242,18 @@ impl RoleOut {
 #[derive(Debug, Clone, Object)]
 pub struct CreateRole {
     /// Lowercase letters, digits, `-` and `_`, starting with a letter (2–63 chars).
+    #[oai(validator(max_length = 63))]
     pub name: String,
     #[oai(default, validator(max_length = 500))]
     pub description: String,
     /// Permission codes the role grants.
-    #[oai(default, validator(max_items = 200))]
+    #[oai(default, validator(max_items = 200, max_length = 128))]
     pub permissions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct UpdateRole {
+    #[oai(validator(max_length = 63))]
     pub name: Option<String>,
     #[oai(validator(max_length = 500))]
     pub description: Option<String>,
@@ -254,7 +261,7 @@ pub struct UpdateRole {
 
 #[derive(Debug, Clone, Object)]
 pub struct SetPermissions {
-    #[oai(validator(max_items = 200))]
+    #[oai(validator(max_items = 200, max_length = 128))]
     pub permissions: Vec<String>,
 }
 

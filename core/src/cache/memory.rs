@@ -2,14 +2,14 @@
 //! entry. The zero-config default, and exact for one replica; with several replicas each
 //! has its own view, which is why production sets `REDIS_URL`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 
-use super::{Pending, fresh_token};
+use super::{Counter, Pending, Reserve, fresh_token};
 
 #[derive(Debug, Clone)]
 enum Value {
@@ -46,6 +46,8 @@ impl Expiry<String, Stored> for UntilDeadline {
 #[derive(Debug, Clone)]
 pub(super) struct MemoryStore {
     entries: Cache<String, Stored>,
+    /// Makes a reservation's check of every counter and its counting one step.
+    reserving: Arc<Mutex<()>>,
 }
 
 impl MemoryStore {
@@ -55,6 +57,7 @@ impl MemoryStore {
                 .max_capacity(capacity)
                 .expire_after(UntilDeadline)
                 .build(),
+            reserving: Arc::new(Mutex::new(())),
         }
     }
 
@@ -139,6 +142,46 @@ impl MemoryStore {
             // `Op::Put` always leaves a count behind.
             _ => (1, window),
         }
+    }
+}
+
+impl MemoryStore {
+    /// Counts one under every counter, unless one of them is already at its limit; the
+    /// check and the counting are one step for concurrent callers in this process.
+    pub(super) fn reserve(&self, counters: &[Counter<'_>]) -> Reserve {
+        let _one_at_a_time = self.reserving.lock().unwrap_or_else(|e| e.into_inner());
+        let full = counters
+            .iter()
+            .filter_map(|c| {
+                let (count, left) = self.count(c.key);
+                (count >= c.limit && !left.is_zero()).then_some(left)
+            })
+            .max();
+        if let Some(retry_after) = full {
+            return Reserve::Full { retry_after };
+        }
+        for counter in counters {
+            self.incr(counter.key, counter.window);
+        }
+        Reserve::Taken
+    }
+
+    /// Takes back one count from `key`'s current window, if it has any.
+    pub(super) fn refund(&self, key: &str) {
+        let _one_at_a_time = self.reserving.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        self.entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| match current.map(|entry| entry.into_value()) {
+                Some(Stored {
+                    value: Value::Count(n),
+                    expires_at,
+                }) if n > 0 && expires_at > now => Op::Put(Stored {
+                    value: Value::Count(n - 1),
+                    expires_at,
+                }),
+                _ => Op::Nop,
+            });
     }
 }
 

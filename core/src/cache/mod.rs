@@ -72,6 +72,25 @@ pub enum CacheError {
     Encode(String),
 }
 
+/// One fixed-window counter a [`Cache::reserve`] counts under.
+#[derive(Debug, Clone, Copy)]
+pub struct Counter<'a> {
+    pub key: &'a str,
+    /// Counts the window holds; a reservation is refused once one counter has them.
+    pub limit: u64,
+    /// Starts with the key's first count.
+    pub window: Duration,
+}
+
+/// What a [`Cache::reserve`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// Counted under every counter.
+    Taken,
+    /// A counter is at its limit: nothing was counted; its window ends in `retry_after`.
+    Full { retry_after: Duration },
+}
+
 #[derive(Debug)]
 enum Store {
     Memory(MemoryStore),
@@ -408,6 +427,35 @@ impl Cache {
         }
     }
 
+    /// Counts one attempt under every counter at once, unless one of them has already
+    /// reached its limit (then nothing is counted): the check and the count are one
+    /// step (a Lua script in Redis), so N concurrent callers take at most the limit.
+    /// Give back an attempt that turned out not to count with [`Cache::refund`].
+    pub async fn reserve(&self, counters: &[Counter<'_>]) -> Result<Reserve, CacheError> {
+        let keyed: Vec<String> = counters.iter().map(|c| self.key(c.key)).collect();
+        let counters: Vec<Counter<'_>> = counters
+            .iter()
+            .zip(&keyed)
+            .map(|(c, key)| Counter { key, ..*c })
+            .collect();
+        match &self.inner.store {
+            Store::Memory(memory) => Ok(memory.reserve(&counters)),
+            Store::Redis(redis) => self.run("reserve", redis.reserve(&counters)).await,
+        }
+    }
+
+    /// Takes back one count under `key` in its current window (none if it has none).
+    pub async fn refund(&self, key: &str) -> Result<(), CacheError> {
+        let key = self.key(key);
+        match &self.inner.store {
+            Store::Memory(memory) => {
+                memory.refund(&key);
+                Ok(())
+            }
+            Store::Redis(redis) => self.run("refund", redis.refund(&key)).await,
+        }
+    }
+
     /// The count [`Cache::incr`] keeps under `key` and the time left in its window,
     /// without counting; `(0, 0)` when no window is running.
     pub async fn count(&self, key: &str) -> Result<(u64, Duration), CacheError> {
@@ -584,12 +632,9 @@ impl Check for Cache {
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.ping().await.map_err(|err| {
-                tracing::warn!(error = %err, "readiness: cache degraded");
-                match self.breaker_state() {
-                    BreakerState::Closed => err.to_string(),
-                    state => format!("{err} (breaker {})", state.as_str()),
-                }
+            self.ping().await.map_err(|err| match self.breaker_state() {
+                BreakerState::Closed => err.to_string(),
+                state => format!("{err} (breaker {})", state.as_str()),
             })
         })
     }

@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
 
 use super::near::FORGET_ALL;
-use super::{CacheError, Pending, fresh_token};
+use super::{CacheError, Counter, Pending, Reserve, fresh_token};
 
 /// INCR that starts a fixed window on the first count: returns the count and the
 /// milliseconds left in the window, in one round trip.
@@ -26,6 +26,32 @@ const COUNT_IN_WINDOW: &str = r"
 local n = redis.call('GET', KEYS[1])
 if not n then return {0, 0} end
 return {tonumber(n), math.max(redis.call('PTTL', KEYS[1]), 0)}
+";
+
+/// Counts one under every key (KEYS) unless one is at its limit, in one step: returns
+/// `{1, 0}` when counted, `{0, ms left}` when a key is full. ARGV holds each key's
+/// limit and window (ms), in pairs.
+const RESERVE: &str = r"
+for i, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n >= tonumber(ARGV[2 * i - 1]) then
+    local left = redis.call('PTTL', key)
+    if left < 0 then left = tonumber(ARGV[2 * i]) end
+    return {0, left}
+  end
+end
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 or redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[2 * i]) end
+end
+return {1, 0}
+";
+
+/// Takes back one count, keeping the window's expiry.
+const REFUND: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 1
 ";
 
 /// Keys unlinked per SCAN step of a prefix delete.
@@ -45,6 +71,8 @@ pub(super) struct RedisStore {
     channel: String,
     incr: Script,
     count: Script,
+    reserve: Script,
+    refund: Script,
 }
 
 struct Shared {
@@ -90,6 +118,8 @@ impl RedisStore {
             channel,
             incr: Script::new(INCR_IN_WINDOW),
             count: Script::new(COUNT_IN_WINDOW),
+            reserve: Script::new(RESERVE),
+            refund: Script::new(REFUND),
         })
     }
 
@@ -234,6 +264,33 @@ impl RedisStore {
             .invoke_async(&mut self.conn().await?)
             .await?;
         Ok((count, Duration::from_millis(left)))
+    }
+
+    pub(super) async fn reserve(&self, counters: &[Counter<'_>]) -> Result<Reserve, CacheError> {
+        let mut invocation = self.reserve.prepare_invoke();
+        for counter in counters {
+            let millis = u64::try_from(counter.window.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            invocation.key(counter.key).arg(counter.limit).arg(millis);
+        }
+        let (taken, left): (u8, u64) = invocation.invoke_async(&mut self.conn().await?).await?;
+        Ok(if taken == 1 {
+            Reserve::Taken
+        } else {
+            Reserve::Full {
+                retry_after: Duration::from_millis(left),
+            }
+        })
+    }
+
+    pub(super) async fn refund(&self, key: &str) -> Result<(), CacheError> {
+        let _: u8 = self
+            .refund
+            .key(key)
+            .invoke_async(&mut self.conn().await?)
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn ping(&self) -> Result<(), CacheError> {

@@ -36,7 +36,7 @@ pub trait CrudBase {
     /// The row as loaded (`Queryable + Selectable`).
     type Row: Send;
     /// The primary key.
-    type Id: Send;
+    type Id: Copy + Send;
     /// The insert form (`Insertable`).
     type NewRow: Sync;
     /// The partial update (`AsChangeset`; `None` fields stay unchanged).
@@ -58,6 +58,8 @@ pub trait CrudBase {
     ) -> impl Future<Output = QueryResult<Self::Row>> + Send;
 
     /// Applies `changes` and returns the updated row; `NotFound` when there is none.
+    /// A change set with no fields (an empty `PATCH`) changes nothing and returns the
+    /// row as it is.
     fn update(
         conn: &mut AsyncPgConnection,
         id: Self::Id,
@@ -181,13 +183,22 @@ macro_rules! impl_crud {
             ) -> impl ::std::future::Future<
                 Output = $crate::crud::__private::diesel::QueryResult<$row>,
             > + Send {
+                use $crate::crud::__private::diesel::result::OptionalEmptyChangesetExtension;
                 use $crate::crud::__private::diesel::{QueryDsl, SelectableHelper};
                 async move {
                     let query = $crate::crud::__private::diesel::update($table.find(id))
                         .set(changes)
                         .returning(<$row>::as_returning());
-                    $crate::crud::__private::diesel_async::RunQueryDsl::get_result(query, conn)
-                        .await
+                    // diesel refuses an UPDATE with no columns before sending it.
+                    match $crate::crud::__private::diesel_async::RunQueryDsl::get_result(
+                        query, conn,
+                    )
+                    .await
+                    .optional_empty_changeset()?
+                    {
+                        Some(row) => Ok(row),
+                        None => <Self as $crate::crud::CrudBase>::get(conn, id).await,
+                    }
                 }
             }
 

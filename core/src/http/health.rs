@@ -21,6 +21,8 @@ pub trait Check: Send + Sync {
     /// A required component being down makes the whole service unready (503); an
     /// optional one only marks it degraded.
     fn required(&self) -> bool;
+    /// `Err` carries the cause for the log (which has the probe's request id); the
+    /// probe's answer, which anyone may read, says only up or down.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 }
 
@@ -48,9 +50,6 @@ pub struct ComponentHealth {
     pub required: bool,
     /// How long the check took, in milliseconds.
     pub latency_ms: f64,
-    /// Why the component is down; absent when it is up.
-    #[oai(skip_serializing_if_is_none)]
-    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -83,15 +82,17 @@ impl Checks {
             let outcome = tokio::time::timeout(CHECK_TIMEOUT, check.check())
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")));
-            let health = ComponentHealth {
-                status: if outcome.is_ok() {
-                    ComponentStatus::Up
-                } else {
+            let status = match outcome {
+                Ok(()) => ComponentStatus::Up,
+                Err(cause) => {
+                    tracing::warn!(component = check.name(), %cause, "readiness: component down");
                     ComponentStatus::Down
-                },
+                }
+            };
+            let health = ComponentHealth {
+                status,
                 required: check.required(),
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                error: outcome.err(),
             };
             (check.name().to_owned(), health)
         }))
@@ -128,10 +129,9 @@ impl Check for Db {
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.ping().await.map_err(|err| {
-                tracing::warn!(error = %ErrorChain(&err), "readiness: database down");
-                "unreachable".to_owned()
-            })
+            self.ping()
+                .await
+                .map_err(|err| ErrorChain(&err).to_string())
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod observe;
 pub mod problems;
 pub mod server;
 pub mod system;
+pub mod text;
 
 use std::any::Any;
 
@@ -22,9 +23,10 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response};
 use crate::error::ApiError;
 use crate::settings::{AppEnv, HttpSettings};
 
-/// Wraps `ep` in keel's middleware, outermost first: observe (request id, span, metrics,
-/// problem rendering) → security headers → CORS → compression → trusted hosts →
-/// deadline → body limit → panic catcher.
+/// Wraps `ep` in keel's middleware, outermost first: security headers (on every
+/// response, errors included) → observe (request id, span, metrics, problem rendering)
+/// → CORS → compression → trusted hosts →
+/// deadline → body limit → storable text (no NULs) → panic catcher.
 pub fn stack<E>(ep: E, settings: &HttpSettings, env: AppEnv) -> BoxEndpoint<'static, Response>
 where
     E: Endpoint + 'static,
@@ -43,6 +45,7 @@ where
     }
 
     ep.with(CatchPanic::new().with_handler(PanicToProblem))
+        .with(text::StorableText)
         .with(guards::BodyLimit {
             limit: settings.body_limit,
         })
@@ -58,10 +61,12 @@ where
             !settings.cors_origins.is_empty(),
             cors(&settings.cors_origins),
         )
-        .with(security)
         .with(observe::Observe {
             trusted_proxies: settings.trusted_proxies.clone().into(),
         })
+        // Outside Observe, which has turned every error into a response by now, so
+        // problems and poem's own rejections carry the headers too.
+        .with(security)
         .map_to_response()
         .boxed()
 }

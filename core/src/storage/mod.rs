@@ -320,10 +320,9 @@ impl Check for Storage {
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            self.ping().await.map_err(|err| {
-                tracing::warn!(error = %err, "readiness: storage down");
-                err.to_string()
-            })
+            self.ping()
+                .await
+                .map_err(|err| crate::error::ErrorChain(&err).to_string())
         })
     }
 }

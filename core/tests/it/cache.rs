@@ -373,24 +373,76 @@ async fn rate_limits_are_shared_through_redis_and_fall_back_to_memory_without_it
         RateLimiter::new(shared.clone()),
         RateLimiter::new(shared.clone()),
     );
-    replica_a.hit("ip", rule).await;
-    replica_b.hit("ip", rule).await;
+    assert_eq!(replica_a.reserve(&[("ip", rule)]).await, Ok(()));
+    assert_eq!(replica_b.reserve(&[("ip", rule)]).await, Ok(()));
     assert!(
-        replica_a.blocked("ip", rule).await.is_some(),
+        replica_a.reserve(&[("ip", rule)]).await.is_err(),
         "one count for both"
     );
     replica_b.reset("ip").await;
-    assert!(replica_a.blocked("ip", rule).await.is_none());
+    assert_eq!(replica_a.reserve(&[("ip", rule)]).await, Ok(()));
     shared.delete_prefix("").await;
 
     let down = RateLimiter::new(redis_at("redis://127.0.0.1:1/0"));
-    assert!(down.blocked("ip", rule).await.is_none());
-    down.hit("ip", rule).await;
-    down.hit("ip", rule).await;
+    assert_eq!(down.reserve(&[("ip", rule)]).await, Ok(()));
+    assert_eq!(down.reserve(&[("ip", rule)]).await, Ok(()));
     assert!(
-        down.blocked("ip", rule).await.is_some(),
+        down.reserve(&[("ip", rule)]).await.is_err(),
         "counted in this process"
     );
+}
+
+/// Forty attempts at once against one Redis, from two replicas, many times over: at
+/// most the limit get through, and a key at its limit blocks the attempt without
+/// counting it under the other keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reservations_in_redis_take_at_most_the_limit() {
+    let rule = Rule {
+        limit: 5,
+        window: Duration::from_secs(60),
+    };
+    let [(_, url), (_, prefix)] = keel_testkit::redis_settings();
+    let shared = replica(&url, &prefix);
+    let replicas = [
+        RateLimiter::new(shared.clone()),
+        RateLimiter::new(replica(&url, &prefix)),
+    ];
+    for trial in 0..25 {
+        let (account, ip) = (format!("account{trial}"), format!("ip{trial}"));
+        let attempts: Vec<_> = (0..40)
+            .map(|i| {
+                let limiter = replicas[i % 2].clone();
+                let (account, ip) = (account.clone(), ip.clone());
+                tokio::spawn(async move {
+                    limiter
+                        .reserve(&[
+                            (&account, rule),
+                            (
+                                &ip,
+                                Rule {
+                                    limit: 1000,
+                                    ..rule
+                                },
+                            ),
+                        ])
+                        .await
+                        .is_ok()
+                })
+            })
+            .collect();
+        let mut taken = 0;
+        for attempt in attempts {
+            taken += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(taken, 5, "trial {trial}");
+        // The refused 35 were not counted under the IP.
+        let (ip_count, _) = shared.count(&format!("ratelimit:{ip}")).await.unwrap();
+        assert_eq!(ip_count, 5, "trial {trial}");
+        replicas[0].refund(&account).await;
+        assert_eq!(replicas[1].reserve(&[(&account, rule)]).await, Ok(()));
+        assert!(replicas[0].reserve(&[(&account, rule)]).await.is_err());
+    }
+    shared.delete_prefix("").await;
 }
 
 fn redis_addr() -> SocketAddr {

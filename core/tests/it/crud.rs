@@ -160,6 +160,24 @@ async fn create_get_update_delete() {
 }
 
 #[tokio::test]
+async fn an_update_with_no_fields_returns_the_row_unchanged() {
+    let (_db, mut conn) = setup().await;
+    let created = WidgetCrud::create(&mut conn, &new("washer", "blue", 3))
+        .await
+        .unwrap();
+    let empty = WidgetChanges::default();
+    let same = WidgetCrud::update(&mut conn, created.id, &empty)
+        .await
+        .unwrap();
+    assert_eq!(same, created);
+    // Still a 404 for a row that isn't there, not a 200 with nothing.
+    let missing = WidgetCrud::update(&mut conn, created.id + 1000, &empty)
+        .await
+        .unwrap_err();
+    assert!(matches!(ApiError::from(missing), ApiError::NotFound));
+}
+
+#[tokio::test]
 async fn a_taken_unique_value_is_a_conflict_naming_the_field() {
     let (_db, mut conn) = setup().await;
     WidgetCrud::create(&mut conn, &new("nut", "grey", 1))

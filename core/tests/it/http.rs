@@ -287,12 +287,52 @@ async fn cors_allows_only_listed_origins() {
     );
 }
 
+/// Every answer carries the security headers: successes, our problems, poem's own
+/// rejections (routing, method, parsing, body limit) and panics alike.
 #[tokio::test]
-async fn security_headers_are_set() {
-    let server = start(&[]).await;
-    let response = reqwest::get(server.url("/items/1")).await.unwrap();
-    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(response.headers()["x-frame-options"], "DENY");
+async fn security_headers_are_on_every_response() {
+    let secret = "s".repeat(64);
+    for (env, hsts) in [("development", false), ("production", true)] {
+        let server = start(&[
+            ("HTTP_BODY_LIMIT", "1KiB"),
+            ("APP_ENV", env),
+            ("JWT_SECRET", &secret),
+            ("PASSWORD_PEPPER", &secret),
+        ])
+        .await;
+        let client = reqwest::Client::new();
+        let json = |body: String| {
+            client
+                .post(server.url("/echo"))
+                .header("content-type", "application/json")
+                .body(body)
+        };
+        let requests = [
+            (client.get(server.url("/items/1")), 200),
+            (client.get(server.url("/nope")), 404),
+            (client.delete(server.url("/echo")), 405),
+            (json("{\"name\": ".to_owned()), 400),
+            (json("{\"name\": 1}".to_owned()), 422),
+            (json(format!("{{\"name\": \"{}\"}}", "x".repeat(2048))), 413),
+            (client.post(server.url("/echo")).body("x"), 415),
+            (client.post(server.url("/taken")), 409),
+            (client.get(server.url("/broken")), 500),
+            (client.get(server.url("/panic")), 500),
+        ];
+        for (request, status) in requests {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), status, "{env}");
+            let headers = response.headers();
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{status}");
+            assert_eq!(headers["x-frame-options"], "DENY", "{status}");
+            assert_eq!(headers["referrer-policy"], "no-referrer", "{status}");
+            assert_eq!(
+                headers.contains_key("strict-transport-security"),
+                hsts,
+                "{env} {status}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -1,4 +1,9 @@
 //! Refresh-token rows. A session is the family of rows sharing `family_id`.
+//!
+//! Writers hold the account lock ([`crate::crud::users::lock`]) of the tokens' user
+//! before calling anything here that locks or changes rows; that is what makes a
+//! revocation see every rotation committed before it and keeps rotations from
+//! committing after it.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -16,6 +21,17 @@ pub async fn insert(
         .returning(RefreshSession::as_returning())
         .get_result(conn)
         .await
+}
+
+/// Whose token this is, read without locking: the caller takes that user's account
+/// lock, then [`lock_by_hash`].
+pub async fn owner_of_hash(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryResult<Option<Uuid>> {
+    refresh_sessions::table
+        .filter(refresh_sessions::token_hash.eq(hash))
+        .select(refresh_sessions::user_id)
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// The row of a presented token, locked so two concurrent refreshes with the same token
@@ -72,22 +88,22 @@ pub async fn revoke_family(
 }
 
 /// Revokes every live session of `user`, except the family `keep` if given; returns the
-/// families that were live.
+/// families that were live. One statement under the account lock: it sees every token
+/// committed before the lock was granted.
 pub async fn revoke_user(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     reason: RevokeReason,
     keep: Option<Uuid>,
 ) -> QueryResult<Vec<Uuid>> {
-    let mut target = refresh_sessions::table
+    let mut target = diesel::update(refresh_sessions::table)
         .filter(refresh_sessions::user_id.eq(user))
         .filter(refresh_sessions::revoked_at.is_null())
         .into_boxed();
     if let Some(keep) = keep {
         target = target.filter(refresh_sessions::family_id.ne(keep));
     }
-    let ids: Vec<Uuid> = target.select(refresh_sessions::id).load(conn).await?;
-    diesel::update(refresh_sessions::table.filter(refresh_sessions::id.eq_any(&ids)))
+    target
         .set((
             refresh_sessions::revoked_at.eq(diesel::dsl::now),
             refresh_sessions::revoke_reason.eq(reason.as_str()),

@@ -114,13 +114,17 @@ pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryRe
         .optional()
 }
 
-/// Locks the user's row for the rest of the transaction (serialises changes to one
-/// account, e.g. two concurrent password changes).
+/// Locks the user's row for the rest of the transaction: the account lock. Every
+/// transaction that changes an account or creates, rotates or revokes its refresh
+/// tokens takes it first, before touching any `refresh_sessions` row, so they run one
+/// at a time per account, always in the same lock order (no cycles), and each statement
+/// after the lock sees every token committed before it (see docs/auth.md). `FOR NO KEY
+/// UPDATE` leaves foreign-key checks (inserting rows that reference the user) free.
 pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<User> {
     users::table
         .find(id)
         .select(User::as_select())
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .await
 }

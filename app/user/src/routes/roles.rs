@@ -48,7 +48,7 @@ impl RolesApi {
         #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
         size: Query<Option<u32>>,
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
-        sort: Query<Option<String>>,
+        #[oai(validator(max_length = 64))] sort: Query<Option<String>>,
     ) -> Result<Json<Page<RoleOut>>, Problems<ListProblems>> {
         auth.require(UserPermission::RolesRead)?;
         let page = PageParams::new(page.0, size.0)?;

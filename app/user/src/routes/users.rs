@@ -49,9 +49,9 @@ impl UsersApi {
         #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
         size: Query<Option<u32>>,
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
-        role: Query<Option<String>>,
+        #[oai(validator(max_length = 63))] role: Query<Option<String>>,
         is_active: Query<Option<bool>>,
-        sort: Query<Option<String>>,
+        #[oai(validator(max_length = 64))] sort: Query<Option<String>>,
     ) -> Result<Json<Page<UserOut>>, Problems<ListProblems>> {
         auth.require(UserPermission::UsersRead)?;
         let page = PageParams::new(page.0, size.0)?;

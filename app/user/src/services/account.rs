@@ -129,6 +129,7 @@ impl UserService {
         self.db
             .transaction(|conn| {
                 Box::pin(async move {
+                    users::lock(conn, actor.id).await?;
                     if !sessions::is_active(conn, session, actor.id).await? {
                         return Err(ApiError::NotFound);
                     }

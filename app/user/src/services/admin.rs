@@ -202,6 +202,7 @@ impl UserService {
             .db
             .transaction(|conn| {
                 Box::pin(async move {
+                    crate::crud::users::lock(conn, id).await?;
                     let user = UserCrud::update(conn, id, &changes).await?;
                     if ends_sessions {
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
@@ -337,7 +338,7 @@ impl UserService {
         self.db
             .transaction(|conn| {
                 Box::pin(async move {
-                    let user = UserCrud::get(conn, id).await?;
+                    let user = crate::crud::users::lock(conn, id).await?;
                     let ended =
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
                     let summary = format!("{} signed {} out everywhere", actor.email, user.email);

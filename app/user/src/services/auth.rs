@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use diesel::OptionalExtension;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::CrudBase;
@@ -46,6 +47,14 @@ impl UserService {
         full_name: &str,
     ) -> Result<(), ApiError> {
         let (email, full_name) = check_new_account(email, &password, full_name)?;
+        if let Some(ip_key) = self.client_limit_key("register", &Device::current())
+            && let Err(retry_after) = self
+                .limiter
+                .reserve(&[(&ip_key, self.rules.registrations_per_ip)])
+                .await
+        {
+            return Err(ApiError::TooManyRequests { retry_after });
+        }
         let password_hash = self.passwords.hash(password).await?;
         let created = self
             .db
@@ -95,20 +104,15 @@ impl UserService {
         let device = Device::current();
         let email = email.trim().to_lowercase();
         let account_key = format!("login:account:{email}");
-        let ip_key = device.ip.as_deref().map(|ip| format!("login:ip:{ip}"));
+        let ip_key = self.client_limit_key("login", &device);
 
-        let mut wait = self
-            .limiter
-            .blocked(&account_key, self.rules.failures_per_account)
-            .await;
+        // Reserve the attempt before the password is checked, so concurrent attempts
+        // can't all pass a check made before any of them was counted.
+        let mut limits = vec![(account_key.as_str(), self.rules.failures_per_account)];
         if let Some(ip_key) = &ip_key {
-            let ip_wait = self
-                .limiter
-                .blocked(ip_key, self.rules.failures_per_ip)
-                .await;
-            wait = wait.max(ip_wait);
+            limits.push((ip_key.as_str(), self.rules.failures_per_ip));
         }
-        if let Some(retry_after) = wait {
+        if let Err(retry_after) = self.limiter.reserve(&limits).await {
             return Err(ApiError::TooManyRequests { retry_after });
         }
 
@@ -126,6 +130,7 @@ impl UserService {
         let user = match (verdict, user) {
             (Verdict::Match | Verdict::MatchNeedsRehash, Some(user)) => user,
             (_, user) => {
+                // The reserved attempt stays counted.
                 let reason = if user.is_some() {
                     "wrong_password"
                 } else {
@@ -133,21 +138,20 @@ impl UserService {
                 };
                 self.record_failed_login(&email, user.map(|u| u.id), reason)
                     .await?;
-                self.limiter
-                    .hit(&account_key, self.rules.failures_per_account)
-                    .await;
-                if let Some(ip_key) = &ip_key {
-                    self.limiter.hit(ip_key, self.rules.failures_per_ip).await;
-                }
                 return Err(UserError::InvalidCredentials.into());
             }
         };
+        // The right password: the attempt is given back, and the account's earlier
+        // failures forgotten.
+        self.limiter.reset(&account_key).await;
+        if let Some(ip_key) = &ip_key {
+            self.limiter.refund(ip_key).await;
+        }
         if !user.is_active {
             self.record_failed_login(&email, Some(user.id), "deactivated")
                 .await?;
             return Err(UserError::Deactivated.into());
         }
-        self.limiter.reset(&account_key).await;
 
         let rehash = match verdict {
             Verdict::MatchNeedsRehash => Some(self.passwords.hash(password).await?),
@@ -197,8 +201,15 @@ impl UserService {
             .db
             .transaction(|conn| {
                 Box::pin(async move {
-                    let Some(row) = sessions::lock_by_hash(conn, &hash).await? else {
+                    // Account lock first, then the token's row (see crud::users::lock).
+                    let Some(owner) = sessions::owner_of_hash(conn, &hash).await? else {
                         return Ok::<_, ApiError>(Rotation::Refused);
+                    };
+                    let Some(user) = users::lock(conn, owner).await.optional()? else {
+                        return Ok(Rotation::Refused);
+                    };
+                    let Some(row) = sessions::lock_by_hash(conn, &hash).await? else {
+                        return Ok(Rotation::Refused);
                     };
                     if row.revoke_reason.as_deref() == Some(RevokeReason::Rotated.as_str()) {
                         sessions::revoke_family(conn, row.family_id, RevokeReason::ReuseDetected)
@@ -220,7 +231,6 @@ impl UserService {
                     if row.revoked_at.is_some() || row.expires_at <= now {
                         return Ok(Rotation::Refused);
                     }
-                    let user = users::UserCrud::get(conn, row.user_id).await?;
                     if !user.is_active {
                         return Ok(Rotation::Refused);
                     }
@@ -272,15 +282,22 @@ impl UserService {
                 Box::pin(async move {
                     let (family, user) = match (hash, caller) {
                         (Some(hash), _) => {
+                            let owner = sessions::owner_of_hash(conn, &hash)
+                                .await?
+                                .ok_or(UserError::InvalidRefreshToken)?;
+                            if caller.is_some_and(|(_, user)| user != owner) {
+                                return Err(UserError::InvalidRefreshToken.into());
+                            }
+                            users::lock(conn, owner).await?;
                             let row = sessions::lock_by_hash(conn, &hash)
                                 .await?
                                 .ok_or(UserError::InvalidRefreshToken)?;
-                            if caller.is_some_and(|(_, user)| user != row.user_id) {
-                                return Err(UserError::InvalidRefreshToken.into());
-                            }
                             (row.family_id, row.user_id)
                         }
-                        (None, Some(session)) => session,
+                        (None, Some((family, user))) => {
+                            users::lock(conn, user).await?;
+                            (family, user)
+                        }
                         (None, None) => {
                             return Err(ApiError::Unauthorized(
                                 "Send the refresh token in the body or a bearer access token."
@@ -310,6 +327,7 @@ impl UserService {
         self.db
             .transaction(|conn| {
                 Box::pin(async move {
+                    users::lock(conn, user).await?;
                     let ended =
                         sessions::revoke_user(conn, user, RevokeReason::LogoutAll, None).await?;
                     let summary = format!("{} signed out everywhere", actor.email);
@@ -391,7 +409,7 @@ pub(super) async fn open_session(
             started_at,
             expires_at: Utc::now() + ttl,
             user_agent: device.user_agent,
-            ip: device.ip,
+            ip: device.ip.map(|ip| ip.to_string()),
         },
     )
     .await?;

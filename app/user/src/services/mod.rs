@@ -9,6 +9,7 @@ mod principals;
 mod roles;
 mod seed;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use keel_core::auth::{Authenticator, TokenKeys};
 use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::http::context::RequestContext;
-use keel_core::ratelimit::{RateLimiter, Rule};
+use keel_core::ratelimit::{self, RateLimiter, Rule};
 use keel_core::settings::Settings;
 use keel_core::storage::Storage;
 
@@ -55,6 +56,8 @@ struct Rules {
     refresh_ttl: Duration,
     failures_per_account: Rule,
     failures_per_ip: Rule,
+    registrations_per_ip: Rule,
+    ipv6_limit_prefix: u8,
 }
 
 impl UserService {
@@ -89,6 +92,11 @@ impl UserService {
                 limit: security.login_max_failures_per_ip,
                 window: security.login_window,
             },
+            registrations_per_ip: Rule {
+                limit: security.register_max_per_ip,
+                window: security.register_window,
+            },
+            ipv6_limit_prefix: security.ipv6_limit_prefix,
         };
         Ok(Self {
             user_pages: Arc::new(admin::user_pages(&db)),
@@ -127,7 +135,7 @@ async fn actor_of(
 /// Device details of the current request, stored with the sessions it opens.
 #[derive(Debug, Default, Clone)]
 struct Device {
-    ip: Option<String>,
+    ip: Option<IpAddr>,
     user_agent: Option<String>,
 }
 
@@ -135,10 +143,21 @@ impl Device {
     fn current() -> Self {
         RequestContext::current()
             .map(|ctx| Self {
-                ip: ctx.client_ip.map(|ip| ip.to_string()),
+                ip: ctx.client_ip,
                 user_agent: ctx.user_agent,
             })
             .unwrap_or_default()
+    }
+}
+
+impl UserService {
+    /// The rate-limit key of the current client under `scope` (`login`, `register`),
+    /// if the request has a client address.
+    fn client_limit_key(&self, scope: &str, device: &Device) -> Option<String> {
+        device.ip.map(|ip| {
+            let client = ratelimit::client_key(ip, self.rules.ipv6_limit_prefix);
+            format!("{scope}:ip:{client}")
+        })
     }
 }
 

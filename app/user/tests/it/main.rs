@@ -8,5 +8,6 @@
 mod admin;
 mod audit;
 mod auth;
+mod races;
 mod support;
 mod tokens;

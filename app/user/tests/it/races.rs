@@ -1,0 +1,254 @@
+//! Revocations racing rotations. In each trial a client refreshes one session as fast as
+//! it can while the session is ended some other way; once the revocation returns, no
+//! token the looping client ever got may work, nothing of the session may be live in
+//! the database, and neither side may have failed with anything but a 401.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use keel_core::ApiError;
+use keel_core::auth::Principal;
+use keel_user::UserService;
+use keel_user::models::refresh_sessions;
+use uuid::Uuid;
+
+use crate::support::{PASSWORD, Session, TestApp};
+
+/// Trials per revocation kind. Half fire as soon as the loop starts (the revocation
+/// usually wins the first lock), half after a few rotations (mid-loop).
+const TRIALS: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+enum Revocation {
+    /// `POST /auth/logout` with the looping session's first (long rotated) refresh token.
+    LogoutWithRefreshToken,
+    /// `POST /auth/logout` with the looping session's access token.
+    LogoutWithAccessToken,
+    /// `POST /auth/logout-all` from another session of the same user.
+    LogoutAll,
+    /// `DELETE /auth/sessions/{id}` from another session of the same user.
+    DeleteSession,
+    /// `PUT /auth/me/password` from another session (which stays).
+    ChangePassword,
+    /// An administrator sets the password.
+    AdminSetsPassword,
+    Deactivate,
+    ForceLogout,
+    /// The first refresh token presented again after the loop rotated it.
+    Reuse,
+}
+
+/// What the looping client collected: every pair it was handed.
+struct Loop {
+    stop: Arc<AtomicBool>,
+    rotations: Arc<AtomicUsize>,
+    handle: tokio::task::JoinHandle<Vec<Session>>,
+}
+
+/// Refreshes `start` until told to stop or refused; any error but a 401 fails the test.
+fn refresh_loop(service: UserService, start: Session) -> Loop {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rotations = Arc::new(AtomicUsize::new(0));
+    let handle = tokio::spawn({
+        let (stop, rotations) = (stop.clone(), rotations.clone());
+        async move {
+            let mut got = vec![start];
+            while !stop.load(Ordering::Acquire) {
+                let presented = got.last().map(|s| s.refresh.clone()).unwrap_or_default();
+                match service.refresh(&presented).await {
+                    Ok(pair) => {
+                        got.push(Session {
+                            access: pair.access_token,
+                            refresh: pair.refresh_token,
+                        });
+                        rotations.fetch_add(1, Ordering::Release);
+                    }
+                    Err(ApiError::Unauthorized(_)) => break,
+                    Err(err) => panic!("a rotation racing a revocation failed: {err:?}"),
+                }
+            }
+            got
+        }
+    });
+    Loop {
+        stop,
+        rotations,
+        handle,
+    }
+}
+
+async fn principal(app: &TestApp, access: &str) -> Arc<Principal> {
+    app.service
+        .authenticator()
+        .authenticate(access)
+        .await
+        .expect("a live session")
+}
+
+/// The live refresh tokens of session `family`.
+async fn live_tokens(app: &TestApp, family: Uuid) -> i64 {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.connect().await;
+    refresh_sessions::table
+        .filter(refresh_sessions::family_id.eq(family))
+        .filter(refresh_sessions::revoked_at.is_null())
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap()
+}
+
+async fn race(kind: Revocation) {
+    let app = TestApp::spawn().await;
+    let admin_session = app.superuser(&format!("admin-{kind:?}@example.com")).await;
+    let admin = principal(&app, &admin_session.access).await;
+    let mut total_rotations = 0;
+    for trial in 0..TRIALS {
+        let email = format!("racer{trial}-{kind:?}@example.com").to_lowercase();
+        let looping = app.sign_up(&email).await;
+        let other = app.sign_in(&email).await;
+        let looped = principal(&app, &looping.access).await;
+        let caller = principal(&app, &other.access).await;
+        let (user, family) = (looped.user_id, looped.session_id);
+
+        let client = refresh_loop(app.service.clone(), looping.clone());
+        // Mid-loop trials wait for a few rotations; the others fire at once. A reuse
+        // needs the first token to have been rotated already.
+        let wait_for = match (kind, trial % 2) {
+            (Revocation::Reuse, _) => 1 + trial % 4,
+            (_, 0) => 0,
+            _ => 1 + trial % 5,
+        };
+        while client.rotations.load(Ordering::Acquire) < wait_for {
+            tokio::task::yield_now().await;
+        }
+
+        let service = &app.service;
+        let outcome = match kind {
+            Revocation::LogoutWithRefreshToken => {
+                service.logout(Some(&looping.refresh), None).await
+            }
+            Revocation::LogoutWithAccessToken => service.logout(None, Some(&looped)).await,
+            Revocation::LogoutAll => service.logout_all(&caller).await,
+            Revocation::DeleteSession => service.revoke_my_session(&caller, family).await,
+            Revocation::ChangePassword => {
+                let new = format!("{PASSWORD} {trial}");
+                service
+                    .change_password(&caller, PASSWORD.to_owned(), new)
+                    .await
+            }
+            Revocation::AdminSetsPassword => service
+                .update_user(
+                    &admin,
+                    user,
+                    None,
+                    None,
+                    Some(format!("{PASSWORD} {trial}")),
+                )
+                .await
+                .map(drop),
+            Revocation::Deactivate => service.deactivate_user(&admin, user).await.map(drop),
+            Revocation::ForceLogout => service.force_logout(&admin, user).await,
+            Revocation::Reuse => match service.refresh(&looping.refresh).await {
+                Err(ApiError::Unauthorized(_)) => Ok(()),
+                other => panic!("a reused token was not refused: {other:?}"),
+            },
+        };
+        if let Err(err) = outcome {
+            panic!("trial {trial}: {kind:?} failed while a rotation raced it: {err:?}");
+        }
+
+        // The revocation has returned: whatever the loop holds or gets from here on must
+        // be dead. Let it run on (its next refresh must be refused), then stop it.
+        let stop_after = client.rotations.load(Ordering::Acquire) + 3;
+        for _ in 0..200 {
+            if client.handle.is_finished() || client.rotations.load(Ordering::Acquire) >= stop_after
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        client.stop.store(true, Ordering::Release);
+        let got = client.handle.await.expect("the loop didn't panic");
+        total_rotations += got.len() - 1;
+
+        assert_eq!(
+            live_tokens(&app, family).await,
+            0,
+            "trial {trial}: {kind:?} returned but session {family} still has a live token \
+             after {} rotations",
+            got.len() - 1
+        );
+        let last = got.last().expect("at least the first pair");
+        assert!(
+            service.refresh(&last.refresh).await.is_err(),
+            "trial {trial}: {kind:?}: the newest refresh token still works"
+        );
+        for pair in [got.first(), got.last()].into_iter().flatten() {
+            assert!(
+                service
+                    .authenticator()
+                    .authenticate(&pair.access)
+                    .await
+                    .is_err(),
+                "trial {trial}: {kind:?}: an access token of the ended session still works"
+            );
+        }
+        if matches!(kind, Revocation::ChangePassword) {
+            // The session that changed the password stays.
+            assert!(live_tokens(&app, caller.session_id).await > 0);
+            assert_eq!(app.me_status(&other.access).await, 200);
+        }
+    }
+    assert!(
+        total_rotations > TRIALS,
+        "{kind:?}: the loop hardly ran ({total_rotations} rotations in {TRIALS} trials), so \
+         nothing raced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logout_with_the_refresh_token_beats_a_refresh_loop() {
+    race(Revocation::LogoutWithRefreshToken).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logout_with_the_access_token_beats_a_refresh_loop() {
+    race(Revocation::LogoutWithAccessToken).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logout_all_beats_a_refresh_loop() {
+    race(Revocation::LogoutAll).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_session_beats_a_refresh_loop() {
+    race(Revocation::DeleteSession).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_password_change_beats_a_refresh_loop() {
+    race(Revocation::ChangePassword).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admin_set_password_beats_a_refresh_loop() {
+    race(Revocation::AdminSetsPassword).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deactivation_beats_a_refresh_loop() {
+    race(Revocation::Deactivate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_logout_beats_a_refresh_loop() {
+    race(Revocation::ForceLogout).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reuse_detection_beats_a_refresh_loop() {
+    race(Revocation::Reuse).await;
+}
