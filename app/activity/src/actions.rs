@@ -44,6 +44,9 @@ actions! {
     UserRolesChanged = "user.roles_changed",
     /// An administrator signed the user out everywhere.
     UserSessionsRevoked = "user.sessions_revoked",
+    /// An administrative action on an account was refused (403): the delegation rule,
+    /// or a role the actor can't grant. The metadata says what and why.
+    UserActionRefused = "user.action_refused",
     /// `keel-admin create-admin --promote` made an existing account a superuser.
     UserPromoted = "user.promoted",
     RoleCreated = "role.created",

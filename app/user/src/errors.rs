@@ -23,6 +23,9 @@ pub enum UserError {
     SystemRole,
     #[error("cannot grant {0}")]
     CannotGrant(String),
+    /// The delegation rule: the account holds what the actor doesn't.
+    #[error("outranked: {0}")]
+    Outranked(String),
     #[error("invalid field {}", .0.field)]
     Invalid(FieldError),
 }
@@ -56,6 +59,7 @@ impl From<UserError> for ApiError {
             UserError::CannotGrant(what) => ApiError::Forbidden(format!(
                 "You can't grant {what}: you don't hold it yourself."
             )),
+            UserError::Outranked(why) => ApiError::Forbidden(why),
             UserError::Invalid(field) => ApiError::Validation(vec![field]),
         }
     }

@@ -109,6 +109,9 @@ impl UsersApi {
     /// Edit a user
     ///
     /// A new password ends every session of the user.
+    ///
+    /// Delegation: you act only on accounts whose every permission you hold, and only a
+    /// superuser acts on a superuser (403, recorded as `user.action_refused`).
     #[oai(path = "/:id", method = "patch", operation_id = "users_update")]
     async fn update(
         &self,
@@ -139,6 +142,9 @@ impl UsersApi {
     ///
     /// Ends every session at once. You can't deactivate yourself or the last active
     /// superuser (409).
+    ///
+    /// Delegation: you act only on accounts whose every permission you hold, and only a
+    /// superuser acts on a superuser (403, recorded as `user.action_refused`).
     #[oai(
         path = "/:id/deactivate",
         method = "post",
@@ -154,6 +160,9 @@ impl UsersApi {
     }
 
     /// Activate a user
+    ///
+    /// Delegation: you act only on accounts whose every permission you hold, and only a
+    /// superuser acts on a superuser (403, recorded as `user.action_refused`).
     #[oai(
         path = "/:id/activate",
         method = "post",
@@ -172,6 +181,9 @@ impl UsersApi {
     ///
     /// Replaces the set. Adding a role needs every permission it grants (403); removing
     /// the superuser role from the last active superuser is refused (409).
+    ///
+    /// Delegation: you act only on accounts whose every permission you hold, and only a
+    /// superuser acts on a superuser (403, recorded as `user.action_refused`).
     #[oai(path = "/:id/roles", method = "put", operation_id = "users_set_roles")]
     async fn set_roles(
         &self,
@@ -188,6 +200,9 @@ impl UsersApi {
     }
 
     /// Sign a user out everywhere
+    ///
+    /// Delegation: you act only on accounts whose every permission you hold, and only a
+    /// superuser acts on a superuser (403, recorded as `user.action_refused`).
     #[oai(
         path = "/:id/sessions",
         method = "delete",

@@ -191,18 +191,21 @@ impl UserService {
             changed.push("password");
         }
         let metadata = json!({"changed": changed});
-        let actor = Actor::from(actor);
         let changes = UserChanges {
             email: email.map(Email::into_inner),
             full_name,
             password_hash,
             ..UserChanges::default()
         };
+        let principal = actor.clone();
+        let actor = Actor::from(actor);
         let out = self
             .db
             .transaction(|conn| {
+                let actor = actor.clone();
                 Box::pin(async move {
-                    crate::crud::users::lock(conn, id).await?;
+                    let target = crate::crud::users::lock(conn, id).await?;
+                    ensure_may_administer(conn, &principal, &target).await?;
                     let user = UserCrud::update(conn, id, &changes).await?;
                     if ends_sessions {
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
@@ -216,7 +219,9 @@ impl UserService {
                     user_out(conn, user).await
                 })
             })
-            .await?;
+            .await
+            .map_err(|err| (err, "edit"));
+        let out = self.refusal_audited(&actor, id, out).await?;
         self.authenticator.user_changed(id).await;
         Ok(out)
     }
@@ -224,15 +229,18 @@ impl UserService {
     /// Deactivates an account and ends its sessions. Nobody deactivates themselves or
     /// the last active superuser.
     pub async fn deactivate_user(&self, actor: &Principal, id: Uuid) -> Result<UserOut, ApiError> {
-        if actor.user_id == id {
-            return Err(UserError::DeactivateSelf.into());
-        }
+        let principal = actor.clone();
         let actor = Actor::from(actor);
         let out = self
             .db
             .transaction(|conn| {
+                let actor = actor.clone();
                 Box::pin(async move {
+                    if principal.user_id == id {
+                        return Err(UserError::DeactivateSelf.into());
+                    }
                     let user = crate::crud::users::lock(conn, id).await?;
+                    ensure_may_administer(conn, &principal, &user).await?;
                     if user.is_active {
                         ensure_not_last_superuser(conn, id).await?;
                     }
@@ -250,7 +258,9 @@ impl UserService {
                     user_out(conn, user).await
                 })
             })
-            .await?;
+            .await
+            .map_err(|err| (err, "deactivate"));
+        let out = self.refusal_audited(&actor, id, out).await?;
         self.authenticator.user_changed(id).await;
         Ok(out)
     }
@@ -260,11 +270,15 @@ impl UserService {
             is_active: Some(true),
             ..UserChanges::default()
         };
+        let principal = actor.clone();
         let actor = Actor::from(actor);
         let out = self
             .db
             .transaction(|conn| {
+                let actor = actor.clone();
                 Box::pin(async move {
+                    let target = crate::crud::users::lock(conn, id).await?;
+                    ensure_may_administer(conn, &principal, &target).await?;
                     let user = UserCrud::update(conn, id, &changes).await?;
                     let summary = format!("{} activated {}", actor.email, user.email);
                     let entry = Entry::new(Action::UserActivated, "user", summary)
@@ -274,7 +288,9 @@ impl UserService {
                     user_out(conn, user).await
                 })
             })
-            .await?;
+            .await
+            .map_err(|err| (err, "activate"));
+        let out = self.refusal_audited(&actor, id, out).await?;
         self.authenticator.user_changed(id).await;
         Ok(out)
     }
@@ -287,12 +303,14 @@ impl UserService {
         id: Uuid,
         names: Vec<String>,
     ) -> Result<UserOut, ApiError> {
-        let actor = actor.clone();
+        let principal = actor.clone();
         let out = self
             .db
             .transaction(|conn| {
+                let actor = principal.clone();
                 Box::pin(async move {
                     let user = crate::crud::users::lock(conn, id).await?;
+                    ensure_may_administer(conn, &actor, &user).await?;
                     let wanted = roles_by_name(conn, &names).await?;
                     let held = access::roles_of(conn, id).await?;
                     let added: Vec<Role> = wanted
@@ -327,6 +345,10 @@ impl UserService {
                     Ok::<_, ApiError>(out)
                 })
             })
+            .await
+            .map_err(|err| (err, "set_roles"));
+        let out = self
+            .refusal_audited(&Actor::from(&principal), id, out)
             .await?;
         self.authenticator.user_changed(id).await;
         Ok(out)
@@ -334,11 +356,15 @@ impl UserService {
 
     /// Ends every session of the user (their access tokens stop working at once).
     pub async fn force_logout(&self, actor: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let principal = actor.clone();
         let actor = Actor::from(actor);
-        self.db
+        let done = self
+            .db
             .transaction(|conn| {
+                let actor = actor.clone();
                 Box::pin(async move {
                     let user = crate::crud::users::lock(conn, id).await?;
+                    ensure_may_administer(conn, &principal, &user).await?;
                     let ended =
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
                     let summary = format!("{} signed {} out everywhere", actor.email, user.email);
@@ -350,9 +376,44 @@ impl UserService {
                     Ok::<_, ApiError>(())
                 })
             })
-            .await?;
+            .await
+            .map_err(|err| (err, "force_logout"));
+        self.refusal_audited(&actor, id, done).await?;
         self.authenticator.user_changed(id).await;
         Ok(())
+    }
+
+    /// Passes `outcome` through; a refusal (403) is first recorded in the audit trail as
+    /// a refused attempt at `attempted` on account `target` — on a connection of its
+    /// own, since the action's transaction rolled back.
+    async fn refusal_audited<T>(
+        &self,
+        actor: &Actor,
+        target: Uuid,
+        outcome: Result<T, (ApiError, &'static str)>,
+    ) -> Result<T, ApiError> {
+        let (err, attempted) = match outcome {
+            Ok(value) => return Ok(value),
+            Err(failed) => failed,
+        };
+        if let ApiError::Forbidden(reason) = &err {
+            let entry = Entry::new(
+                Action::UserActionRefused,
+                "user",
+                format!("{} was refused {attempted} on an account", actor.email),
+            )
+            .actor(actor.clone())
+            .entity(target)
+            .metadata(json!({"attempted": attempted, "reason": reason}));
+            let recorded = match self.db.conn().await {
+                Ok(mut conn) => record(&mut conn, entry).await.map_err(ApiError::from),
+                Err(unavailable) => Err(unavailable),
+            };
+            if let Err(cause) = recorded {
+                tracing::warn!(error = %cause, %target, attempted, "refused action not audited");
+            }
+        }
+        Err(err)
     }
 }
 
@@ -385,6 +446,38 @@ pub(super) async fn roles_by_name(
         )]));
     }
     Ok(roles)
+}
+
+/// The delegation rule, checked by every action on an account (edit, password,
+/// (de)activate, sign out, roles): the actor must hold every permission the account
+/// holds, and only a superuser acts on a superuser — so a delegated administrator can
+/// never act on an account that could do more than they can. Run it with the account
+/// locked, so the roles it reads are the ones the action changes.
+async fn ensure_may_administer(
+    conn: &mut AsyncPgConnection,
+    actor: &Principal,
+    target: &User,
+) -> Result<(), ApiError> {
+    let roles = access::roles_of(conn, target.id).await?;
+    if roles.iter().any(|r| r.name == SUPERUSER_ROLE)
+        && !actor.roles.iter().any(|r| r == SUPERUSER_ROLE)
+    {
+        return Err(UserError::Outranked(format!(
+            "{} is a superuser: only a superuser can act on a superuser's account.",
+            target.email
+        ))
+        .into());
+    }
+    let held = access::permissions_of(conn, target.id).await?;
+    match held.iter().find(|code| !actor.has(code)) {
+        Some(missing) => Err(UserError::Outranked(format!(
+            "{} holds the permission {missing}, which you don't: you can act only on \
+             accounts whose permissions you hold too.",
+            target.email
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// 403 unless `actor` holds every permission the `roles` grant.

@@ -8,6 +8,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod delegation;
 mod hostile;
 mod races;
 mod support;

@@ -1,0 +1,190 @@
+//! The delegation rule: an administrator acts on an account only if they hold every
+//! permission it holds, and only a superuser acts on a superuser. Every action, both
+//! ways: allowed on a plain account, refused (403, audited, nothing changed) on an
+//! account that outranks the actor.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::{PASSWORD, Session, TestApp};
+
+/// Each administrative action on an account: method, path under `/api/v1/users/{id}`,
+/// body, and the status it answers when allowed.
+fn actions() -> Vec<(&'static str, Method, &'static str, Option<Value>, u16)> {
+    vec![
+        (
+            "edit email",
+            Method::PATCH,
+            "",
+            Some(json!({"email": "moved@example.com"})),
+            200,
+        ),
+        (
+            "edit name",
+            Method::PATCH,
+            "",
+            Some(json!({"full_name": "Renamed"})),
+            200,
+        ),
+        (
+            "set password",
+            Method::PATCH,
+            "",
+            Some(json!({"password": "a brand new passphrase"})),
+            200,
+        ),
+        (
+            "set roles",
+            Method::PUT,
+            "/roles",
+            Some(json!({"roles": ["user"]})),
+            200,
+        ),
+        ("sign out", Method::DELETE, "/sessions", None, 204),
+        ("deactivate", Method::POST, "/deactivate", None, 200),
+        ("activate", Method::POST, "/activate", None, 200),
+    ]
+}
+
+struct Setup {
+    app: TestApp,
+    /// users:read + users:write, nothing else.
+    helpdesk: Session,
+    root: Session,
+}
+
+async fn setup() -> Setup {
+    let app = TestApp::spawn().await;
+    let root = app.superuser("root@example.com").await;
+    app.role_with("helpdesk", &["users:read", "users:write"])
+        .await;
+    app.role_with("auditor", &["roles:read"]).await;
+    app.register("helpdesk@example.com").await;
+    app.grant_role("helpdesk@example.com", "helpdesk").await;
+    let helpdesk = app.sign_in("helpdesk@example.com").await;
+    Setup {
+        app,
+        helpdesk,
+        root,
+    }
+}
+
+/// A fresh signed-in account holding `role` (besides `user`, if given).
+async fn target(app: &TestApp, email: &str, role: Option<&str>) -> (Uuid, Session) {
+    app.register(email).await;
+    if let Some(role) = role {
+        app.grant_role(email, role).await;
+    }
+    let session = app.sign_in(email).await;
+    (app.user_id(&session.access).await, session)
+}
+
+async fn act(
+    app: &TestApp,
+    actor: &Session,
+    id: Uuid,
+    action: &(&str, Method, &str, Option<Value>, u16),
+) -> crate::support::Answer {
+    let (_, method, suffix, body, _) = action;
+    app.call(
+        method.clone(),
+        &format!("/api/v1/users/{id}{suffix}"),
+        Some(&actor.access),
+        body.clone(),
+    )
+    .await
+}
+
+/// The account as an administrator reads it, and whether its session still works.
+async fn state(app: &TestApp, root: &Session, id: Uuid, session: &Session) -> (Value, u16) {
+    let read = app.get(&format!("/api/v1/users/{id}"), &root.access).await;
+    let mut user = read.body;
+    user["updated_at"] = Value::Null;
+    (user, app.me_status(&session.access).await.as_u16())
+}
+
+/// The refused attempts recorded on account `id`: (actor email, attempted action).
+async fn refusals_recorded(app: &TestApp, id: Uuid) -> Vec<(String, String)> {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Refusal {
+        #[diesel(sql_type = Text)]
+        actor_email: String,
+        #[diesel(sql_type = Text)]
+        attempted: String,
+    }
+    let rows: Vec<Refusal> = diesel::sql_query(
+        "SELECT actor_email, metadata->>'attempted' AS attempted FROM activity_entries \
+         WHERE action = 'user.action_refused' AND entity_id = $1 ORDER BY id",
+    )
+    .bind::<Text, _>(id.to_string())
+    .load(&mut app.db.connect().await)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|r| (r.actor_email, r.attempted))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delegated_administrator_acts_on_accounts_they_outrank() {
+    let Setup { app, helpdesk, .. } = setup().await;
+    for (i, action) in actions().iter().enumerate() {
+        let (id, _) = target(&app, &format!("plain{i}@example.com"), None).await;
+        let answer = act(&app, &helpdesk, id, action).await;
+        assert_eq!(answer.status.as_u16(), action.4, "{}: {answer:?}", action.0);
+    }
+}
+
+async fn refused_on(outranking_role: &str, reason: &str) {
+    let Setup {
+        app,
+        helpdesk,
+        root,
+    } = setup().await;
+    for (i, action) in actions().iter().enumerate() {
+        let email = format!("{outranking_role}{i}@example.com");
+        let (id, session) = target(&app, &email, Some(outranking_role)).await;
+        let before = state(&app, &root, id, &session).await;
+        let answer = act(&app, &helpdesk, id, action).await;
+        assert_eq!(answer.status, 403, "{}: {answer:?}", action.0);
+        assert_eq!(answer.headers["content-type"], "application/problem+json");
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(reason), "{}: {detail}", action.0);
+        assert_eq!(
+            state(&app, &root, id, &session).await,
+            before,
+            "{}: a refused action changed the account",
+            action.0
+        );
+        assert_eq!(
+            app.login(&email, PASSWORD).await.status,
+            200,
+            "{}: the owner still signs in with their password",
+            action.0
+        );
+        let refusals = refusals_recorded(&app, id).await;
+        assert_eq!(refusals.len(), 1, "{}: {refusals:?}", action.0);
+        assert_eq!(refusals[0].0, "helpdesk@example.com");
+        // Allowed for someone who outranks the account in turn.
+        let by_root = act(&app, &root, id, action).await;
+        assert_eq!(
+            by_root.status.as_u16(),
+            action.4,
+            "{} by root: {by_root:?}",
+            action.0
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_superuser_acts_on_a_superuser() {
+    refused_on("superuser", "only a superuser").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nobody_acts_on_an_account_holding_a_permission_they_lack() {
+    refused_on("auditor", "roles:read").await;
+}
