@@ -95,6 +95,29 @@ async fn seed_or_retry(db: &Db) -> Result<(), StartError> {
     }
 }
 
+/// Says in the log whether the role keel-api signs in as could rewrite the audit trail
+/// (it owns the append-only tables or may update them): then the trail is only as
+/// trustworthy as that role's credentials, and `DATABASE_OWNER_URL` is the remedy.
+fn report_trail_guard(db: Db) {
+    tokio::spawn(async move {
+        let exposed = match db.conn().await {
+            Ok(mut conn) => keel_core::db::privileges::append_only_exposed(&mut conn).await,
+            Err(_) => return, // readiness reports the database; checked on the next start
+        };
+        match exposed {
+            Ok(true) => tracing::warn!(
+                "the audit trail is only as strong as the database role keel-api signs in as: \
+                 it owns the append-only tables (or may update them), so it could switch their \
+                 guards off and rewrite entries; set DATABASE_OWNER_URL (docs/activity.md)"
+            ),
+            Ok(false) => tracing::info!(
+                "audit trail: keel-api's database role may only read and append to it"
+            ),
+            Err(err) => tracing::warn!(error = %err, "cannot check the audit trail's privileges"),
+        }
+    });
+}
+
 async fn seed(db: &Db) -> Result<(), keel_core::ApiError> {
     let report = keel_user::services::seed(db, api::declared_permissions()).await?;
     if report.changed_anything() {
@@ -108,7 +131,8 @@ impl Application {
     /// picks a free one; see [`Application::local_addr`]).
     pub async fn build(settings: &Settings, database_url: &Secret) -> Result<Self, StartError> {
         if settings.database.migrate_on_start {
-            let applied = migrate::run(database_url).await?;
+            let applied =
+                migrate::run_with_roles(database_url, settings.database.owner_url.as_ref()).await?;
             if applied.is_empty() {
                 tracing::debug!("database schema is up to date");
             } else {
@@ -117,6 +141,7 @@ impl Application {
         }
         let metrics = metrics::install().map_err(StartError::Metrics)?;
         let db = Db::new(database_url, &settings.database, "keel-api");
+        report_trail_guard(db.clone());
         let changes = db.listen_for_changes();
         seed_or_retry(&db).await?;
         let cache = Cache::from_settings(&settings.cache)?;

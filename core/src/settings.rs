@@ -119,6 +119,9 @@ pub struct HttpSettings {
 pub struct DatabaseSettings {
     /// `None`: find or start a local PostgreSQL (development only).
     pub url: Option<Secret>,
+    /// The schema owner: migrations and seeding run as it, and it grants the role of
+    /// `url` only what serving needs (see `db::privileges`). `None`: one role does both.
+    pub owner_url: Option<Secret>,
     pub pool_size: u32,
     /// How long a request waits for a pooled connection before it gets 503.
     pub pool_timeout: Duration,
@@ -360,8 +363,17 @@ impl Settings {
                 "postgres://keel:secret@db:5432/keel",
             );
         }
+        let owner_url = r.postgres_url("DATABASE_OWNER_URL");
+        if owner_url.is_some() && url.is_none() && r.is_fine("DATABASE_URL") {
+            r.problem(
+                "DATABASE_OWNER_URL",
+                "needs DATABASE_URL too (the role keel serves with)",
+                "postgres://keel_app:secret@db:5432/keel",
+            );
+        }
         let database = DatabaseSettings {
             url,
+            owner_url,
             pool_size: r.parse_where(
                 "DATABASE_POOL_SIZE",
                 10,

@@ -299,8 +299,50 @@ struct Stray {
     id: i64,
 }
 
-/// Walks the whole chain from the first seal and reports the first broken link.
-pub async fn verify(db: &Db) -> Result<Verdict, ApiError> {
+/// A chain head kept outside the database (`keel-admin activity head` prints it as
+/// `SEQ:HASH`). Anyone able to rewrite the tables — a database owner — could also
+/// recompute every seal, since the hashes are unkeyed; a head kept elsewhere can't be
+/// recomputed, so checking that it is still on the chain catches the rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub position: i64,
+    /// Lowercase hex, as printed.
+    pub hash: String,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || format!("{text:?} is not SEQ:HASH (a seal position and 64 hex digits)");
+        let (position, hash) = text.split_once(':').ok_or_else(invalid)?;
+        let position: i64 = position.parse().map_err(|_| invalid())?;
+        let hash = hash.to_ascii_lowercase();
+        if position < 1 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid());
+        }
+        Ok(Self { position, hash })
+    }
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.position, self.hash)
+    }
+}
+
+/// The last seal as an [`Anchor`] to keep elsewhere; `None` while nothing is sealed.
+pub async fn anchor(db: &Db) -> Result<Option<Anchor>, ApiError> {
+    let mut conn = db.conn().await?;
+    Ok(head(&mut conn).await?.map(|h| Anchor {
+        position: h.position,
+        hash: hex::encode(&h.hash),
+    }))
+}
+
+/// Walks the whole chain from the first seal and reports the first broken link; with
+/// `since`, also that the kept head is still on it.
+pub async fn verify(db: &Db, since: Option<&Anchor>) -> Result<Verdict, ApiError> {
     let mut conn = db.conn().await?;
     let mut previous = GENESIS.to_vec();
     let mut expected = 1_i64;
@@ -340,6 +382,13 @@ pub async fn verify(db: &Db) -> Result<Verdict, ApiError> {
                     "the entry or its seal was changed after sealing (hash mismatch)",
                 ));
             }
+            if since.is_some_and(|a| a.position == row.position && a.hash != hex::encode(&row.hash))
+            {
+                return Ok(broken(
+                    "the kept head is no longer on the chain: the trail was rewritten and \
+                     its seals recomputed",
+                ));
+            }
             previous = row.hash.clone();
             expected += 1;
         }
@@ -348,6 +397,16 @@ pub async fn verify(db: &Db) -> Result<Verdict, ApiError> {
         }
     }
     let sealed = expected - 1;
+    if let Some(anchor) = since.filter(|a| a.position > sealed) {
+        return Ok(Verdict::Broken {
+            position: anchor.position,
+            entry_id: None,
+            reason: format!(
+                "the chain ends at seal {sealed}, before the kept head: sealed entries were \
+                 removed"
+            ),
+        });
+    }
     let head = head(&mut conn).await?;
     // An entry slipped in below the sealed frontier was never sealed: inserted with
     // the triggers off and a forged transaction id.

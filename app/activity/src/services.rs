@@ -48,6 +48,17 @@ impl ActivityService {
 
     /// Walks the chain and reports the first broken link.
     pub async fn verify(&self) -> Result<Verdict, ApiError> {
-        chain::verify(&self.db).await
+        chain::verify(&self.db, None).await
+    }
+
+    /// [`ActivityService::verify`], and fails unless `anchor` (a head kept elsewhere)
+    /// is still on the chain.
+    pub async fn verify_since(&self, anchor: &chain::Anchor) -> Result<Verdict, ApiError> {
+        chain::verify(&self.db, Some(anchor)).await
+    }
+
+    /// The chain's head, to keep outside the database.
+    pub async fn anchor(&self) -> Result<Option<chain::Anchor>, ApiError> {
+        chain::anchor(&self.db).await
     }
 }

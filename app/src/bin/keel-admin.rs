@@ -1,12 +1,11 @@
 //! keel-admin: operator commands. Each prints one clear line and exits non-zero on failure.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keel_app::{api, database};
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 
 use keel_activity::ActivityService;
 use keel_activity::chain::Verdict;
@@ -114,7 +113,16 @@ enum DeadCommand {
 #[derive(Debug, Subcommand)]
 enum ActivityCommand {
     /// Seal what is final, then walk the whole chain; exit 1 at the first broken link.
-    Verify,
+    Verify {
+        /// A head printed earlier by `activity head` (SEQ:HASH); exit 1 unless it is
+        /// still on the chain, which catches a rewrite by someone who could also
+        /// recompute every seal (a database owner).
+        #[arg(long, value_name = "SEQ:HASH")]
+        since: Option<keel_activity::chain::Anchor>,
+    },
+    /// Seal what is final and print the chain's head as SEQ:HASH on stdout: keep it
+    /// outside the database (a ticket, a log store, a printout) for `verify --since`.
+    Head,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -145,10 +153,11 @@ async fn run(command: Command) -> Result<(), BoxError> {
         Command::Migrate { pending } => {
             let settings = Settings::load()?;
             let database = database::resolve(&settings).await?;
+            let owner = settings.database.owner_url.as_ref();
             let versions = if pending {
-                migrate::pending(&database.url).await?
+                migrate::pending(owner.unwrap_or(&database.url)).await?
             } else {
-                migrate::run(&database.url).await?
+                migrate::run_with_roles(&database.url, owner).await?
             };
             let verb = if pending { "pending" } else { "applied" };
             if versions.is_empty() {
@@ -165,7 +174,12 @@ async fn run(command: Command) -> Result<(), BoxError> {
         Command::Seed => {
             let settings = Settings::load()?;
             let database = database::resolve(&settings).await?;
-            let db = Db::new(&database.url, &settings.database, "keel-admin");
+            let url = settings
+                .database
+                .owner_url
+                .as_ref()
+                .unwrap_or(&database.url);
+            let db = Db::new(url, &settings.database, "keel-admin");
             let report = seed(&db, api::declared_permissions())
                 .await
                 .map_err(|e| describe(&e))?;
@@ -243,14 +257,37 @@ async fn run(command: Command) -> Result<(), BoxError> {
             stop(database.server).await
         }
         Command::Activity {
-            command: ActivityCommand::Verify,
+            command: ActivityCommand::Head,
         } => {
             let settings = Settings::load()?;
             let database = database::resolve(&settings).await?;
             let db = Db::new(&database.url, &settings.database, "keel-admin");
             let activity = ActivityService::new(db);
             activity.seal_all().await.map_err(|e| describe(&e))?;
-            let verdict = activity.verify().await.map_err(|e| describe(&e));
+            let anchor = activity.anchor().await.map_err(|e| describe(&e));
+            stop(database.server).await?;
+            match anchor? {
+                Some(anchor) => {
+                    // The head alone on stdout, for scripts to keep.
+                    writeln!(std::io::stdout().lock(), "{anchor}")?;
+                    Ok(())
+                }
+                None => Err("the audit chain is empty: nothing is sealed yet".into()),
+            }
+        }
+        Command::Activity {
+            command: ActivityCommand::Verify { since },
+        } => {
+            let settings = Settings::load()?;
+            let database = database::resolve(&settings).await?;
+            let db = Db::new(&database.url, &settings.database, "keel-admin");
+            let activity = ActivityService::new(db);
+            activity.seal_all().await.map_err(|e| describe(&e))?;
+            let verdict = match &since {
+                Some(anchor) => activity.verify_since(anchor).await,
+                None => activity.verify().await,
+            }
+            .map_err(|e| describe(&e));
             stop(database.server).await?;
             match verdict? {
                 Verdict::Intact {
@@ -262,9 +299,10 @@ async fn run(command: Command) -> Result<(), BoxError> {
                         || "empty chain".to_owned(),
                         |(position, hash)| format!("head {position} {hash}"),
                     );
+                    let kept = since.map_or_else(String::new, |a| format!("; holds {a}"));
                     eprintln!(
                         "keel-admin: audit chain intact: {sealed} sealed entries, {head}; \
-                         {unsealed} not sealed yet"
+                         {unsealed} not sealed yet{kept}"
                     );
                     Ok(())
                 }

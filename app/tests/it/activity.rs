@@ -207,3 +207,48 @@ async fn parallel_logins_leave_an_intact_chain() {
         other => panic!("the chain did not verify: {other:?}"),
     }
 }
+
+/// keel-api with `DATABASE_OWNER_URL`: it migrates as the owner, serves as a runtime
+/// role that may only read and append to the trail, and still records and seals.
+#[tokio::test(flavor = "multi_thread")]
+async fn keel_api_serves_as_a_runtime_role_that_cannot_rewrite_the_trail() {
+    use diesel_async::RunQueryDsl;
+
+    let db = keel_testkit::TestDb::empty().await;
+    let roles = db.split_roles().await;
+    let (runtime, owner) = (db.url_as(&roles.runtime), db.url_as(&roles.owner));
+    let app = TestApp::spawn_on(
+        runtime.expose(),
+        None,
+        &[
+            ("DATABASE_OWNER_URL", owner.expose()),
+            ("DATABASE_MIGRATE_ON_START", "true"),
+        ],
+    )
+    .await;
+    let client = Client::new(&app);
+    client.sign_up("ada@example.com").await;
+    client.sign_in("ada@example.com").await;
+    let sealed = keel_testkit::eventually(Duration::from_secs(10), async || {
+        let count: Count = diesel::sql_query("SELECT count(*) AS count FROM activity_seals")
+            .get_result(&mut db.connect().await)
+            .await
+            .unwrap();
+        count.count >= 3
+    })
+    .await;
+    assert!(
+        sealed,
+        "the sealer, as the runtime role, seals what was recorded"
+    );
+    let mut as_runtime = keel_core::db::admin::connect(runtime.expose(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        !keel_core::db::privileges::append_only_exposed(&mut as_runtime)
+            .await
+            .unwrap()
+    );
+    drop((as_runtime, app));
+    db.drop_roles(roles).await;
+}

@@ -352,3 +352,61 @@ async fn admin_activity_verify_passes_then_names_the_tampered_entry() {
     );
     assert!(text.contains("changed after sealing"), "{text}");
 }
+
+#[tokio::test]
+async fn admin_activity_head_is_what_verify_since_checks() {
+    let db = TestDb::new().await;
+    let vars = [("DATABASE_URL", db.url())];
+    let created = run_with_stdin(
+        &[
+            "create-admin",
+            "--email",
+            "one@example.com",
+            "--password-stdin",
+        ],
+        &vars,
+        "correct horse battery\n",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let head = run(ADMIN, &["activity", "head"], &vars);
+    assert!(head.status.success(), "{}", stderr(&head));
+    let kept = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert!(kept.starts_with("1:") && kept.len() == 66, "{kept}");
+
+    let holds = run(ADMIN, &["activity", "verify", "--since", &kept], &vars);
+    assert!(holds.status.success(), "{}", stderr(&holds));
+    assert!(
+        stderr(&holds).contains(&format!("holds {kept}")),
+        "{}",
+        stderr(&holds)
+    );
+    let malformed = run(ADMIN, &["activity", "verify", "--since", "1:nothex"], &vars);
+    assert_eq!(malformed.status.code(), Some(2), "a usage error");
+    assert!(
+        stderr(&malformed).contains("SEQ:HASH"),
+        "{}",
+        stderr(&malformed)
+    );
+
+    // The owner rewrites the entry and recomputes the seal: plain verify is fooled...
+    let mut conn = db.connect().await;
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        "ALTER TABLE activity_entries DISABLE TRIGGER USER; \
+         ALTER TABLE activity_seals DISABLE TRIGGER USER; \
+         UPDATE activity_entries SET summary = 'nothing happened'; \
+         DELETE FROM activity_seals; \
+         ALTER TABLE activity_entries ENABLE TRIGGER USER; \
+         ALTER TABLE activity_seals ENABLE TRIGGER USER;",
+    )
+    .await
+    .unwrap();
+    let fooled = run(ADMIN, &["activity", "verify"], &vars);
+    assert!(fooled.status.success(), "{}", stderr(&fooled));
+    // ...the kept head is not.
+    let caught = run(ADMIN, &["activity", "verify", "--since", &kept], &vars);
+    assert_eq!(caught.status.code(), Some(1));
+    let text = stderr(&caught);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("no longer on the chain"), "{text}");
+}

@@ -6,6 +6,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use super::privileges::{self, Separation};
 use crate::settings::Secret;
 
 /// Every migration in the top-level `migrations/` directory, compiled into the binary.
@@ -24,6 +25,36 @@ pub enum MigrateError {
     Migration(BoxError),
     #[error("migration task stopped unexpectedly: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Grant(#[from] privileges::GrantError),
+}
+
+/// Applies pending migrations as the schema `owner` when there is one (else as the
+/// `runtime` role), then has the owner grant the runtime role what serving needs and
+/// no more (see [`privileges`]). Returns the versions applied.
+pub async fn run_with_roles(
+    runtime: &Secret,
+    owner: Option<&Secret>,
+) -> Result<Vec<String>, MigrateError> {
+    let Some(owner) = owner else {
+        return run(runtime).await;
+    };
+    let applied = run(owner).await?;
+    match privileges::grant_runtime(owner, runtime).await? {
+        Separation::Granted {
+            runtime,
+            append_only,
+        } => tracing::info!(
+            %runtime,
+            ?append_only,
+            "runtime role granted its privileges; append-only tables: SELECT and INSERT only"
+        ),
+        Separation::SameRole(role) => tracing::warn!(
+            %role,
+            "DATABASE_OWNER_URL and DATABASE_URL sign in as the same role: nothing is separated"
+        ),
+    }
+    Ok(applied)
 }
 
 /// Applies pending migrations and returns the versions applied (empty when up to date).

@@ -6,6 +6,7 @@ pub mod cached;
 pub mod changes;
 pub mod local;
 pub mod migrate;
+pub mod privileges;
 
 use std::time::Duration;
 

@@ -23,6 +23,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The role names of [`TestDb::split_roles`].
+#[derive(Debug)]
+pub struct SplitRoles {
+    pub owner: String,
+    pub runtime: String,
+}
+
 /// A database of its own for one test; dropped (with any open connections) on drop.
 #[derive(Debug)]
 pub struct TestDb {
@@ -80,6 +87,51 @@ impl TestDb {
 
     pub fn secret_url(&self) -> Secret {
         Secret::new(&self.url)
+    }
+
+    /// This database's URL signed in as `role`, with no password: the local test server
+    /// trusts its local roles.
+    pub fn url_as(&self, role: &str) -> Secret {
+        let mut url = url::Url::parse(&self.url).expect("the test database URL is a URL");
+        let signed_in = url.set_username(role).and_then(|()| url.set_password(None));
+        signed_in.expect("the test database URL takes a user name");
+        Secret::new(url.as_str())
+    }
+
+    /// Makes two login roles — a schema owner that owns this database, and a runtime
+    /// role — as `DATABASE_OWNER_URL` and `DATABASE_URL` would name them. Roles are
+    /// cluster-wide: give them back with [`TestDb::drop_roles`] (a failed test leaves
+    /// its pair behind, named after its database).
+    pub async fn split_roles(&self) -> SplitRoles {
+        let roles = SplitRoles {
+            owner: format!("{}_owner", self.name),
+            runtime: format!("{}_app", self.name),
+        };
+        self.connect()
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {owner} LOGIN; CREATE ROLE {runtime} LOGIN; \
+                 ALTER DATABASE {name} OWNER TO {owner};",
+                owner = roles.owner,
+                runtime = roles.runtime,
+                name = self.name,
+            ))
+            .await
+            .expect("create the owner and runtime roles");
+        roles
+    }
+
+    /// Drops the roles of [`TestDb::split_roles`] and everything they own here.
+    pub async fn drop_roles(&self, roles: SplitRoles) {
+        let SplitRoles { owner, runtime } = roles;
+        self.connect()
+            .await
+            .batch_execute(&format!(
+                "REASSIGN OWNED BY {owner}, {runtime} TO CURRENT_USER; \
+                 DROP OWNED BY {owner}, {runtime}; DROP ROLE {owner}; DROP ROLE {runtime};"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("cannot drop the test roles {owner} and {runtime}: {e}"));
     }
 
     /// A direct connection to this test's database.

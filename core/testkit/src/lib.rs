@@ -19,7 +19,7 @@ mod db;
 mod proxy;
 mod server;
 
-pub use db::TestDb;
+pub use db::{SplitRoles, TestDb};
 pub use proxy::{Link, Proxy};
 pub use server::TestServer;
 

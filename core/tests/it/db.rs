@@ -1,5 +1,7 @@
 //! The database layer against a real PostgreSQL: migrations, pool limits, transactions.
 
+use std::time::Duration;
+
 use diesel::sql_types::Integer;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use keel_core::ApiError;
@@ -170,4 +172,103 @@ async fn pool_state_is_published_as_metrics() {
     assert!(text.contains("db_pool_max_connections 3"), "{text}");
     assert!(text.contains("db_pool_connections "), "{text}");
     assert!(text.contains("db_pool_timeouts_total "), "{text}");
+}
+
+/// With `DATABASE_OWNER_URL`, the role keel serves with may append to the audit trail
+/// but neither rewrite it nor switch its guards off; everything else it may use fully.
+/// Two real roles, on a database the owner role owns.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runtime_role_can_append_to_the_trail_but_never_rewrite_it() {
+    use keel_core::db::{admin, privileges};
+
+    let db = TestDb::empty().await;
+    let roles = db.split_roles().await;
+    let (owner, app) = (roles.owner.clone(), roles.runtime.clone());
+    let mut superuser = db.connect().await;
+    let (owner_url, app_url) = (db.url_as(&owner), db.url_as(&app));
+
+    let applied = migrate::run_with_roles(&app_url, Some(&owner_url))
+        .await
+        .unwrap();
+    assert!(!applied.is_empty());
+    // Idempotent: every start runs it.
+    assert!(
+        migrate::run_with_roles(&app_url, Some(&owner_url))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let connect = |url: keel_core::settings::Secret| async move {
+        admin::connect(url.expose(), Duration::from_secs(5))
+            .await
+            .unwrap()
+    };
+    let mut as_app = connect(app_url.clone()).await;
+    let mut as_owner = connect(owner_url.clone()).await;
+    assert!(!privileges::append_only_exposed(&mut as_app).await.unwrap());
+    assert!(
+        privileges::append_only_exposed(&mut as_owner)
+            .await
+            .unwrap(),
+        "one role for everything: the trail is only as strong as it"
+    );
+
+    // What serving needs works: appending and sealing, and plain tables in full.
+    as_app
+        .batch_execute(
+            "INSERT INTO activity_entries (action, entity_type, summary) \
+                 VALUES ('user.created', 'user', 'appended by the app'); \
+             INSERT INTO activity_seals (position, entry_id, hash) \
+                 SELECT 1, id, sha256('seal') FROM activity_entries; \
+             INSERT INTO users (id, email, password_hash) \
+                 VALUES (gen_random_uuid(), 'ada@example.com', 'x'); \
+             UPDATE users SET full_name = 'Ada'; DELETE FROM users;",
+        )
+        .await
+        .unwrap();
+    // What would rewrite the trail is refused by PostgreSQL itself, triggers or not.
+    for sql in [
+        "ALTER TABLE activity_entries DISABLE TRIGGER USER".to_owned(),
+        "ALTER TABLE activity_seals DISABLE TRIGGER ALL".to_owned(),
+        "DROP TRIGGER activity_entries_append_only ON activity_entries".to_owned(),
+        format!("ALTER TABLE activity_entries OWNER TO {app}"),
+        "UPDATE activity_entries SET summary = 'forged'".to_owned(),
+        "DELETE FROM activity_entries".to_owned(),
+        "TRUNCATE activity_entries".to_owned(),
+        "UPDATE activity_seals SET hash = sha256('forged')".to_owned(),
+        "DELETE FROM activity_words".to_owned(),
+        "DELETE FROM __diesel_schema_migrations".to_owned(),
+    ] {
+        let err = as_app.batch_execute(&sql).await.unwrap_err().to_string();
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{sql}: {err}"
+        );
+    }
+    // The owner still can (that is what `activity verify --since` is for).
+    as_owner
+        .batch_execute("ALTER TABLE activity_entries DISABLE TRIGGER USER")
+        .await
+        .unwrap();
+
+    // A runtime role that owns a table can't be made safe by grants: said, not hidden.
+    superuser
+        .batch_execute(&format!("ALTER TABLE task_outbox OWNER TO {app}"))
+        .await
+        .unwrap();
+    let err = migrate::run_with_roles(&app_url, Some(&owner_url))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("task_outbox") && err.contains("REASSIGN OWNED"),
+        "{err}"
+    );
+    // Both URLs naming one role is not an error, just nothing to separate.
+    migrate::run_with_roles(&owner_url, Some(&owner_url))
+        .await
+        .unwrap();
+
+    drop((as_app, as_owner, superuser));
+    db.drop_roles(roles).await;
 }

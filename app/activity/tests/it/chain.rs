@@ -248,3 +248,73 @@ async fn verify_reports_an_entry_slipped_into_sealed_history() {
         "unsealed entry sits inside",
     );
 }
+
+/// A database owner can rewrite an entry and recompute every seal after it (the hashes
+/// are unkeyed), and `verify` alone then finds an intact chain. A head kept outside
+/// the database is what catches it, and a cut-off tail too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_head_catches_a_rewrite_with_recomputed_seals_and_a_cut_tail() {
+    let trail = sealed_trail(4).await;
+    let kept = trail
+        .service
+        .anchor()
+        .await
+        .unwrap()
+        .expect("a sealed head");
+    assert_eq!(kept.position, 4);
+    assert_eq!(kept.to_string().parse(), Ok(kept.clone()));
+    assert_intact(&trail.service.verify_since(&kept).await.unwrap(), 4);
+    trail.record("entry 5").await;
+    assert_intact(&verdict(&trail).await, 5);
+    assert!(matches!(
+        trail.service.verify_since(&kept).await.unwrap(),
+        Verdict::Intact { sealed: 5, .. }
+    ));
+
+    // The owner rewrites entry 2 and reseals everything from scratch.
+    tamper(
+        &trail,
+        "UPDATE activity_entries SET summary = 'nothing happened' WHERE summary = 'entry 2'; \
+         DELETE FROM activity_seals",
+    )
+    .await;
+    assert_intact(&verdict(&trail).await, 5);
+    assert_broken_at(
+        trail.service.verify_since(&kept).await.unwrap(),
+        4,
+        "no longer on the chain",
+    );
+
+    // A tail cut off, seals and all, leaves a chain that verifies but ends too early.
+    let trail = sealed_trail(4).await;
+    let kept = trail
+        .service
+        .anchor()
+        .await
+        .unwrap()
+        .expect("a sealed head");
+    tamper(
+        &trail,
+        "DELETE FROM activity_seals WHERE position >= 3; \
+         DELETE FROM activity_entries WHERE summary IN ('entry 3', 'entry 4')",
+    )
+    .await;
+    assert_intact(&verdict(&trail).await, 2);
+    assert_broken_at(
+        trail.service.verify_since(&kept).await.unwrap(),
+        4,
+        "before the kept head",
+    );
+    for bad in [
+        "4",
+        "x:00",
+        "0:ab",
+        "4:abc",
+        &format!("4:{}", "g".repeat(64)),
+    ] {
+        assert!(
+            bad.parse::<keel_activity::chain::Anchor>().is_err(),
+            "{bad}"
+        );
+    }
+}
