@@ -159,11 +159,24 @@ impl UserService {
         };
         let ttl = self.rules.refresh_ttl;
         let user_id = user.id;
+        let verified = user.password_hash;
         let family = Uuid::now_v7();
         let (_, refresh) = self
             .db
             .transaction(|conn| {
                 Box::pin(async move {
+                    // The password was checked outside any transaction (it takes tens
+                    // of ms). Under the account lock, refuse if it changed since, or
+                    // the account was deactivated: a revocation that returned meanwhile
+                    // must not be outlived by this sign-in (nor its rehash of the old
+                    // password stored).
+                    let current = users::lock(conn, user_id).await?;
+                    if current.password_hash != verified {
+                        return Err(UserError::InvalidCredentials.into());
+                    }
+                    if !current.is_active {
+                        return Err(UserError::Deactivated.into());
+                    }
                     let changes = UserChanges {
                         password_hash: rehash,
                         last_login_at: Some(Utc::now()),

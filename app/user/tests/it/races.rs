@@ -100,7 +100,19 @@ async fn live_tokens(app: &TestApp, family: Uuid) -> i64 {
 }
 
 async fn race(kind: Revocation) {
-    let app = TestApp::spawn().await;
+    race_on(kind, &[]).await;
+}
+
+/// [`race`] with the principals in Redis (stamped values, kept in memory while the
+/// bump feed is up) instead of this process's cache.
+async fn race_with_redis(kind: Revocation) {
+    let redis = keel_testkit::redis_settings();
+    let vars: Vec<(&str, &str)> = redis.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    race_on(kind, &vars).await;
+}
+
+async fn race_on(kind: Revocation, overrides: &[(&str, &str)]) {
+    let app = TestApp::spawn_with(overrides).await;
     let admin_session = app.superuser(&format!("admin-{kind:?}@example.com")).await;
     let admin = principal(&app, &admin_session.access).await;
     let mut total_rotations = 0;
@@ -251,4 +263,198 @@ async fn force_logout_beats_a_refresh_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reuse_detection_beats_a_refresh_loop() {
     race(Revocation::Reuse).await;
+}
+
+/// How a permission is taken away while the holder keeps making requests.
+#[derive(Debug, Clone, Copy)]
+enum Demotion {
+    /// `PUT /users/{id}/roles` without the role that grants it.
+    RoleRemoved,
+    /// `PUT /roles/{id}/permissions` without it.
+    PermissionRevoked,
+}
+
+/// A holder authenticates in a tight loop (loading and caching their principal) while
+/// an administrator takes a permission away: once that call returns, the next request
+/// must not carry the permission, in every trial.
+async fn demotion_race(kind: Demotion, overrides: &[(&str, &str)]) {
+    let app = TestApp::spawn_with(overrides).await;
+    let admin_session = app.superuser(&format!("admin-{kind:?}@example.com")).await;
+    let admin = principal(&app, &admin_session.access).await;
+    app.role_with("reader", &["users:read"]).await;
+    let reader_role =
+        keel_user::crud::access::find_role_by_name(&mut app.db.connect().await, "reader")
+            .await
+            .unwrap()
+            .expect("the role exists")
+            .id;
+    for trial in 0..TRIALS {
+        let email = format!("holder{trial}-{kind:?}@example.com").to_lowercase();
+        app.register(&email).await;
+        app.grant_role(&email, "reader").await;
+        if matches!(kind, Demotion::PermissionRevoked) {
+            app.service
+                .set_role_permissions(&admin, reader_role, vec!["users:read".to_owned()])
+                .await
+                .unwrap();
+        }
+        let session = app.sign_in(&email).await;
+        let holder = principal(&app, &session.access).await;
+        assert!(holder.has("users:read"), "trial {trial}: set up");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let requests = tokio::spawn({
+            let (service, access) = (app.service.clone(), session.access.clone());
+            let (stop, loads) = (stop.clone(), loads.clone());
+            async move {
+                while !stop.load(Ordering::Acquire) {
+                    service.authenticator().authenticate(&access).await.unwrap();
+                    loads.fetch_add(1, Ordering::Release);
+                    // A principal kept in memory answers without awaiting anything: let
+                    // the worker run the Redis connection's task too, as a server
+                    // reading sockets between requests would.
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        while loads.load(Ordering::Acquire) < trial % 4 {
+            tokio::task::yield_now().await;
+        }
+        match kind {
+            Demotion::RoleRemoved => app
+                .service
+                .set_user_roles(&admin, holder.user_id, vec!["user".to_owned()])
+                .await
+                .map(drop),
+            Demotion::PermissionRevoked => app
+                .service
+                .set_role_permissions(&admin, reader_role, Vec::new())
+                .await
+                .map(drop),
+        }
+        .unwrap_or_else(|err| panic!("trial {trial}: {kind:?} failed: {err:?}"));
+        let after = principal(&app, &session.access).await;
+        stop.store(true, Ordering::Release);
+        requests.await.unwrap();
+        assert!(
+            !after.has("users:read"),
+            "trial {trial}: {kind:?} returned, but the next request still holds users:read"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_a_role_beats_requests_in_flight() {
+    demotion_race(Demotion::RoleRemoved, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_a_role_permission_beats_requests_in_flight() {
+    demotion_race(Demotion::PermissionRevoked, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_a_role_beats_requests_in_flight_with_redis() {
+    let redis = keel_testkit::redis_settings();
+    let vars: Vec<(&str, &str)> = redis.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    demotion_race(Demotion::RoleRemoved, &vars).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logout_all_beats_a_refresh_loop_with_redis() {
+    race_with_redis(Revocation::LogoutAll).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_password_change_beats_a_refresh_loop_with_redis() {
+    race_with_redis(Revocation::ChangePassword).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logout_with_the_access_token_beats_a_refresh_loop_with_redis() {
+    race_with_redis(Revocation::LogoutWithAccessToken).await;
+}
+
+/// Sign-ins whose password check overlapped a password reset or a deactivation: once
+/// that returns, none of them may have left a working session, in any trial.
+async fn logins_in_flight_race(deactivate: bool) {
+    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES_PER_ACCOUNT", "100")]).await;
+    let admin_session = app.superuser("admin-logins@example.com").await;
+    let admin = principal(&app, &admin_session.access).await;
+    let mut overlapped = 0;
+    for trial in 0..TRIALS {
+        let email = format!("signer{trial}@example.com");
+        app.register(&email).await;
+        let user = {
+            let session = app.sign_in(&email).await;
+            principal(&app, &session.access).await.user_id
+        };
+        let logins: Vec<_> = (0..6)
+            .map(|_| {
+                let (service, email) = (app.service.clone(), email.clone());
+                tokio::spawn(async move { service.login(&email, PASSWORD.to_owned()).await })
+            })
+            .collect();
+        for _ in 0..trial * 50 {
+            tokio::task::yield_now().await;
+        }
+        let revoked = if deactivate {
+            app.service.deactivate_user(&admin, user).await.map(drop)
+        } else {
+            let new = Some(format!("{PASSWORD} {trial}"));
+            app.service
+                .update_user(&admin, user, None, None, new)
+                .await
+                .map(drop)
+        };
+        revoked.unwrap_or_else(|err| panic!("trial {trial}: {err:?}"));
+        for login in logins {
+            match login.await.unwrap() {
+                Ok(pair) => {
+                    overlapped += 1;
+                    assert!(
+                        app.service
+                            .authenticator()
+                            .authenticate(&pair.access_token)
+                            .await
+                            .is_err(),
+                        "trial {trial}: a sign-in outlived the revocation"
+                    );
+                    assert!(app.service.refresh(&pair.refresh_token).await.is_err());
+                }
+                Err(ApiError::Unauthorized(_)) => {}
+                Err(err) => panic!("trial {trial}: a login failed with {err:?}"),
+            }
+        }
+        let mut conn = app.db.connect().await;
+        let live: i64 = {
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            refresh_sessions::table
+                .filter(refresh_sessions::user_id.eq(user))
+                .filter(refresh_sessions::revoked_at.is_null())
+                .count()
+                .get_result(&mut conn)
+                .await
+                .unwrap()
+        };
+        assert_eq!(live, 0, "trial {trial}: a session outlived the revocation");
+    }
+    // A reset hashes the new password, so it overlaps logins still hashing theirs:
+    // some must have signed in (and then been revoked by it), or nothing raced.
+    assert!(
+        deactivate || overlapped > 0,
+        "no login overlapped the reset"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_password_reset_beats_logins_in_flight() {
+    logins_in_flight_race(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deactivation_beats_logins_in_flight() {
+    logins_in_flight_race(true).await;
 }
