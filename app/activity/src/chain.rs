@@ -331,6 +331,21 @@ impl std::fmt::Display for Anchor {
     }
 }
 
+async fn count_unsealed(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    let Count { count } = diesel::sql_query(
+        "SELECT count(*) AS count FROM activity_entries e \
+         WHERE NOT EXISTS (SELECT 1 FROM activity_seals s WHERE s.entry_id = e.id)",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(count)
+}
+
+/// Entries not sealed yet: a head taken now doesn't cover them.
+pub async fn unsealed(db: &Db) -> Result<i64, ApiError> {
+    Ok(count_unsealed(&mut *db.conn().await?).await?)
+}
+
 /// The last seal as an [`Anchor`] to keep elsewhere; `None` while nothing is sealed.
 pub async fn anchor(db: &Db) -> Result<Option<Anchor>, ApiError> {
     let mut conn = db.conn().await?;
@@ -430,12 +445,7 @@ pub async fn verify(db: &Db, since: Option<&Anchor>) -> Result<Verdict, ApiError
             });
         }
     }
-    let Count { count: unsealed } = diesel::sql_query(
-        "SELECT count(*) AS count FROM activity_entries e \
-         WHERE NOT EXISTS (SELECT 1 FROM activity_seals s WHERE s.entry_id = e.id)",
-    )
-    .get_result(&mut conn)
-    .await?;
+    let unsealed = count_unsealed(&mut conn).await?;
     Ok(Verdict::Intact {
         sealed,
         head: head.map(|h| (h.position, hex::encode(&h.hash))),

@@ -57,6 +57,11 @@ impl ActivityService {
         chain::verify(&self.db, Some(anchor)).await
     }
 
+    /// Entries a head taken now doesn't cover yet.
+    pub async fn unsealed(&self) -> Result<i64, ApiError> {
+        chain::unsealed(&self.db).await
+    }
+
     /// The chain's head, to keep outside the database.
     pub async fn anchor(&self) -> Result<Option<chain::Anchor>, ApiError> {
         chain::anchor(&self.db).await

@@ -265,11 +265,19 @@ async fn run(command: Command) -> Result<(), BoxError> {
             let activity = ActivityService::new(db);
             activity.seal_all().await.map_err(|e| describe(&e))?;
             let anchor = activity.anchor().await.map_err(|e| describe(&e));
+            let unsealed = activity.unsealed().await.map_err(|e| describe(&e));
             stop(database.server).await?;
             match anchor? {
                 Some(anchor) => {
                     // The head alone on stdout, for scripts to keep.
                     writeln!(std::io::stdout().lock(), "{anchor}")?;
+                    let unsealed = unsealed?;
+                    if unsealed > 0 {
+                        eprintln!(
+                            "keel-admin: {unsealed} entries are not sealed yet (a transaction \
+                             still open, or the sealer held back): this head doesn't cover them"
+                        );
+                    }
                     Ok(())
                 }
                 None => Err("the audit chain is empty: nothing is sealed yet".into()),

@@ -26,6 +26,9 @@ pub enum UserError {
     /// The delegation rule: the account holds what the actor doesn't.
     #[error("outranked: {0}")]
     Outranked(String),
+    /// An administrator changing their own password or email through the admin route.
+    #[error("own credentials through the admin route")]
+    OwnCredentials,
     #[error("invalid field {}", .0.field)]
     Invalid(FieldError),
 }
@@ -60,6 +63,11 @@ impl From<UserError> for ApiError {
                 "You can't grant {what}: you don't hold it yourself."
             )),
             UserError::Outranked(why) => ApiError::Forbidden(why),
+            UserError::OwnCredentials => ApiError::Forbidden(
+                "Change your own password at PUT /api/v1/auth/me/password, which asks for the \
+                 current one; your own email, another administrator changes."
+                    .to_owned(),
+            ),
             UserError::Invalid(field) => ApiError::Validation(vec![field]),
         }
     }

@@ -1,9 +1,10 @@
 //! keel-user's background tasks.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::RunQueryDsl;
+use keel_core::ApiError;
 use keel_core::mail::Email;
 use keel_core::tasks::{Missed, Periodic, Registry, Task, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
@@ -94,25 +95,56 @@ impl Task for SendWelcomeEmail {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct PurgeSessions {}
 
+#[derive(QueryableByName)]
+struct Owner {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
 impl Task for PurgeSessions {
     const NAME: &'static str = "user.purge_sessions";
 
     async fn run(self, ctx: TaskContext) -> Result<(), TaskError> {
-        let mut conn = ctx.services.db.conn().await.map_err(TaskError::retry)?;
         let mut purged = 0;
         loop {
-            let deleted = diesel::sql_query(
-                "WITH dead AS ( \
-                     SELECT family_id FROM refresh_sessions GROUP BY family_id \
-                     HAVING max(least(coalesce(revoked_at, expires_at), expires_at)) \
-                            < now() - interval '1 day' \
-                     LIMIT $1) \
-                 DELETE FROM refresh_sessions s USING dead WHERE s.family_id = dead.family_id",
-            )
-            .bind::<BigInt, _>(PURGE_BATCH)
-            .execute(&mut conn)
-            .await
-            .map_err(TaskError::retry)?;
+            // Token rows are changed only under their account's lock (see
+            // `crud::users::lock`), taken before any of them: so here too, and accounts
+            // busy right now (a refresh, a sign-out) are left for the next run.
+            let deleted = ctx
+                .services
+                .db
+                .transaction_untracked(|conn| {
+                    Box::pin(async move {
+                        let owners: Vec<Owner> = diesel::sql_query(
+                            "WITH dead AS ( \
+                                 SELECT user_id FROM refresh_sessions \
+                                 GROUP BY family_id, user_id \
+                                 HAVING max(least(coalesce(revoked_at, expires_at), expires_at)) \
+                                        < now() - interval '1 day' \
+                                 LIMIT $1) \
+                             SELECT u.id FROM users u WHERE u.id IN (SELECT user_id FROM dead) \
+                             FOR NO KEY UPDATE SKIP LOCKED",
+                        )
+                        .bind::<BigInt, _>(PURGE_BATCH)
+                        .load(conn)
+                        .await?;
+                        let owners: Vec<Uuid> = owners.into_iter().map(|o| o.id).collect();
+                        diesel::sql_query(
+                            "DELETE FROM refresh_sessions \
+                             WHERE user_id = ANY($1) AND family_id IN ( \
+                                 SELECT family_id FROM refresh_sessions WHERE user_id = ANY($1) \
+                                 GROUP BY family_id \
+                                 HAVING max(least(coalesce(revoked_at, expires_at), expires_at)) \
+                                        < now() - interval '1 day')",
+                        )
+                        .bind::<Array<SqlUuid>, _>(&owners)
+                        .execute(conn)
+                        .await
+                        .map_err(ApiError::from)
+                    })
+                })
+                .await
+                .map_err(TaskError::retry)?;
             purged += deleted;
             if deleted == 0 {
                 break;

@@ -393,13 +393,26 @@ impl Cache {
     }
 
     async fn invalidate(&self, what: Pending) {
-        if let Some(near) = &self.inner.near {
-            match &what {
-                Pending::Bump(stamp, _) => near.forget(stamp),
-                Pending::DeletePrefix(_) => near.forget(FORGET_ALL),
-                Pending::Delete(_) => {}
+        // Forgotten here before and after Redis has the change: a read that fetched the
+        // old token in between would otherwise store it after the first forget and
+        // serve it on this replica until the bump's own message came back.
+        let forget = || {
+            if let Some(near) = &self.inner.near {
+                match &what {
+                    Pending::Bump(stamp, _) => near.forget(stamp),
+                    Pending::DeletePrefix(_) => near.forget(FORGET_ALL),
+                    Pending::Delete(_) => {}
+                }
             }
-        }
+        };
+        forget();
+        self.apply_or_keep(&what).await;
+        forget();
+    }
+
+    /// Sends `what` to the store, or keeps it for replay while Redis is unreachable.
+    async fn apply_or_keep(&self, what: &Pending) {
+        let what = what.clone();
         match &self.inner.store {
             Store::Memory(memory) => memory.apply(&what),
             Store::Redis(redis) => {

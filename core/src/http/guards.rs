@@ -11,7 +11,8 @@ use poem::{Body, Endpoint, Middleware, Request, Result};
 use crate::error::ApiError;
 
 /// Refuses bodies larger than `limit` bytes with 413, whether the client declared the
-/// length up front or streams a chunked body that turns out to be too large.
+/// length up front, streams a chunked body that turns out to be too large, or sends a
+/// small compressed body that unpacks to more.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit {
     pub limit: usize,
@@ -44,17 +45,13 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if let Some(len) = declared {
-            // Declared lengths are enforced by hyper, so checking the header suffices.
-            return if len > self.limit as u64 {
-                Err(too_large.into())
-            } else {
-                self.inner.call(req).await
-            };
+        if declared.is_some_and(|len| len > self.limit as u64) {
+            return Err(too_large.into());
         }
-
-        // No declared length (chunked upload): count bytes as they arrive and remember
-        // whether the limit cut the body short, so the handler's parse error becomes 413.
+        // Count the bytes as the handler reads them, whatever was declared: a compressed
+        // body (`Content-Encoding`) is unpacked on the way in, so its declared length
+        // says nothing about what arrives here. Remember whether the limit cut the body
+        // short, so the handler's read error becomes 413.
         let exceeded = Arc::new(AtomicBool::new(false));
         let limit = self.limit;
         let flag = Arc::clone(&exceeded);

@@ -112,13 +112,22 @@ impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJsonBody<T> {
         if data.is_empty() {
             return Ok(Self(None));
         }
-        if let Some(content_type) = request.content_type()
-            && !JsonBody::<T>::check_content_type(content_type)
-        {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "Expected application/json, got {content_type}."
-            ))
-            .into());
+        // A body must say what it is: the guards in front of every route read JSON
+        // bodies by their declared type (see `http::text`).
+        match request.content_type() {
+            Some(content_type) if JsonBody::<T>::check_content_type(content_type) => {}
+            Some(content_type) => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "Expected application/json, got {content_type}."
+                ))
+                .into());
+            }
+            None => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "A body needs Content-Type: application/json.".to_owned(),
+                )
+                .into());
+            }
         }
         parse::<T>(&data).map(|v| Self(Some(v)))
     }

@@ -245,6 +245,39 @@ async fn the_runtime_role_can_append_to_the_trail_but_never_rewrite_it() {
             "{sql}: {err}"
         );
     }
+    // What it inserts can't claim another transaction or time (which would place an
+    // entry inside the sealed history), nor keep its words out of search by shadowing
+    // the postings table with a temporary one.
+    as_app
+        .batch_execute(
+            "CREATE TEMP TABLE activity_words (word text, occurred_at timestamptz, entry_id bigint); \
+             INSERT INTO activity_entries (id, tx_id, occurred_at, action, entity_type, summary) \
+                 OVERRIDING SYSTEM VALUE \
+                 VALUES (1000000, 1, '2000-01-01', 'user.created', 'user', 'backdated shadowed');",
+        )
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Forged {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        stamped: bool,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        postings: i64,
+    }
+    let forged: Forged = diesel::sql_query(
+        "SELECT e.tx_id > 1 AND e.occurred_at > now() - interval '1 hour' AS stamped, \
+                (SELECT count(*) FROM public.activity_words w WHERE w.entry_id = e.id) AS postings \
+         FROM activity_entries e WHERE e.id = 1000000",
+    )
+    .get_result(&mut superuser)
+    .await
+    .unwrap();
+    assert!(forged.stamped, "tx_id and occurred_at are the database's");
+    assert_eq!(
+        forged.postings, 2,
+        "backdated, shadowed: both words indexed"
+    );
+
     // The owner still can (that is what `activity verify --since` is for).
     as_owner
         .batch_execute("ALTER TABLE activity_entries DISABLE TRIGGER USER")

@@ -144,6 +144,46 @@ async fn declared_oversized_body_is_a_413_problem() {
     assert!(body["detail"].as_str().unwrap().contains("1024"), "{body}");
 }
 
+/// A small gzip body that unpacks past the limit: counted as it unpacks, never read
+/// whole into memory.
+#[tokio::test]
+async fn compressed_body_that_unpacks_past_the_limit_is_a_413_problem() {
+    use std::io::Write;
+    let server = start(&[("HTTP_BODY_LIMIT", "16KiB")]).await;
+    let document = format!("{{\"name\": \"{}\", \"times\": 1}}", " ".repeat(8 << 20));
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(document.as_bytes()).unwrap();
+    let packed = gzip.finish().unwrap();
+    assert!(
+        packed.len() < 16 << 10,
+        "{} bytes on the wire",
+        packed.len()
+    );
+    let response = reqwest::Client::new()
+        .post(server.url("/echo"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(packed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(problem(response).await["status"], 413);
+
+    // Within the limit once unpacked, it is read as usual.
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(br#"{"name": "ada", "times": 2}"#).unwrap();
+    let response = reqwest::Client::new()
+        .post(server.url("/echo"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn chunked_oversized_body_is_a_413_problem() {
     let server = start(&[("HTTP_BODY_LIMIT", "1KiB")]).await;

@@ -136,6 +136,20 @@ pub async fn roles_of(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<V
         .await
 }
 
+/// The roles `user` holds, share-locked for the rest of the transaction: a change to
+/// what one of them grants (which locks the role's row) waits until the transaction
+/// that judged the user by them has ended.
+pub async fn lock_roles_of(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Vec<Role>> {
+    user_roles::table
+        .inner_join(roles::table)
+        .filter(user_roles::user_id.eq(user))
+        .select(Role::as_select())
+        .order(roles::name)
+        .for_share()
+        .load(conn)
+        .await
+}
+
 /// The roles of each of `users_ids`, for a page of users.
 pub async fn role_names_of_users(
     conn: &mut AsyncPgConnection,

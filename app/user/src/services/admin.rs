@@ -205,6 +205,12 @@ impl UserService {
                 let actor = actor.clone();
                 Box::pin(async move {
                     let target = crate::crud::users::lock(conn, id).await?;
+                    if principal.user_id == id
+                        && (changes.password_hash.is_some() || changes.email.is_some())
+                    {
+                        // A stolen access token must not become the account for good.
+                        return Err(UserError::OwnCredentials.into());
+                    }
                     ensure_may_administer(conn, &principal, &target).await?;
                     let user = UserCrud::update(conn, id, &changes).await?;
                     if ends_sessions {
@@ -458,10 +464,8 @@ async fn ensure_may_administer(
     actor: &Principal,
     target: &User,
 ) -> Result<(), ApiError> {
-    let roles = access::roles_of(conn, target.id).await?;
-    if roles.iter().any(|r| r.name == SUPERUSER_ROLE)
-        && !actor.roles.iter().any(|r| r == SUPERUSER_ROLE)
-    {
+    let roles = access::lock_roles_of(conn, target.id).await?;
+    if roles.iter().any(|r| r.name == SUPERUSER_ROLE) && !is_superuser(actor) {
         return Err(UserError::Outranked(format!(
             "{} is a superuser: only a superuser can act on a superuser's account.",
             target.email
@@ -480,15 +484,23 @@ async fn ensure_may_administer(
     }
 }
 
-/// 403 unless `actor` holds every permission the `roles` grant.
+/// 403 unless `actor` holds every permission the `roles` grant; the superuser role only
+/// a superuser grants (it means more than its permissions: acting on superusers).
 async fn check_can_grant(
     conn: &mut AsyncPgConnection,
     actor: &Principal,
     roles: &[Role],
 ) -> Result<(), ApiError> {
+    if roles.iter().any(|r| r.name == SUPERUSER_ROLE) && !is_superuser(actor) {
+        return Err(UserError::CannotGrant(format!("the role {SUPERUSER_ROLE}")).into());
+    }
     let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
     let codes = access::permissions_of_roles(conn, &ids).await?;
     ensure_holds(actor, &codes)
+}
+
+pub(super) fn is_superuser(actor: &Principal) -> bool {
+    actor.roles.iter().any(|r| r == SUPERUSER_ROLE)
 }
 
 /// 403 naming the first of `codes` that `actor` doesn't hold.

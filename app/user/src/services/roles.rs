@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use diesel_async::AsyncPgConnection;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
@@ -96,6 +97,7 @@ impl UserService {
             .map(|n| fields::role_name("name", n))
             .transpose()
             .map_err(|e| ApiError::Validation(vec![e]))?;
+        let principal = actor.clone();
         let actor = Actor::from(actor);
         let out = self
             .db
@@ -105,6 +107,7 @@ impl UserService {
                     if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
                         return Err(UserError::SystemRole.into());
                     }
+                    ensure_outranks_role(conn, &principal, &role).await?;
                     let before = role.name;
                     let changes = RoleChanges { name, description };
                     let role = RoleCrud::update(conn, id, &changes).await?;
@@ -124,6 +127,7 @@ impl UserService {
 
     /// Deletes a role (its holders lose its permissions at once); system roles stay.
     pub async fn delete_role(&self, actor: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let principal = actor.clone();
         let actor = Actor::from(actor);
         self.db
             .transaction(|conn| {
@@ -132,6 +136,7 @@ impl UserService {
                     if role.is_system {
                         return Err(UserError::SystemRole.into());
                     }
+                    ensure_outranks_role(conn, &principal, &role).await?;
                     RoleCrud::delete(conn, id).await?;
                     let summary = format!("{} deleted the role {}", actor.email, role.name);
                     let entry = Entry::new(Action::RoleDeleted, "role", summary)
@@ -161,10 +166,13 @@ impl UserService {
             .db
             .transaction(|conn| {
                 Box::pin(async move {
-                    let role = RoleCrud::get(conn, id).await?;
+                    // Locked: holders being judged by this role's grants (delegation)
+                    // finish first, and two edits can't interleave.
+                    let role = access::lock_role(conn, id).await?;
                     if role.name == SUPERUSER_ROLE {
                         return Err(UserError::SystemRole.into());
                     }
+                    ensure_outranks_role(conn, &actor, &role).await?;
                     ensure_exist(conn, &permissions).await?;
                     let current = access::permissions_of_roles(conn, &[id]).await?;
                     let added: Vec<String> = permissions
@@ -197,10 +205,7 @@ impl UserService {
     }
 }
 
-async fn role_out(
-    conn: &mut diesel_async::AsyncPgConnection,
-    role: Role,
-) -> Result<RoleOut, ApiError> {
+async fn role_out(conn: &mut AsyncPgConnection, role: Role) -> Result<RoleOut, ApiError> {
     let codes = access::permissions_of_roles(conn, &[role.id]).await?;
     Ok(RoleOut::new(role, codes))
 }
@@ -215,10 +220,7 @@ fn dedup(codes: Vec<String>) -> Vec<String> {
 }
 
 /// 422 on `permissions` naming codes no feature declares.
-async fn ensure_exist(
-    conn: &mut diesel_async::AsyncPgConnection,
-    codes: &[String],
-) -> Result<(), ApiError> {
+async fn ensure_exist(conn: &mut AsyncPgConnection, codes: &[String]) -> Result<(), ApiError> {
     let known = access::existing_permissions(conn, codes).await?;
     let unknown: Vec<&str> = codes
         .iter()
@@ -232,5 +234,26 @@ async fn ensure_exist(
             "permissions",
             format!("unknown permission(s): {}", unknown.join(", ")),
         )]))
+    }
+}
+
+/// 403 unless `actor` holds every permission `role` grants: changing or deleting a role
+/// acts on everyone who holds it, so the delegation rule for accounts applies to the
+/// role as a whole (a delegated administrator can't strip what makes another account
+/// outrank them).
+async fn ensure_outranks_role(
+    conn: &mut AsyncPgConnection,
+    actor: &Principal,
+    role: &Role,
+) -> Result<(), ApiError> {
+    let granted = access::permissions_of_roles(conn, &[role.id]).await?;
+    match granted.iter().find(|code| !actor.has(code)) {
+        Some(missing) => Err(UserError::Outranked(format!(
+            "The role {} grants the permission {missing}, which you don't hold: you can \
+             change only roles whose permissions you hold too.",
+            role.name
+        ))
+        .into()),
+        None => Ok(()),
     }
 }

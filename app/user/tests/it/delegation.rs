@@ -188,3 +188,169 @@ async fn only_a_superuser_acts_on_a_superuser() {
 async fn nobody_acts_on_an_account_holding_a_permission_they_lack() {
     refused_on("auditor", "roles:read").await;
 }
+
+/// Holding every permission is not being a superuser: the superuser role (which also
+/// means acting on superusers) is granted only by a superuser.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_superuser_grants_the_superuser_role() {
+    let Setup { app, root, .. } = setup().await;
+    app.role_with(
+        "everything",
+        &[
+            "users:read",
+            "users:write",
+            "roles:read",
+            "roles:write",
+            "permissions:read",
+        ],
+    )
+    .await;
+    app.register("almighty@example.com").await;
+    app.grant_role("almighty@example.com", "everything").await;
+    let almighty = app.sign_in("almighty@example.com").await;
+    let own_id = app.user_id(&almighty.access).await;
+    let (other_id, _) = target(&app, "other@example.com", None).await;
+    for id in [own_id, other_id] {
+        let promote = app
+            .call(
+                Method::PUT,
+                &format!("/api/v1/users/{id}/roles"),
+                Some(&almighty.access),
+                Some(json!({"roles": ["user", "everything", "superuser"]})),
+            )
+            .await;
+        assert_eq!(promote.status, 403, "{promote:?}");
+        assert!(
+            promote.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("superuser")
+        );
+    }
+    let create = app
+        .post(
+            "/api/v1/users",
+            Some(&almighty.access),
+            json!({"email": "sneak@example.com", "password": PASSWORD, "roles": ["superuser"]}),
+        )
+        .await;
+    assert_eq!(create.status, 403, "{create:?}");
+    let by_root = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/users/{other_id}/roles"),
+            Some(&root.access),
+            Some(json!({"roles": ["user", "superuser"]})),
+        )
+        .await;
+    assert_eq!(by_root.status, 200, "{by_root:?}");
+}
+
+/// Changing or deleting a role acts on everyone holding it: a delegated administrator
+/// can't strip the permissions that make another account outrank them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_granting_more_than_the_actor_holds_is_out_of_their_reach() {
+    let Setup { app, root, .. } = setup().await;
+    app.role_with("rolesmith", &["users:read", "users:write", "roles:write"])
+        .await;
+    app.register("smith@example.com").await;
+    app.grant_role("smith@example.com", "rolesmith").await;
+    let smith = app.sign_in("smith@example.com").await;
+    let (auditor_id, _) = target(&app, "audited@example.com", Some("auditor")).await;
+    let auditor_role =
+        keel_user::crud::access::find_role_by_name(&mut app.db.connect().await, "auditor")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+    let attempts = [
+        (
+            Method::PUT,
+            format!("/api/v1/roles/{auditor_role}/permissions"),
+            Some(json!({"permissions": []})),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/roles/{auditor_role}"),
+            Some(json!({"name": "renamed"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/roles/{auditor_role}"),
+            None,
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let answer = app
+            .call(method.clone(), &path, Some(&smith.access), body.clone())
+            .await;
+        assert_eq!(answer.status, 403, "{method} {path}: {answer:?}");
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("roles:read")
+        );
+    }
+    // The account still outranks the actor, so it stays out of reach too.
+    let edit = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{auditor_id}"),
+            Some(&smith.access),
+            Some(json!({"password": "a brand new passphrase"})),
+        )
+        .await;
+    assert_eq!(edit.status, 403, "{edit:?}");
+    // Someone holding what the role grants may change it.
+    let by_root = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/roles/{auditor_role}/permissions"),
+            Some(&root.access),
+            Some(json!({"permissions": []})),
+        )
+        .await;
+    assert_eq!(by_root.status, 200, "{by_root:?}");
+}
+
+/// The admin route doesn't change the caller's own password or email: that would let a
+/// stolen access token keep the account for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn administrators_change_their_own_credentials_through_their_own_routes() {
+    let Setup { app, helpdesk, .. } = setup().await;
+    let own = app.user_id(&helpdesk.access).await;
+    for body in [
+        json!({"password": "a brand new passphrase"}),
+        json!({"email": "elsewhere@example.com"}),
+    ] {
+        let answer = app
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/users/{own}"),
+                Some(&helpdesk.access),
+                Some(body),
+            )
+            .await;
+        assert_eq!(answer.status, 403, "{answer:?}");
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("/auth/me/password")
+        );
+    }
+    assert_eq!(
+        app.login("helpdesk@example.com", PASSWORD).await.status,
+        200
+    );
+    let renamed = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{own}"),
+            Some(&helpdesk.access),
+            Some(json!({"full_name": "Help Desk"})),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{renamed:?}");
+}

@@ -215,6 +215,26 @@ async fn a_nul_anywhere_is_a_422_naming_the_field() {
     assert!(audit_sizes(&app).await.iter().all(|size| *size < 4096));
 }
 
+/// A body without a Content-Type is refused, not read as JSON behind the guards' back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untyped_body_is_415() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_up("typed@example.com").await;
+    let resp = reqwest::Client::new()
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(&session.access)
+        .body(r#"{"refresh_token": "\u0000"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    assert_eq!(
+        app.me_status(&session.access).await,
+        200,
+        "nothing happened"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_patch_returns_the_account_unchanged() {
     let app = TestApp::spawn().await;
