@@ -259,14 +259,10 @@ async fn run(command: Command) -> Result<(), BoxError> {
         Command::Activity {
             command: ActivityCommand::Head,
         } => {
-            let settings = Settings::load()?;
-            let database = database::resolve(&settings).await?;
-            let db = Db::new(&database.url, &settings.database, "keel-admin");
-            let activity = ActivityService::new(db);
-            activity.seal_all().await.map_err(|e| describe(&e))?;
+            let (activity, server) = sealed_trail().await?;
             let anchor = activity.anchor().await.map_err(|e| describe(&e));
             let unsealed = activity.unsealed().await.map_err(|e| describe(&e));
-            stop(database.server).await?;
+            stop(server).await?;
             match anchor? {
                 Some(anchor) => {
                     // The head alone on stdout, for scripts to keep.
@@ -286,17 +282,13 @@ async fn run(command: Command) -> Result<(), BoxError> {
         Command::Activity {
             command: ActivityCommand::Verify { since },
         } => {
-            let settings = Settings::load()?;
-            let database = database::resolve(&settings).await?;
-            let db = Db::new(&database.url, &settings.database, "keel-admin");
-            let activity = ActivityService::new(db);
-            activity.seal_all().await.map_err(|e| describe(&e))?;
+            let (activity, server) = sealed_trail().await?;
             let verdict = match &since {
                 Some(anchor) => activity.verify_since(anchor).await,
                 None => activity.verify().await,
             }
             .map_err(|e| describe(&e));
-            stop(database.server).await?;
+            stop(server).await?;
             match verdict? {
                 Verdict::Intact {
                     sealed,
@@ -358,6 +350,17 @@ async fn run(command: Command) -> Result<(), BoxError> {
             Ok(())
         }
     }
+}
+
+/// The audit trail with everything final sealed, and the private server it runs on (if
+/// keel started one), to stop when done.
+async fn sealed_trail() -> Result<(ActivityService, Option<PrivateServer>), BoxError> {
+    let settings = Settings::load()?;
+    let database = database::resolve(&settings).await?;
+    let db = Db::new(&database.url, &settings.database, "keel-admin");
+    let activity = ActivityService::new(db);
+    activity.seal_all().await.map_err(|e| describe(&e))?;
+    Ok((activity, database.server))
 }
 
 async fn stop(server: Option<PrivateServer>) -> Result<(), BoxError> {

@@ -16,6 +16,30 @@ use serde_json::Value;
 
 use crate::error::{ApiError, FieldError};
 
+/// A media type without its parameters, lowercased: `Application/JSON; charset=utf-8`
+/// is `application/json`.
+fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `application/json` or `application/<anything>+json`, with any parameters.
+pub fn is_json(content_type: &str) -> bool {
+    let essence = essence(content_type);
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|sub| sub == "json" || sub.ends_with("+json"))
+}
+
+/// `application/x-www-form-urlencoded`, with any parameters.
+pub fn is_form(content_type: &str) -> bool {
+    essence(content_type) == "application/x-www-form-urlencoded"
+}
+
 /// A JSON request body parsed into `T`; use it where poem-openapi's `Json<T>` would go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonBody<T>(pub T);
@@ -39,16 +63,7 @@ impl<T: Type> Payload for JsonBody<T> {
 
     /// `application/json` and `application/<anything>+json`, with any parameters.
     fn check_content_type(content_type: &str) -> bool {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        essence == "application/json"
-            || essence
-                .strip_prefix("application/")
-                .is_some_and(|sub| sub.ends_with("+json"))
+        is_json(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -175,12 +190,7 @@ impl<T: Type> Payload for FormBody<T> {
     const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .eq_ignore_ascii_case(Self::CONTENT_TYPE)
+        is_form(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use poem::{Endpoint, Middleware, Request, Result};
 use serde_json::Value;
 
+use super::json;
 use crate::error::{ApiError, FieldError};
 
 const MESSAGE: &str = "must not contain NUL characters";
@@ -67,17 +68,11 @@ enum BodyKind {
 }
 
 impl BodyKind {
+    /// Read as `JsonBody` and `FormBody` read them: by the same media types.
     fn of(content_type: &str) -> Option<Self> {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        let sub = essence.strip_prefix("application/")?;
-        if sub == "json" || sub.ends_with("+json") {
+        if json::is_json(content_type) {
             Some(Self::Json)
-        } else if sub == "x-www-form-urlencoded" {
+        } else if json::is_form(content_type) {
             Some(Self::Form)
         } else {
             None
