@@ -1,14 +1,22 @@
 -- The audit trail's insert side, for a runtime role that may only INSERT (see
 -- DATABASE_OWNER_URL in docs/activity.md).
 --
--- `tx_id` and `occurred_at` are the database's to say: an entry claiming an old
+-- `id`, `tx_id` and `occurred_at` are the database's to say: an entry claiming an old
 -- transaction would land inside the sealed part of the chain (and break verification
--- for good), one claiming a future transaction would never be sealed, and a backdated
--- `occurred_at` would rewrite the trail's order. Whatever an INSERT supplies, they are
--- set here.
+-- for good), one claiming a future transaction would never be sealed, a backdated
+-- `occurred_at` would rewrite the trail's order, and an id taken ahead of the sequence
+-- (`OVERRIDING SYSTEM VALUE`) would make later inserts fail. Whatever an INSERT
+-- supplies, the times are set here, and an id the sequence didn't just hand out for
+-- this row is refused.
 CREATE FUNCTION keel_activity_stamp() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NEW.id IS DISTINCT FROM currval(
+        pg_get_serial_sequence(format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), 'id')
+    ) THEN
+        RAISE EXCEPTION 'activity_entries ids come from its sequence: % refused', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     NEW.tx_id := pg_current_xact_id()::text::bigint;
     NEW.occurred_at := now();
     RETURN NEW;

@@ -115,15 +115,14 @@ impl Task for PurgeSessions {
                 .db
                 .transaction_untracked(|conn| {
                     Box::pin(async move {
+                        // The limit counts accounts taken, after busy ones are skipped.
                         let owners: Vec<Owner> = diesel::sql_query(
-                            "WITH dead AS ( \
+                            "SELECT u.id FROM users u WHERE u.id IN ( \
                                  SELECT user_id FROM refresh_sessions \
                                  GROUP BY family_id, user_id \
                                  HAVING max(least(coalesce(revoked_at, expires_at), expires_at)) \
-                                        < now() - interval '1 day' \
-                                 LIMIT $1) \
-                             SELECT u.id FROM users u WHERE u.id IN (SELECT user_id FROM dead) \
-                             FOR NO KEY UPDATE SKIP LOCKED",
+                                        < now() - interval '1 day') \
+                             LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
                         )
                         .bind::<BigInt, _>(PURGE_BATCH)
                         .load(conn)

@@ -248,12 +248,23 @@ async fn the_runtime_role_can_append_to_the_trail_but_never_rewrite_it() {
     // What it inserts can't claim another transaction or time (which would place an
     // entry inside the sealed history), nor keep its words out of search by shadowing
     // the postings table with a temporary one.
+    let forged_id = as_app
+        .batch_execute(
+            "INSERT INTO activity_entries (id, action, entity_type, summary) \
+                 OVERRIDING SYSTEM VALUE VALUES (1000000, 'user.created', 'user', 'ahead')",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        forged_id.contains("ids come from its sequence"),
+        "{forged_id}"
+    );
     as_app
         .batch_execute(
             "CREATE TEMP TABLE activity_words (word text, occurred_at timestamptz, entry_id bigint); \
-             INSERT INTO activity_entries (id, tx_id, occurred_at, action, entity_type, summary) \
-                 OVERRIDING SYSTEM VALUE \
-                 VALUES (1000000, 1, '2000-01-01', 'user.created', 'user', 'backdated shadowed');",
+             INSERT INTO activity_entries (tx_id, occurred_at, action, entity_type, summary) \
+                 VALUES (1, '2000-01-01', 'user.created', 'user', 'backdated shadowed');",
         )
         .await
         .unwrap();
@@ -267,7 +278,7 @@ async fn the_runtime_role_can_append_to_the_trail_but_never_rewrite_it() {
     let forged: Forged = diesel::sql_query(
         "SELECT e.tx_id > 1 AND e.occurred_at > now() - interval '1 hour' AS stamped, \
                 (SELECT count(*) FROM public.activity_words w WHERE w.entry_id = e.id) AS postings \
-         FROM activity_entries e WHERE e.id = 1000000",
+         FROM activity_entries e WHERE e.summary = 'backdated shadowed'",
     )
     .get_result(&mut superuser)
     .await

@@ -90,19 +90,18 @@ pub async fn find_role_by_name(
         .optional()
 }
 
-/// The role with this name, locked for the rest of the transaction (serialises checks
-/// such as "is this the last superuser?").
-pub async fn lock_role_by_name(
-    conn: &mut AsyncPgConnection,
-    name: &str,
-) -> QueryResult<Option<Role>> {
-    roles::table
-        .filter(roles::name.eq(name))
-        .select(Role::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
+/// Advisory lock key ("keelSUDO") for demoting superusers.
+const SUPERUSER_DEMOTIONS: i64 = 0x6b65_656c_5355_444f;
+
+/// Serialises, until the transaction ends, the checks "is this the last active
+/// superuser?" of concurrent demotions.
+pub async fn lock_superuser_demotions(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query(format!(
+        "SELECT pg_advisory_xact_lock({SUPERUSER_DEMOTIONS})"
+    ))
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// The role with this id, locked for the rest of the transaction; `NotFound` (→ 404)
@@ -140,9 +139,14 @@ pub async fn roles_of(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<V
 /// what one of them grants (which locks the role's row) waits until the transaction
 /// that judged the user by them has ended.
 pub async fn lock_roles_of(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Vec<Role>> {
-    user_roles::table
-        .inner_join(roles::table)
+    // Only the roles' rows: the user's `user_roles` rows change under the account lock
+    // anyway, and locking them too would deadlock with a role's deletion (which
+    // cascades into them after locking the role).
+    let held = user_roles::table
         .filter(user_roles::user_id.eq(user))
+        .select(user_roles::role_id);
+    roles::table
+        .filter(roles::id.eq_any(held))
         .select(Role::as_select())
         .order(roles::name)
         .for_share()

@@ -511,13 +511,17 @@ pub(super) fn ensure_holds(actor: &Principal, codes: &[String]) -> Result<(), Ap
     }
 }
 
-/// 409 if `user` is the only active holder of the superuser role. Locks the role row so
-/// two concurrent demotions can't each count the other as the remaining superuser.
+/// 409 if `user` is the only active holder of the superuser role. Demotions take one
+/// transaction-scoped advisory lock, so two concurrent ones can't each count the other
+/// as the remaining superuser. (Not the role's row: every action on a superuser already
+/// holds it share-locked for the delegation rule, and two of them upgrading would
+/// deadlock.)
 async fn ensure_not_last_superuser(
     conn: &mut AsyncPgConnection,
     user: Uuid,
 ) -> Result<(), ApiError> {
-    let Some(superuser) = access::lock_role_by_name(conn, SUPERUSER_ROLE).await? else {
+    access::lock_superuser_demotions(conn).await?;
+    let Some(superuser) = access::find_role_by_name(conn, SUPERUSER_ROLE).await? else {
         return Ok(());
     };
     let holds = access::roles_of(conn, user)

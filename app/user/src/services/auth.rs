@@ -22,6 +22,16 @@ use crate::tokens::{self, RefreshToken};
 use keel_activity::{Action, Actor, Entry, record};
 use serde_json::json;
 
+/// What a sign-in's transaction found under the account lock.
+enum SignIn {
+    Opened {
+        family: Uuid,
+        refresh: RefreshToken,
+    },
+    /// The stored hash is no longer the one the password was checked against.
+    HashChanged(String),
+}
+
 /// What a refresh attempt found, decided inside the transaction and acted on after it
 /// commits (a reuse must stay revoked even though the request fails).
 enum Rotation {
@@ -153,26 +163,60 @@ impl UserService {
             return Err(UserError::Deactivated.into());
         }
 
-        let rehash = match verdict {
-            Verdict::MatchNeedsRehash => Some(self.passwords.hash(password).await?),
+        let mut rehash = match verdict {
+            Verdict::MatchNeedsRehash => Some(self.passwords.hash(password.clone()).await?),
             _ => None,
         };
-        let ttl = self.rules.refresh_ttl;
         let user_id = user.id;
-        let verified = user.password_hash;
+        let mut verified = user.password_hash;
+        let mut rechecked = false;
+        loop {
+            match self
+                .open_sign_in(user_id, verified.clone(), rehash.take(), device.clone())
+                .await?
+            {
+                SignIn::Opened { family, refresh } => {
+                    tracing::info!(user = %user_id, session = %family, "signed in");
+                    return self.token_pair(user_id, family, refresh);
+                }
+                // Another sign-in stored a rehash of this same password, or the password
+                // really changed: check against what is stored now, once.
+                SignIn::HashChanged(current) if !rechecked => {
+                    rechecked = true;
+                    let verdict = self
+                        .passwords
+                        .verify(password.clone(), Some(current.clone()))
+                        .await?;
+                    if verdict == Verdict::Mismatch {
+                        return Err(UserError::InvalidCredentials.into());
+                    }
+                    verified = current;
+                }
+                SignIn::HashChanged(_) => return Err(UserError::InvalidCredentials.into()),
+            }
+        }
+    }
+
+    /// Opens the session of a sign-in whose password matched `verified`. The password
+    /// was checked outside any transaction (it takes tens of ms); here, under the
+    /// account lock, nothing is opened if the stored hash is no longer that one or the
+    /// account was deactivated meanwhile, so a revocation that returned in between is
+    /// never outlived by this sign-in (nor its rehash of an old password stored).
+    async fn open_sign_in(
+        &self,
+        user_id: Uuid,
+        verified: String,
+        rehash: Option<String>,
+        device: Device,
+    ) -> Result<SignIn, ApiError> {
+        let ttl = self.rules.refresh_ttl;
         let family = Uuid::now_v7();
-        let (_, refresh) = self
-            .db
+        self.db
             .transaction(|conn| {
                 Box::pin(async move {
-                    // The password was checked outside any transaction (it takes tens
-                    // of ms). Under the account lock, refuse if it changed since, or
-                    // the account was deactivated: a revocation that returned meanwhile
-                    // must not be outlived by this sign-in (nor its rehash of the old
-                    // password stored).
                     let current = users::lock(conn, user_id).await?;
                     if current.password_hash != verified {
-                        return Err(UserError::InvalidCredentials.into());
+                        return Ok(SignIn::HashChanged(current.password_hash));
                     }
                     if !current.is_active {
                         return Err(UserError::Deactivated.into());
@@ -183,7 +227,7 @@ impl UserService {
                         ..UserChanges::default()
                     };
                     let user = users::UserCrud::update(conn, user_id, &changes).await?;
-                    let session =
+                    let (_, refresh) =
                         open_session(conn, user_id, family, Utc::now(), ttl, device).await?;
                     let entry = Entry::new(
                         Action::LoginSucceeded,
@@ -196,12 +240,10 @@ impl UserService {
                     })
                     .entity(family);
                     record(conn, entry).await?;
-                    Ok::<_, ApiError>(session)
+                    Ok::<_, ApiError>(SignIn::Opened { family, refresh })
                 })
             })
-            .await?;
-        tracing::info!(user = %user_id, session = %family, "signed in");
-        self.token_pair(user_id, family, refresh)
+            .await
     }
 
     /// Trades a refresh token for a new pair. The presented token stops working; a

@@ -460,3 +460,127 @@ async fn a_password_reset_beats_logins_in_flight() {
 async fn deactivation_beats_logins_in_flight() {
     logins_in_flight_race(true).await;
 }
+
+/// Sign-ins of one account at once, right after its hashing parameters changed: each
+/// verifies against the old hash and stores a rehash, so all but the first find the
+/// stored hash changed under the account lock. The password is the same, so every one
+/// of them must still sign in (they check again against the new hash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sign_ins_during_a_rehash_all_succeed() {
+    use argon2::password_hash::PasswordHasher;
+
+    const PEPPER: &str = "test-pepper-for-the-rehash-race-0123456789";
+    let app = TestApp::spawn_with(&[
+        ("PASSWORD_PEPPER", PEPPER),
+        ("LOGIN_MAX_FAILURES_PER_ACCOUNT", "100"),
+    ])
+    .await;
+    for trial in 0..4 {
+        let email = format!("rehash{trial}@example.com");
+        app.register(&email).await;
+        // Hashed with weaker parameters than keel's, as before an upgrade.
+        let weak = argon2::Argon2::new_with_secret(
+            PEPPER.as_bytes(),
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(8 * 1024, 1, 1, None).unwrap(),
+        )
+        .unwrap()
+        .hash_password(PASSWORD.as_bytes())
+        .unwrap()
+        .to_string();
+        {
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            use keel_user::models::users;
+            diesel::update(users::table.filter(users::email.eq(&email)))
+                .set(users::password_hash.eq(&weak))
+                .execute(&mut app.db.connect().await)
+                .await
+                .unwrap();
+        }
+        let logins = (0..6).map(|_| app.login(&email, PASSWORD));
+        let statuses: Vec<u16> = futures_util::future::join_all(logins)
+            .await
+            .iter()
+            .map(|a| a.status.as_u16())
+            .collect();
+        assert_eq!(statuses, [200; 6], "trial {trial}");
+    }
+}
+
+/// Administrative actions racing each other on the same role rows: two superusers
+/// deactivated at once (each checks it isn't the last), two superusers deactivating
+/// each other, and a role deleted while one of its holders is edited. Every trial ends
+/// with each call answered properly — never a deadlock's 500 — and a superuser left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_administration_never_deadlocks() {
+    let app = TestApp::spawn().await;
+    let root_session = app.superuser("root-races@example.com").await;
+    let root = principal(&app, &root_session.access).await;
+    let ok_or_refused = |what: &str, outcome: Result<(), ApiError>| match outcome {
+        Ok(()) | Err(ApiError::StateConflict(_) | ApiError::Forbidden(_)) => {}
+        Err(err) => panic!("{what}: {err:?}"),
+    };
+    for trial in 0..TRIALS {
+        let (a, b) = (
+            app.superuser(&format!("su-a{trial}@example.com")).await,
+            app.superuser(&format!("su-b{trial}@example.com")).await,
+        );
+        let (a, b) = (
+            principal(&app, &a.access).await,
+            principal(&app, &b.access).await,
+        );
+        let (first, second) = tokio::join!(
+            app.service.deactivate_user(&root, a.user_id),
+            app.service.deactivate_user(&root, b.user_id),
+        );
+        ok_or_refused("deactivating two superusers", first.map(drop));
+        ok_or_refused("deactivating two superusers", second.map(drop));
+
+        let c = app.superuser(&format!("su-c{trial}@example.com")).await;
+        let c = principal(&app, &c.access).await;
+        let (first, second) = tokio::join!(
+            app.service.deactivate_user(&root, c.user_id),
+            app.service
+                .set_user_roles(&c, root.user_id, vec!["user".to_owned()]),
+        );
+        ok_or_refused("superusers demoting each other", first.map(drop));
+        ok_or_refused("superusers demoting each other", second.map(drop));
+        // Whatever won, root is still a superuser or it restores itself for the next
+        // trial (the last superuser is never demoted).
+        if !principal(&app, &root_session.access)
+            .await
+            .roles
+            .iter()
+            .any(|r| r == "superuser")
+        {
+            app.grant_role("root-races@example.com", "superuser").await;
+        }
+
+        let role = format!("temp{trial}");
+        app.role_with(&role, &["users:read"]).await;
+        let holder = format!("holder-temp{trial}@example.com");
+        app.register(&holder).await;
+        app.grant_role(&holder, &role).await;
+        let holder_id = keel_user::crud::users::find_by_email(&mut app.db.connect().await, &holder)
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let role_id =
+            keel_user::crud::access::find_role_by_name(&mut app.db.connect().await, &role)
+                .await
+                .unwrap()
+                .unwrap()
+                .id;
+        let root = principal(&app, &root_session.access).await;
+        let (deleted, edited) = tokio::join!(
+            app.service.delete_role(&root, role_id),
+            app.service
+                .update_user(&root, holder_id, None, Some("Edited"), None),
+        );
+        ok_or_refused("deleting a role", deleted);
+        ok_or_refused("editing its holder", edited.map(drop));
+    }
+}
