@@ -139,6 +139,9 @@ struct Inner {
     /// Computations in progress, by key: later callers wait for the first.
     flights: Mutex<HashMap<String, Flight>>,
     pending: Mutex<Vec<Pending>>,
+    /// Held while kept invalidations are sent: other calls wait, so none reads Redis
+    /// before the invalidations made before it have reached it.
+    replaying: tokio::sync::Mutex<()>,
     /// Stamped values kept in this process while the Redis invalidation feed is up.
     near: Option<Arc<Near>>,
     /// The task following that feed; stopped with the cache.
@@ -217,6 +220,7 @@ impl Cache {
                 breaker: Breaker::new(BREAKER_COOLDOWN),
                 flights: Mutex::new(HashMap::new()),
                 pending: Mutex::new(Vec::new()),
+                replaying: tokio::sync::Mutex::new(()),
                 near: None,
                 feed: None,
             }),
@@ -575,10 +579,15 @@ impl Cache {
     }
 
     async fn replay(&self, redis: &RedisStore) -> Result<(), CacheError> {
-        if self.lock_pending().is_empty() {
+        // Nothing kept and no replay under way: the common case, without waiting.
+        if self.lock_pending().is_empty() && self.inner.replaying.try_lock().is_ok() {
             return Ok(());
         }
+        let _replaying = self.inner.replaying.lock().await;
         let pending = std::mem::take(&mut *self.lock_pending());
+        if pending.is_empty() {
+            return Ok(());
+        }
         for (i, what) in pending.iter().enumerate() {
             if let Err(err) = redis.apply(what).await {
                 let mut left = self.lock_pending();
