@@ -74,10 +74,11 @@ run \`docker compose up -d rabbitmq\`, or point KEEL_TEST_AMQP_URL at one."
   fi
 fi
 
-# The Python tools the suites run — moto's S3 server and aiosmtpd's SMTP server — pinned,
+# The Python tools the suites run — moto's S3 server, aiosmtpd's SMTP server and the
+# OpenAPI validator the contract test calls — pinned,
 # in a venv of their own under target/ (made on first use; delete it to rebuild).
 py_tools=target/tools/python
-py_pins=("moto[server]==5.2.5" "aiosmtpd==1.4.6")
+py_pins=("moto[server]==5.2.5" "aiosmtpd==1.4.6" "openapi-spec-validator==0.9.0")
 python_tools() {
   if [[ -x $py_tools/bin/python && "$(cat "$py_tools/.pins" 2>/dev/null)" == "${py_pins[*]}" ]]; then
     return
@@ -112,6 +113,10 @@ if ! answers 127.0.0.1 1025; then
   wait_for aiosmtpd 127.0.0.1 1025 30 || fail "aiosmtpd did not come up on 127.0.0.1:1025 (see /tmp/keel-smtp.log)"
 fi
 export KEEL_TEST_MAILDIR=$maildir
+
+# The contract test validates the published OpenAPI document with it.
+python_tools
+export KEEL_OPENAPI_VALIDATOR=$PWD/$py_tools/bin/openapi-spec-validator
 
 if ! command -v promtool >/dev/null; then
   [[ -n ${KEEL_REQUIRE_PROMTOOL:-} ]] && fail "promtool not found: apt-get install prometheus"

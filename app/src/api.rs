@@ -12,6 +12,7 @@ use keel_core::tasks::routes::{TaskPermission, TasksApi};
 use keel_release_notes::ReleaseNoteService;
 use keel_user::UserService;
 use poem::Route;
+use poem::web::Html;
 use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
 
 use crate::tasks;
@@ -85,7 +86,7 @@ pub async fn spec() -> Result<String, String> {
     let users = UserService::new(db, &settings, &cache, storage)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(service(
+    let service = service(
         SystemApi::new(Checks::default(), metrics),
         &Features {
             users,
@@ -93,17 +94,62 @@ pub async fn spec() -> Result<String, String> {
             release_notes,
             tasks: TasksApi::new(relay, &registry),
         },
-    )
-    .spec())
+    );
+    document(&service.spec())
 }
 
-/// All routes: docs, spec, system endpoints and the versioned API.
-pub fn routes(service: OpenApiService<impl OpenApi + 'static, ()>) -> Route {
-    Route::new()
-        .nest("/docs", service.swagger_ui())
-        .nest("/redoc", service.redoc())
-        .at("/openapi.json", service.spec_endpoint())
-        .nest("/", service)
+/// What the OAuth2 scheme says to readers of the document (the Authorize dialog).
+const OAUTH2_DESCRIPTION: &str = "Sign in with your email as the username and your \
+     password; send the access token as `Authorization: Bearer <token>`. Each operation \
+     lists the permission it needs as a scope.";
+
+/// The published document: poem-openapi's, with the OAuth2 password flow listing every
+/// permission the features declare as a scope (the scheme is declared in keel-core,
+/// which knows no feature's permissions; OpenAPI requires the list).
+pub fn document(generated: &str) -> Result<String, String> {
+    let mut document: serde_json::Value =
+        serde_json::from_str(generated).map_err(|e| format!("the generated spec: {e}"))?;
+    let scheme = &mut document["components"]["securitySchemes"]["OAuth2"];
+    if !scheme.is_object() {
+        return Err("the generated spec has no OAuth2 security scheme".to_owned());
+    }
+    let scopes: serde_json::Map<String, serde_json::Value> = declared_permissions()
+        .into_iter()
+        .map(|(code, description)| (code, serde_json::Value::String(description)))
+        .collect();
+    scheme["flows"]["password"]["scopes"] = serde_json::Value::Object(scopes);
+    scheme["description"] = OAUTH2_DESCRIPTION.into();
+    serde_json::to_string_pretty(&document).map_err(|e| e.to_string())
+}
+
+/// All routes: docs, spec, system endpoints and the versioned API. The docs pages and
+/// `/openapi.json` serve the published [`document`].
+pub fn routes(service: OpenApiService<impl OpenApi + 'static, ()>) -> Result<Route, String> {
+    let generated = service.spec();
+    let published = document(&generated)?;
+    // The UI pages embed the document verbatim: swap in the published one.
+    let swagger = service
+        .swagger_ui_html()
+        .replacen(&generated, &published, 1);
+    let redoc = service.redoc_html().replacen(&generated, &published, 1);
+    Ok(Route::new()
+        .at(
+            "/docs",
+            poem::endpoint::make_sync(move |_| Html(swagger.clone())),
+        )
+        .at(
+            "/redoc",
+            poem::endpoint::make_sync(move |_| Html(redoc.clone())),
+        )
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json; charset=utf-8")
+                    .body(published.clone())
+            }),
+        )
+        .nest("/", service))
 }
 
 /// `GET /` sends people to the interactive docs. It is an (undocumented) operation of

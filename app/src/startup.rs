@@ -185,6 +185,10 @@ impl Application {
         let system = SystemApi::new(checks, metrics.clone()).on_scrape(move || db.record_metrics());
         let endpoint = keel_core::http::stack(
             api::routes(api::service(system, &features))
+                .map_err(|e| StartError::Setup {
+                    what: "the OpenAPI document",
+                    source: keel_core::ApiError::internal(e),
+                })?
                 .at("/storage/*key", links::endpoint(storage))
                 .data(authenticator),
             &settings.http,

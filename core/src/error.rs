@@ -51,8 +51,9 @@ pub struct ProblemDetails {
     /// Quote it when reporting a problem: it finds the request in the logs.
     #[oai(skip_serializing_if_is_none)]
     pub request_id: Option<String>,
-    /// The rules the request broke, one per field (validation problems only).
-    #[oai(skip_serializing_if_is_empty)]
+    /// The rules the request broke, one per field (validation problems only; absent
+    /// otherwise, so not required).
+    #[oai(default, skip_serializing_if_is_empty)]
     pub errors: Vec<FieldError>,
 }
 

@@ -9,6 +9,7 @@ mod activity;
 mod avatar;
 mod binaries;
 mod cache;
+mod contract;
 mod helpers;
 mod release_notes;
 mod system;

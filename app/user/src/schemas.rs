@@ -34,7 +34,7 @@ pub struct Credentials {
 #[derive(Debug, Clone, Object)]
 pub struct PasswordGrant {
     /// Must be `password` when given.
-    #[oai(default, validator(max_length = 32))]
+    #[oai(validator(max_length = 32))]
     pub grant_type: Option<String>,
     /// The account's email.
     #[oai(validator(max_length = 254))]
