@@ -125,14 +125,23 @@ pub fn document(generated: &str) -> Result<String, String> {
 /// All routes: docs, spec, system endpoints and the versioned API. The docs pages and
 /// `/openapi.json` serve the published [`document`].
 pub fn routes(service: OpenApiService<impl OpenApi + 'static, ()>) -> Result<Route, String> {
+    let (route, _) = routes_and_document(service)?;
+    Ok(route)
+}
+
+/// [`routes`], and the published document they serve.
+pub fn routes_and_document(
+    service: OpenApiService<impl OpenApi + 'static, ()>,
+) -> Result<(Route, String), String> {
     let generated = service.spec();
     let published = document(&generated)?;
+    let served = published.clone();
     // The UI pages embed the document verbatim: swap in the published one.
     let swagger = service
         .swagger_ui_html()
         .replacen(&generated, &published, 1);
     let redoc = service.redoc_html().replacen(&generated, &published, 1);
-    Ok(Route::new()
+    let route = Route::new()
         .at(
             "/docs",
             poem::endpoint::make_sync(move |_| Html(swagger.clone())),
@@ -146,10 +155,11 @@ pub fn routes(service: OpenApiService<impl OpenApi + 'static, ()>) -> Result<Rou
             poem::endpoint::make_sync(move |_| {
                 poem::Response::builder()
                     .content_type("application/json; charset=utf-8")
-                    .body(published.clone())
+                    .body(served.clone())
             }),
         )
-        .nest("/", service))
+        .nest("/", service);
+    Ok((route, published))
 }
 
 /// `GET /` sends people to the interactive docs. It is an (undocumented) operation of

@@ -1,16 +1,18 @@
 //! Building and running the HTTP application.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use keel_activity::ActivityService;
 use keel_activity::chain::Sealer;
 use keel_core::cache::Cache;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
+use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared};
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
-use keel_core::settings::{Secret, Settings};
+use keel_core::settings::{AppEnv, Secret, Settings};
 use keel_core::storage::{Storage, links};
 use keel_core::tasks::routes::TasksApi;
 use keel_core::tasks::{Relay, RelayHandle, RelayTarget, Scheduler, SchedulerHandle};
@@ -183,14 +185,25 @@ impl Application {
             checks = checks.with(broker.clone());
         }
         let system = SystemApi::new(checks, metrics.clone()).on_scrape(move || db.record_metrics());
+        let document_error = |e: String| StartError::Setup {
+            what: "the OpenAPI document",
+            source: keel_core::ApiError::internal(e),
+        };
+        let (routes, document) =
+            api::routes_and_document(api::service(system, &features)).map_err(document_error)?;
+        // Under test, an operation answering a status its entry doesn't declare fails.
+        let declared = (settings.env == AppEnv::Test)
+            .then(|| DeclaredStatuses::from_document(&document).map(Arc::new))
+            .transpose()
+            .map_err(document_error)?;
         let endpoint = keel_core::http::stack(
-            api::routes(api::service(system, &features))
-                .map_err(|e| StartError::Setup {
-                    what: "the OpenAPI document",
-                    source: keel_core::ApiError::internal(e),
-                })?
+            routes
                 .at("/storage/*key", links::endpoint(storage))
-                .data(authenticator),
+                .data(authenticator)
+                .with_if(
+                    declared.is_some(),
+                    EnforceDeclared(declared.unwrap_or_default()),
+                ),
             &settings.http,
             settings.env,
         );

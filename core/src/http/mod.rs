@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod context;
+pub mod contract;
 pub mod guards;
 pub mod health;
 pub mod json;

@@ -7,7 +7,9 @@
 //! ```
 //! `?` converts any [`ApiError`] into `Problems<S>`; the response is rendered by
 //! `ApiError` itself, so the declaration only affects the document. A status that
-//! was not declared is still answered (and logged at debug, to catch drift in tests).
+//! was not declared is still answered in production (and logged at debug); under
+//! `APP_ENV=test` keel-app turns it into a failure (see [`super::contract`]), so drift
+//! breaks a test.
 
 use std::marker::PhantomData;
 

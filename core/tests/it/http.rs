@@ -421,3 +421,27 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         "the listener is closed after shutdown"
     );
 }
+
+/// Under test, an answer the operation's OpenAPI entry doesn't declare becomes a 500
+/// naming the drift: `/items/{id}` declares only 200, so a malformed id's 400 fails.
+#[tokio::test]
+async fn an_undeclared_status_fails_under_test() {
+    use std::sync::Arc;
+
+    use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared};
+    use poem::EndpointExt;
+
+    let service = poem_openapi::OpenApiService::new(crate::support::TestApi, "test", "1");
+    let declared = DeclaredStatuses::from_document(&service.spec()).unwrap();
+    let ep = poem::Route::new()
+        .nest("/", service)
+        .with(EnforceDeclared(Arc::new(declared)));
+    let server = keel_testkit::TestServer::start(ep, &crate::support::settings(&[])).await;
+    let declared = reqwest::get(server.url("/items/7")).await.unwrap();
+    assert_eq!(declared.status(), StatusCode::OK);
+    let drift = reqwest::get(server.url("/items/seven")).await.unwrap();
+    assert_eq!(drift.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    // Not an operation of the document: left alone.
+    let unknown = reqwest::get(server.url("/nowhere")).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}

@@ -20,7 +20,7 @@ use crate::schemas::{
 };
 use crate::services::UserService;
 
-problem_statuses!(RegisterProblems = [400, 413, 415, 422, 503]);
+problem_statuses!(RegisterProblems = [400, 413, 415, 422, 429, 503]);
 problem_statuses!(LoginProblems = [400, 401, 413, 415, 422, 429, 503]);
 problem_statuses!(RefreshProblems = [400, 401, 413, 415, 422, 503]);
 problem_statuses!(SignedInProblems = [401, 503]);
@@ -100,7 +100,7 @@ impl AuthApi {
     ///
     /// Creates an account with the `user` role. The answer is the same whether or not
     /// the email already had an account, so this can't be used to probe for accounts;
-    /// sign in to continue.
+    /// sign in to continue. Registrations per client are limited (429).
     #[oai(path = "/register", method = "post", operation_id = "auth_register")]
     async fn register(
         &self,

@@ -3,6 +3,7 @@
 use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::db::changes::Listener;
+use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared};
 use keel_testkit::{TestDb, TestServer};
 use keel_user::UserService;
 use poem::{EndpointExt, Route};
@@ -64,9 +65,12 @@ impl TestApp {
             .await
             .expect("the service starts");
         let api = OpenApiService::new(keel_user::api(&service), "keel-user", "test");
+        // As keel-api under test: a status an operation doesn't declare fails.
+        let declared = DeclaredStatuses::from_document(&api.spec()).expect("the spec reads");
         let ep = Route::new()
             .nest("/", api)
-            .data(service.authenticator().clone());
+            .data(service.authenticator().clone())
+            .with(EnforceDeclared(std::sync::Arc::new(declared)));
         let server = TestServer::start(ep, &settings).await;
         Self {
             server,

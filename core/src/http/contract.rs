@@ -1,0 +1,146 @@
+//! Holding the server to its OpenAPI document while tests run: an operation answering a
+//! status its entry doesn't declare is turned into a 500 naming the drift (and logged
+//! as an error), so a test that expected the undeclared status fails instead of the
+//! document silently lying. Installed by keel-app when `APP_ENV=test`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use poem::http::Method;
+use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Operation → the statuses its document entry declares.
+#[derive(Debug, Default)]
+pub struct DeclaredStatuses {
+    /// Keyed by method and poem's route pattern (`/api/v1/users/:param0`).
+    operations: HashMap<(Method, String), Vec<u16>>,
+}
+
+impl DeclaredStatuses {
+    /// Reads an OpenAPI 3 document (JSON).
+    pub fn from_document(document: &str) -> Result<Self, String> {
+        let document: Value =
+            serde_json::from_str(document).map_err(|e| format!("the OpenAPI document: {e}"))?;
+        let mut operations = HashMap::new();
+        let paths = document["paths"].as_object().cloned().unwrap_or_default();
+        for (path, item) in paths {
+            let pattern = route_pattern(&path);
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
+                    continue;
+                };
+                let statuses = operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(status, _)| status.parse().ok())
+                    .collect();
+                operations.insert((method, pattern.clone()), statuses);
+            }
+        }
+        Ok(Self { operations })
+    }
+
+    /// `None` when no operation of the document matches (unknown routes, the docs).
+    fn declares(&self, method: &Method, pattern: &str, status: u16) -> Option<bool> {
+        let declared = self.operations.get(&(method.clone(), pattern.to_owned()))?;
+        Some(status == 500 || declared.contains(&status))
+    }
+}
+
+/// `/users/{id}/roles` as poem-openapi's router names it: `/users/:param0/roles`.
+fn route_pattern(path: &str) -> String {
+    let mut index = 0;
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                let name = format!(":param{index}");
+                index += 1;
+                name
+            } else {
+                segment.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct EnforceDeclared(pub Arc<DeclaredStatuses>);
+
+impl<E: Endpoint> Middleware<E> for EnforceDeclared {
+    type Output = EnforceDeclaredEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        EnforceDeclaredEndpoint {
+            inner: ep,
+            declared: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct EnforceDeclaredEndpoint<E> {
+    inner: E,
+    declared: Arc<DeclaredStatuses>,
+}
+
+impl<E: Endpoint> Endpoint for EnforceDeclaredEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let method = req.method().clone();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let (status, pattern) = match &result {
+            Ok(response) => (response.status(), response.data::<PathPattern>()),
+            Err(err) => (err.status(), err.data::<PathPattern>()),
+        };
+        let Some(pattern) = pattern.map(|p| p.0.to_string()) else {
+            return result;
+        };
+        if self.declared.declares(&method, &pattern, status.as_u16()) == Some(false) {
+            let drift = format!(
+                "{method} {pattern} answered {status}, which its OpenAPI entry doesn't declare"
+            );
+            tracing::error!("{drift}");
+            return Err(ApiError::internal(drift).into());
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_paths_become_router_patterns() {
+        assert_eq!(route_pattern("/api/v1/users"), "/api/v1/users");
+        assert_eq!(
+            route_pattern("/api/v1/users/{id}/roles"),
+            "/api/v1/users/:param0/roles"
+        );
+        assert_eq!(route_pattern("/a/{x}/b/{y}"), "/a/:param0/b/:param1");
+        let declared = DeclaredStatuses::from_document(
+            r#"{"paths": {"/a/{id}": {"get": {"responses": {"200": {}, "404": {}}}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            declared.declares(&Method::GET, "/a/:param0", 404),
+            Some(true)
+        );
+        assert_eq!(
+            declared.declares(&Method::GET, "/a/:param0", 500),
+            Some(true)
+        );
+        assert_eq!(
+            declared.declares(&Method::GET, "/a/:param0", 401),
+            Some(false)
+        );
+        assert_eq!(declared.declares(&Method::POST, "/a/:param0", 401), None);
+    }
+}
