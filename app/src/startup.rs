@@ -8,7 +8,7 @@ use keel_activity::chain::Sealer;
 use keel_core::cache::Cache;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
-use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared};
+use keel_core::http::contract::{AllowedMethods, AnswerAllow, DeclaredStatuses, EnforceDeclared};
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
@@ -196,6 +196,7 @@ impl Application {
             .then(|| DeclaredStatuses::from_document(&document).map(Arc::new))
             .transpose()
             .map_err(document_error)?;
+        let allowed = AllowedMethods::from_document(&document).map_err(document_error)?;
         let endpoint = keel_core::http::stack(
             routes
                 .at("/storage/*key", links::endpoint(storage))
@@ -203,7 +204,8 @@ impl Application {
                 .with_if(
                     declared.is_some(),
                     EnforceDeclared(declared.unwrap_or_default()),
-                ),
+                )
+                .with(AnswerAllow(Arc::new(allowed))),
             &settings.http,
             settings.env,
         );

@@ -92,3 +92,35 @@ async fn the_document_is_valid_openapi() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A 405 names the methods the path has (RFC 9110), as the document lists them.
+#[tokio::test]
+async fn method_not_allowed_says_what_is_allowed() {
+    let app = TestApp::spawn(&[]).await;
+    let client = reqwest::Client::new();
+    for (method, path, allow) in [
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/auth/login".to_owned(),
+            "POST",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/users/{}", uuid::Uuid::now_v7()),
+            "GET, PATCH",
+        ),
+        (reqwest::Method::POST, "/health/live".to_owned(), "GET"),
+    ] {
+        let response = client
+            .request(method.clone(), app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+}

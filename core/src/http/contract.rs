@@ -1,12 +1,17 @@
-//! Holding the server to its OpenAPI document while tests run: an operation answering a
-//! status its entry doesn't declare is turned into a 500 naming the drift (and logged
-//! as an error), so a test that expected the undeclared status fails instead of the
-//! document silently lying. Installed by keel-app when `APP_ENV=test`.
+//! Holding the server to its OpenAPI document.
+//!
+//! - [`EnforceDeclared`]: while tests run, an operation answering a status its entry
+//!   doesn't declare is turned into a 500 naming the drift (and logged as an error), so
+//!   a test that expected the undeclared status fails instead of the document silently
+//!   lying. Installed by keel-app when `APP_ENV=test`.
+//! - [`AnswerAllow`]: a 405 says which methods the path has (`Allow`, RFC 9110), read
+//!   from the document. Always installed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use poem::http::Method;
+use poem::error::ResponseError;
+use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
 use serde_json::Value;
 
@@ -28,8 +33,11 @@ impl DeclaredStatuses {
         let paths = document["paths"].as_object().cloned().unwrap_or_default();
         for (path, item) in paths {
             let pattern = route_pattern(&path);
-            for (method, operation) in item.as_object().into_iter().flatten() {
-                let Ok(method) = method.to_ascii_uppercase().parse::<Method>() else {
+            for (key, operation) in item.as_object().into_iter().flatten() {
+                if !OPERATIONS.contains(&key.as_str()) {
+                    continue;
+                }
+                let Ok(method) = key.to_ascii_uppercase().parse::<Method>() else {
                     continue;
                 };
                 let statuses = operation["responses"]
@@ -48,6 +56,104 @@ impl DeclaredStatuses {
     fn declares(&self, method: &Method, pattern: &str, status: u16) -> Option<bool> {
         let declared = self.operations.get(&(method.clone(), pattern.to_owned()))?;
         Some(status == 500 || declared.contains(&status))
+    }
+}
+
+/// The keys of a path item that are operations (the others: parameters, summary...).
+const OPERATIONS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Path template → the methods the document gives it, for `Allow`.
+#[derive(Debug, Default)]
+pub struct AllowedMethods {
+    /// Template segments (`None` for a `{parameter}`) and the `Allow` value.
+    paths: Vec<(Vec<Option<String>>, HeaderValue)>,
+}
+
+impl AllowedMethods {
+    /// Reads an OpenAPI 3 document (JSON).
+    pub fn from_document(document: &str) -> Result<Self, String> {
+        let document: Value =
+            serde_json::from_str(document).map_err(|e| format!("the OpenAPI document: {e}"))?;
+        let mut paths = Vec::new();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> = item
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, _)| key.as_str())
+                .filter(|key| OPERATIONS.contains(key))
+                .map(str::to_ascii_uppercase)
+                .collect();
+            methods.sort();
+            let Ok(allow) = HeaderValue::from_str(&methods.join(", ")) else {
+                continue;
+            };
+            let segments = path
+                .split('/')
+                .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
+                .collect();
+            paths.push((segments, allow));
+        }
+        Ok(Self { paths })
+    }
+
+    /// The `Allow` value of the documented path `path` matches, if any.
+    fn of(&self, path: &str) -> Option<&HeaderValue> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.paths
+            .iter()
+            .find(|(template, _)| {
+                template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| match t {
+                        Some(literal) => literal == s,
+                        None => !s.is_empty(),
+                    })
+            })
+            .map(|(_, allow)| allow)
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct AnswerAllow(pub Arc<AllowedMethods>);
+
+impl<E: Endpoint> Middleware<E> for AnswerAllow {
+    type Output = AnswerAllowEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        AnswerAllowEndpoint {
+            inner: ep,
+            allowed: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct AnswerAllowEndpoint<E> {
+    inner: E,
+    allowed: Arc<AllowedMethods>,
+}
+
+impl<E: Endpoint> Endpoint for AnswerAllowEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let allow = self.allowed.of(req.uri().path()).cloned();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let not_allowed = match &result {
+            Ok(response) => response.status() == StatusCode::METHOD_NOT_ALLOWED,
+            Err(err) => err.status() == StatusCode::METHOD_NOT_ALLOWED,
+        };
+        match allow {
+            Some(allow) if not_allowed => {
+                let mut response = ApiError::MethodNotAllowed.as_response();
+                response.headers_mut().insert(header::ALLOW, allow);
+                Ok(response)
+            }
+            _ => result,
+        }
     }
 }
 
@@ -116,6 +222,25 @@ impl<E: Endpoint> Endpoint for EnforceDeclaredEndpoint<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_lists_the_documented_methods_of_the_path() {
+        let allowed = AllowedMethods::from_document(
+            r#"{"paths": {"/a/{id}": {"get": {}, "patch": {}, "parameters": []},
+                          "/a/{id}/b": {"put": {}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            allowed.of("/a/7").map(|v| v.to_str().unwrap()),
+            Some("GET, PATCH")
+        );
+        assert_eq!(
+            allowed.of("/a/7/b").map(|v| v.to_str().unwrap()),
+            Some("PUT")
+        );
+        assert_eq!(allowed.of("/a//b"), None);
+        assert_eq!(allowed.of("/c"), None);
+    }
 
     #[test]
     fn document_paths_become_router_patterns() {
