@@ -288,6 +288,12 @@ async fn the_runtime_role_can_append_to_the_trail_but_never_rewrite_it() {
         forged.postings, 2,
         "backdated, shadowed: both words indexed"
     );
+    // Dropped here, not by the session's exit: a temporary table vanishing while the
+    // roles are reassigned at the end fails that ("could not open relation").
+    as_app
+        .batch_execute("DROP TABLE pg_temp.activity_words")
+        .await
+        .unwrap();
 
     // The owner still can (that is what `activity verify --since` is for).
     as_owner
