@@ -122,15 +122,9 @@ pub fn document(generated: &str) -> Result<String, String> {
     serde_json::to_string_pretty(&document).map_err(|e| e.to_string())
 }
 
-/// All routes: docs, spec, system endpoints and the versioned API. The docs pages and
-/// `/openapi.json` serve the published [`document`].
-pub fn routes(service: OpenApiService<impl OpenApi + 'static, ()>) -> Result<Route, String> {
-    let (route, _) = routes_and_document(service)?;
-    Ok(route)
-}
-
-/// [`routes`], and the published document they serve.
-pub fn routes_and_document(
+/// All routes — docs, spec, system endpoints and the versioned API — and the published
+/// [`document`] the docs pages and `/openapi.json` serve.
+pub fn routes(
     service: OpenApiService<impl OpenApi + 'static, ()>,
 ) -> Result<(Route, String), String> {
     let generated = service.spec();

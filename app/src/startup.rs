@@ -190,7 +190,7 @@ impl Application {
             source: keel_core::ApiError::internal(e),
         };
         let (routes, document) =
-            api::routes_and_document(api::service(system, &features)).map_err(document_error)?;
+            api::routes(api::service(system, &features)).map_err(document_error)?;
         // Under test, an operation answering a status its entry doesn't declare fails.
         let declared = (settings.env == AppEnv::Test)
             .then(|| DeclaredStatuses::from_document(&document).map(Arc::new))

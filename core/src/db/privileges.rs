@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Text};
+use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::admin::{connect, quote_ident};
@@ -72,6 +72,12 @@ async fn current_user(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Strin
     Ok(row.name)
 }
 
+async fn connect_as(url: &Secret, role: &'static str) -> Result<AsyncPgConnection, GrantError> {
+    connect(url.expose(), CONNECT_TIMEOUT)
+        .await
+        .map_err(|source| GrantError::Connect { role, source })
+}
+
 /// As the owner, grants the role of `runtime_url` what keel needs: usage of the schema,
 /// `SELECT, INSERT, UPDATE, DELETE` on every table, sequences and functions — except
 /// on append-only tables, where it keeps `SELECT, INSERT` only, and the migrations
@@ -80,20 +86,9 @@ pub async fn grant_runtime(
     owner_url: &Secret,
     runtime_url: &Secret,
 ) -> Result<Separation, GrantError> {
-    let mut runtime_conn = connect(runtime_url.expose(), CONNECT_TIMEOUT)
-        .await
-        .map_err(|source| GrantError::Connect {
-            role: "runtime (DATABASE_URL)",
-            source,
-        })?;
-    let runtime = current_user(&mut runtime_conn).await?;
-    drop(runtime_conn);
-    let mut conn = connect(owner_url.expose(), CONNECT_TIMEOUT)
-        .await
-        .map_err(|source| GrantError::Connect {
-            role: "owner (DATABASE_OWNER_URL)",
-            source,
-        })?;
+    let runtime =
+        current_user(&mut connect_as(runtime_url, "runtime (DATABASE_URL)").await?).await?;
+    let mut conn = connect_as(owner_url, "owner (DATABASE_OWNER_URL)").await?;
     let owner = current_user(&mut conn).await?;
     if owner == runtime {
         return Ok(Separation::SameRole(runtime));
@@ -112,11 +107,7 @@ pub async fn grant_runtime(
     .bind::<Text, _>(&runtime)
     .get_result(&mut conn)
     .await
-    .map(Some)
-    .or_else(|err| match err {
-        diesel::result::Error::NotFound => Ok(None),
-        other => Err(other),
-    })?;
+    .optional()?;
     if let Some(table) = owned_by_runtime {
         return Err(GrantError::RuntimeOwns {
             table: table.name,
