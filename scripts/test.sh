@@ -3,6 +3,9 @@
 #
 #   bash scripts/test.sh [extra cargo-nextest arguments]
 #
+# Without arguments it then runs scripts/contract.sh (schemathesis and the generated
+# clients against a live keel-api); with arguments (a filtered run) it doesn't.
+#
 # It checks that PostgreSQL, Redis and RabbitMQ answer on their usual local ports, starts
 # any that are installed but stopped, and says exactly what is missing otherwise.
 # Override the PostgreSQL server with TEST_DATABASE_URL (any database on that server)
@@ -10,21 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf 'test.sh: %s\n' "$*" >&2; }
-fail() { say "$*"; exit 1; }
-
-# answers HOST PORT: something accepts TCP connections there.
-answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
-
-# wait_for NAME HOST PORT SECONDS
-wait_for() {
-  local deadline=$((SECONDS + $4))
-  until answers "$2" "$3"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 1
-  done
-  say "$1 is up on $2:$3"
-}
+me=test.sh
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 command -v cargo >/dev/null || fail "cargo not found: install Rust from https://rustup.rs"
 
@@ -74,24 +65,6 @@ run \`docker compose up -d rabbitmq\`, or point KEEL_TEST_AMQP_URL at one."
   fi
 fi
 
-# The Python tools the suites run — moto's S3 server, aiosmtpd's SMTP server and the
-# OpenAPI validator the contract test calls — pinned,
-# in a venv of their own under target/ (made on first use; delete it to rebuild).
-py_tools=target/tools/python
-py_pins=("moto[server]==5.2.5" "aiosmtpd==1.4.6" "openapi-spec-validator==0.9.0")
-python_tools() {
-  if [[ -x $py_tools/bin/python && "$(cat "$py_tools/.pins" 2>/dev/null)" == "${py_pins[*]}" ]]; then
-    return
-  fi
-  command -v python3 >/dev/null || fail "python3 not found: install Python 3 (apt-get install python3 python3-venv)"
-  say "installing ${py_pins[*]} into $py_tools (once; needs PyPI)"
-  rm -rf "$py_tools"
-  python3 -m venv "$py_tools" || fail "cannot make a Python venv in $py_tools: apt-get install python3-venv"
-  "$py_tools/bin/python" -m pip install -q --disable-pip-version-check "${py_pins[@]}" \
-    || fail "cannot install ${py_pins[*]} from PyPI into $py_tools"
-  echo "${py_pins[*]}" >"$py_tools/.pins"
-}
-
 # An S3-compatible server for the storage suites: moto's server mode, started here on
 # 127.0.0.1:5055 unless KEEL_TEST_S3_ENDPOINT names another.
 if [[ -z ${KEEL_TEST_S3_ENDPOINT:-} ]] && ! answers 127.0.0.1 5055; then
@@ -124,8 +97,16 @@ if ! command -v promtool >/dev/null; then
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@"
 else
   say "cargo-nextest not found (cargo install cargo-nextest --locked); using cargo test"
-  exec cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@"
+fi
+
+# The API contract from outside: schemathesis and the generated clients against a live
+# keel-api. A filtered run (any arguments) leaves it out.
+if (($#)); then
+  say "arguments given, so the contract checks are skipped (bash scripts/contract.sh runs them)"
+else
+  bash scripts/contract.sh
 fi

@@ -105,7 +105,8 @@ const OAUTH2_DESCRIPTION: &str = "Sign in with your email as the username and yo
 
 /// The published document: poem-openapi's, with the OAuth2 password flow listing every
 /// permission the features declare as a scope (the scheme is declared in keel-core,
-/// which knows no feature's permissions; OpenAPI requires the list).
+/// which knows no feature's permissions; OpenAPI requires the list), and the rules
+/// keel's request guards enforce ([`keel_core::http::contract::rules`]).
 pub fn document(generated: &str) -> Result<String, String> {
     let mut document: serde_json::Value =
         serde_json::from_str(generated).map_err(|e| format!("the generated spec: {e}"))?;
@@ -113,12 +114,15 @@ pub fn document(generated: &str) -> Result<String, String> {
     if !scheme.is_object() {
         return Err("the generated spec has no OAuth2 security scheme".to_owned());
     }
-    let scopes: serde_json::Map<String, serde_json::Value> = declared_permissions()
+    let permissions = declared_permissions();
+    let codes: Vec<String> = permissions.iter().map(|(code, _)| code.clone()).collect();
+    let scopes: serde_json::Map<String, serde_json::Value> = permissions
         .into_iter()
         .map(|(code, description)| (code, serde_json::Value::String(description)))
         .collect();
     scheme["flows"]["password"]["scopes"] = serde_json::Value::Object(scopes);
     scheme["description"] = OAUTH2_DESCRIPTION.into();
+    keel_core::http::contract::rules::declare(&mut document, &codes);
     serde_json::to_string_pretty(&document).map_err(|e| e.to_string())
 }
 

@@ -8,6 +8,7 @@ use keel_activity::chain::Sealer;
 use keel_core::cache::Cache;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
+use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
 use keel_core::http::contract::{AllowedMethods, AnswerAllow, DeclaredStatuses, EnforceDeclared};
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
@@ -197,6 +198,7 @@ impl Application {
             .transpose()
             .map_err(document_error)?;
         let allowed = AllowedMethods::from_document(&document).map_err(document_error)?;
+        let shapes = RequestShapes::from_document(&document).map_err(document_error)?;
         let endpoint = keel_core::http::stack(
             routes
                 .at("/storage/*key", links::endpoint(storage))
@@ -205,6 +207,7 @@ impl Application {
                     declared.is_some(),
                     EnforceDeclared(declared.unwrap_or_default()),
                 )
+                .with(HoldToShape(Arc::new(shapes)))
                 .with(AnswerAllow(Arc::new(allowed))),
             &settings.http,
             settings.env,

@@ -69,7 +69,7 @@ pub async fn list(
     if let Some(after) = page.after() {
         // A row comparison, so PostgreSQL seeks straight into the `(…, occurred_at, id)`
         // index instead of filtering.
-        let at = DateTime::<Utc>::from_timestamp_micros(after.sort).unwrap_or_default();
+        let at = cursor_instant(after.sort);
         query = query.filter(
             sql::<Bool>("(activity_entries.occurred_at, activity_entries.id) < (")
                 .bind::<Timestamptz, _>(at)
@@ -98,7 +98,7 @@ async fn search_page(
     // Strictly before the cursor and before `until` (the smallest id at `until` is 1).
     let mut before = (DateTime::<Utc>::MAX_UTC, i64::MAX);
     if let Some(after) = page.after() {
-        let at = DateTime::<Utc>::from_timestamp_micros(after.sort).unwrap_or_default();
+        let at = cursor_instant(after.sort);
         before = before.min((at, after.id));
     }
     if let Some(until) = filter.until {
@@ -162,6 +162,14 @@ impl WordSearch {
             query: terms.join(" & "),
         })
     }
+}
+
+/// A cursor's sort value as an instant PostgreSQL can compare: a cursor of the declared
+/// form may name any microsecond, and one before year 1 finds what year 1 finds.
+fn cursor_instant(micros: i64) -> DateTime<Utc> {
+    const YEAR_1: i64 = -62_135_596_800_000_000;
+    let latest = DateTime::<Utc>::MAX_UTC.timestamp_micros();
+    DateTime::from_timestamp_micros(micros.clamp(YEAR_1, latest)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -59,8 +59,10 @@ impl ActivityApi {
         /// Before this instant (exclusive), RFC 3339.
         until: Query<Option<DateTime<Utc>>>,
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
-        #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
-        size: Query<Option<u32>>,
+        /// `next_cursor` of the page before, as given.
+        #[oai(validator(pattern = "^[0-9a-f]{32}$"))]
+        cursor: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
     ) -> Result<Json<CursorPage<ActivityOut>>, Problems<ListProblems>> {
         auth.require(ActivityPermission::ActivityRead)?;
         let page = CursorParams::new(cursor.as_deref(), size.0)?;
@@ -88,8 +90,10 @@ impl ActivityApi {
         &self,
         auth: Auth,
         action: Query<Option<Action>>,
-        #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
-        size: Query<Option<u32>>,
+        /// `next_cursor` of the page before, as given.
+        #[oai(validator(pattern = "^[0-9a-f]{32}$"))]
+        cursor: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
     ) -> Result<Json<CursorPage<ActivityOut>>, Problems<OwnProblems>> {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;
         let filter = ActivityFilter {

@@ -7,7 +7,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::Sort;
+use keel_core::crud::{Sort, SortKey};
 use keel_core::impl_crud;
 use uuid::Uuid;
 
@@ -32,8 +32,8 @@ pub enum NoteSort {
     CreatedAt,
 }
 
-impl NoteSort {
-    pub const KEYS: &[&str] = &["published_at", "created_at"];
+impl SortKey for NoteSort {
+    const KEYS: &'static [&'static str] = &["published_at", "created_at"];
 }
 
 impl FromStr for NoteSort {

@@ -2,7 +2,7 @@
 //! (`release_notes:write`).
 
 use keel_core::auth::Auth;
-use keel_core::crud::{Page, PageParams, Sort};
+use keel_core::crud::{Page, PageParams, Sort, SortParam};
 use keel_core::http::json::{CachedJson, JsonBody};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
@@ -18,6 +18,7 @@ use crate::services::ReleaseNoteService;
 
 problem_statuses!(ListProblems = [400, 401, 403, 422, 503]);
 problem_statuses!(ReadProblems = [400, 401, 404, 503]);
+problem_statuses!(MarkReadProblems = [400, 401, 404, 409, 503]);
 problem_statuses!(SignedInProblems = [401, 503]);
 problem_statuses!(CreateProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
 problem_statuses!(EditProblems = [400, 401, 403, 404, 409, 413, 415, 422, 503]);
@@ -67,19 +68,17 @@ impl ReleaseNotesApi {
         auth: Auth,
         category: Query<Option<Category>>,
         #[oai(default)] include_drafts: Query<bool>,
-        #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
-        size: Query<Option<u32>>,
-        #[oai(validator(max_length = 64))] sort: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<
+            Option<u32>,
+        >,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
+        sort: Query<Option<SortParam<NoteSort>>>,
     ) -> Result<CachedJson<Page<NoteOut>>, Problems<ListProblems>> {
         if include_drafts.0 {
             auth.require(ReleaseNotesPermission::Write)?;
         }
         let page = PageParams::new(page.0, size.0)?;
-        let sort = Sort::parse(
-            sort.as_deref(),
-            Sort::desc(NoteSort::PublishedAt),
-            NoteSort::KEYS,
-        )?;
+        let sort = SortParam::resolve(sort.0, Sort::desc(NoteSort::PublishedAt))?;
         let filter = NoteFilter {
             category: category.0.map(Category::as_str),
             published_only: !include_drafts.0,
@@ -124,13 +123,17 @@ impl ReleaseNotesApi {
     }
 
     /// Mark one read
+    ///
+    /// Only published notes are read: an editor marking a draft gets 409; anyone else
+    /// gets 404, as drafts are hidden from them.
     #[oai(
         path = "/:id/read",
         method = "post",
         operation_id = "release_notes_read"
     )]
-    async fn read(&self, auth: Auth, id: Path<Uuid>) -> Result<Done, Problems<ReadProblems>> {
-        self.service.mark_read(&auth, id.0).await?;
+    async fn read(&self, auth: Auth, id: Path<Uuid>) -> Result<Done, Problems<MarkReadProblems>> {
+        let editor = auth.has(ReleaseNotesPermission::Write.name());
+        self.service.mark_read(&auth, id.0, editor).await?;
         Ok(Done::NoContent)
     }
 

@@ -226,11 +226,21 @@ impl ReleaseNoteService {
             .await
     }
 
-    /// Marks one published note read (404 for drafts, like every reader operation).
-    pub async fn mark_read(&self, reader: &Principal, id: Uuid) -> Result<(), ApiError> {
+    /// Marks a published note read; `editor`s see drafts, so theirs is a 409, not a 404.
+    pub async fn mark_read(
+        &self,
+        reader: &Principal,
+        id: Uuid,
+        editor: bool,
+    ) -> Result<(), ApiError> {
         let user = reader.user_id;
         let mut conn = self.db.conn().await?;
-        let note = visible(NoteCrud::get(&mut conn, id).await?, false)?;
+        let note = visible(NoteCrud::get(&mut conn, id).await?, editor)?;
+        if !note.is_published {
+            return Err(ApiError::StateConflict(
+                "The note is a draft: only published notes can be marked read.".to_owned(),
+            ));
+        }
         let covered = match (crud::watermark(&mut conn, user).await?, note.published_at) {
             (Some(seen), Some(published)) => published <= seen,
             _ => false,

@@ -124,3 +124,93 @@ async fn method_not_allowed_says_what_is_allowed() {
         );
     }
 }
+
+/// Every operation taking a JSON body holds it to the shape its schema declares: a field
+/// the schema doesn't name, a string given as a number, a `null` where none is allowed
+/// are each a 422 naming the field, before the handler (or its sign-in check) runs.
+#[tokio::test]
+async fn every_json_body_is_held_to_its_schema() {
+    let app = TestApp::spawn(&[]).await;
+    let client = crate::helpers::Client::new(&app);
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snapshot_path()).unwrap()).unwrap();
+    let mut tried = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(content) = operation["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            if !content
+                .keys()
+                .any(|media| media.starts_with("application/json"))
+            {
+                continue;
+            }
+            let url = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let (status, body) = client
+                .call(
+                    method.clone(),
+                    &url,
+                    None,
+                    Some(serde_json::json!({"not_a_field": 1})),
+                )
+                .await;
+            assert_eq!(status, 422, "{method} {path}: {body}");
+            assert_eq!(body["errors"][0]["field"], "not_a_field", "{method} {path}");
+            tried += 1;
+        }
+    }
+    assert!(
+        tried >= 10,
+        "only {tried} JSON operations found: the walk is broken"
+    );
+
+    for (body, field, message) in [
+        (
+            serde_json::json!({"email": 5, "password": "x"}),
+            "email",
+            "must be a string",
+        ),
+        (
+            serde_json::json!({"email": "a@example.com", "password": null}),
+            "password",
+            "must not be null",
+        ),
+    ] {
+        let (status, answer) = client.post("/api/v1/auth/login", body).await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(answer["errors"][0]["field"], field, "{answer}");
+        assert_eq!(answer["errors"][0]["message"], message, "{answer}");
+    }
+    let (status, answer) = client
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/roles/{}/permissions", uuid::Uuid::now_v7()),
+            None,
+            Some(serde_json::json!({"permissions": ["users:read", 7]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["errors"][0]["field"], "permissions.1", "{answer}");
+}
+
+/// The cursor the document declares is the one the API hands out.
+#[tokio::test]
+async fn the_declared_cursor_is_the_one_served() {
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snapshot_path()).unwrap()).unwrap();
+    for path in ["/api/v1/activity", "/api/v1/auth/me/activity"] {
+        let cursor = document["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "cursor")
+            .unwrap();
+        assert_eq!(
+            cursor["schema"]["pattern"],
+            keel_core::crud::CURSOR_PATTERN,
+            "{path}"
+        );
+    }
+}

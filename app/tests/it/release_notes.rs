@@ -90,6 +90,13 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(c.get(&path, Some(&editor)).await.0, StatusCode::OK);
+    // An editor sees the draft, so marking it read is a conflict rather than a 404.
+    assert_eq!(
+        c.call(Method::POST, &format!("{path}/read"), Some(&editor), None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
     let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
     assert_eq!(list["items"], json!([]));
     assert_eq!(

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use keel_core::auth::Principal;
-use keel_core::http::json::{FormBody, JsonBody};
-use poem_openapi::{ApiRequest, Object};
+use keel_core::http::formats::{EmailText, PermissionCode};
+use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
 use crate::models::{Permission, RefreshSession, Role, User};
@@ -13,41 +13,43 @@ use crate::models::{Permission, RefreshSession, Role, User};
 #[derive(Debug, Clone, Object)]
 pub struct RegisterRequest {
     #[oai(validator(max_length = 254))]
-    pub email: String,
+    pub email: EmailText,
     /// 10 to 128 characters, not the email address.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 10, max_length = 128))]
     pub password: String,
-    #[oai(default, validator(max_length = 200))]
+    /// Without control characters.
+    #[oai(
+        default,
+        validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")
+    )]
     pub full_name: String,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct Credentials {
     #[oai(validator(max_length = 254))]
-    pub email: String,
+    pub email: EmailText,
     #[oai(validator(max_length = 1024))]
     pub password: String,
+}
+
+/// The one OAuth2 grant keel's token endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum GrantType {
+    Password,
 }
 
 /// The OAuth2 password grant, as Swagger UI's Authorize dialog sends it; the same
 /// limits as [`Credentials`].
 #[derive(Debug, Clone, Object)]
 pub struct PasswordGrant {
-    /// Must be `password` when given.
-    #[oai(validator(max_length = 32))]
-    pub grant_type: Option<String>,
+    pub grant_type: Option<GrantType>,
     /// The account's email.
     #[oai(validator(max_length = 254))]
     pub username: String,
     #[oai(validator(max_length = 1024))]
     pub password: String,
-}
-
-/// `POST /auth/login` takes JSON credentials, or the OAuth2 password form.
-#[derive(Debug, ApiRequest)]
-pub enum LoginBody {
-    Json(JsonBody<Credentials>),
-    Form(FormBody<PasswordGrant>),
 }
 
 #[derive(Debug, Clone, Object)]
@@ -109,7 +111,8 @@ impl From<&Principal> for Me {
 
 #[derive(Debug, Clone, Object)]
 pub struct UpdateMe {
-    #[oai(validator(max_length = 200))]
+    /// Without control characters.
+    #[oai(validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
     pub full_name: Option<String>,
 }
 
@@ -118,7 +121,7 @@ pub struct ChangePassword {
     #[oai(validator(max_length = 1024))]
     pub current_password: String,
     /// 10 to 128 characters, not the email address.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 10, max_length = 128))]
     pub new_password: String,
 }
 
@@ -184,32 +187,38 @@ impl UserOut {
 #[derive(Debug, Clone, Object)]
 pub struct CreateUser {
     #[oai(validator(max_length = 254))]
-    pub email: String,
+    pub email: EmailText,
     /// 10 to 128 characters, not the email address.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 10, max_length = 128))]
     pub password: String,
-    #[oai(default, validator(max_length = 200))]
+    /// Without control characters.
+    #[oai(
+        default,
+        validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")
+    )]
     pub full_name: String,
     /// Role names; default: the `user` role.
-    #[oai(validator(max_items = 100, max_length = 63))]
+    #[oai(validator(max_items = 100, max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
     pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct UpdateUser {
     #[oai(validator(max_length = 254))]
-    pub email: Option<String>,
-    #[oai(validator(max_length = 200))]
+    pub email: Option<EmailText>,
+    /// Without control characters.
+    #[oai(validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
     pub full_name: Option<String>,
-    /// Sets a new password and signs the user out everywhere.
-    #[oai(validator(max_length = 128))]
+    /// Sets a new password (10 to 128 characters, not the email address) and signs the
+    /// user out everywhere.
+    #[oai(validator(min_length = 10, max_length = 128))]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct SetRoles {
     /// Role names; replaces the set the user holds.
-    #[oai(validator(max_items = 100, max_length = 63))]
+    #[oai(validator(max_items = 100, max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
     pub roles: Vec<String>,
 }
 
@@ -242,18 +251,19 @@ impl RoleOut {
 #[derive(Debug, Clone, Object)]
 pub struct CreateRole {
     /// Lowercase letters, digits, `-` and `_`, starting with a letter (2–63 chars).
-    #[oai(validator(max_length = 63))]
+    #[oai(validator(max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
     pub name: String,
     #[oai(default, validator(max_length = 500))]
     pub description: String,
     /// Permission codes the role grants.
     #[oai(default, validator(max_items = 200, max_length = 128))]
-    pub permissions: Vec<String>,
+    pub permissions: Vec<PermissionCode>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct UpdateRole {
-    #[oai(validator(max_length = 63))]
+    /// Lowercase letters, digits, `-` and `_`, starting with a letter (2–63 chars).
+    #[oai(validator(max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
     pub name: Option<String>,
     #[oai(validator(max_length = 500))]
     pub description: Option<String>,
@@ -262,7 +272,7 @@ pub struct UpdateRole {
 #[derive(Debug, Clone, Object)]
 pub struct SetPermissions {
     #[oai(validator(max_items = 200, max_length = 128))]
-    pub permissions: Vec<String>,
+    pub permissions: Vec<PermissionCode>,
 }
 
 #[derive(Debug, Clone, Object)]

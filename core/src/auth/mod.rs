@@ -159,7 +159,7 @@ fn unauthorized() -> ApiError {
 #[oai(
     rename = "OAuth2",
     ty = "oauth2",
-    flows(password(token_url = "/api/v1/auth/login")),
+    flows(password(token_url = "/api/v1/auth/token")),
     checker = "authenticate"
 )]
 /// Sign in with your email as username; the access token goes in

@@ -3,17 +3,11 @@
 //! a pair: the sort value (e.g. a timestamp in microseconds) and the row id that breaks
 //! ties, matching an index on `(sort column, id)`.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem_openapi::Object;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 
 use super::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::error::{ApiError, FieldError};
-
-/// Version tag inside the opaque cursor, so its format can change without old cursors
-/// being misread.
-const PREFIX: &str = "k2:";
 
 /// Where a page ends: the last row's sort value and id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,20 +99,38 @@ pub struct CursorPage<T: ParseFromJSON + ToJSON> {
     pub next_cursor: Option<String>,
 }
 
+/// The cursor's format, as the document declares it: 32 lowercase hex digits (the sort
+/// value's and the id's big-endian bytes). Every string of that form is a key, so a
+/// client holding one the API didn't give gets an ordinary page, never an error the
+/// document didn't announce. A new format takes another length or alphabet.
+pub const CURSOR_PATTERN: &str = "^[0-9a-f]{32}$";
+
 fn encode(key: CursorKey) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{}.{}", key.sort, key.id))
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&key.sort.to_be_bytes());
+    bytes[8..].copy_from_slice(&key.id.to_be_bytes());
+    crate::hex::encode(&bytes)
 }
 
 fn decode(cursor: &str) -> Result<CursorKey, ()> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(drop)?;
-    let text = std::str::from_utf8(&bytes).map_err(drop)?;
-    let (sort, id) = text
-        .strip_prefix(PREFIX)
-        .and_then(|k| k.split_once('.'))
+    let lowercase_hex = cursor.len() == 32
+        && cursor
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let bytes = lowercase_hex
+        .then(|| crate::hex::decode(cursor))
+        .flatten()
         .ok_or(())?;
+    let half = |at: usize| {
+        bytes
+            .get(at..at + 8)?
+            .try_into()
+            .ok()
+            .map(i64::from_be_bytes)
+    };
     Ok(CursorKey {
-        sort: sort.parse().map_err(drop)?,
-        id: id.parse().map_err(drop)?,
+        sort: half(0).ok_or(())?,
+        id: half(8).ok_or(())?,
     })
 }
 
@@ -143,12 +155,22 @@ mod tests {
         let last = params.page(vec![1_i64], key, |k| k);
         assert!(last.next_cursor.is_none());
 
+        let pattern = regex::Regex::new(CURSOR_PATTERN).unwrap();
+        assert!(pattern.is_match(&next), "{next} is what the document says");
+        assert_eq!(
+            CursorParams::new(Some(&"f".repeat(32)), None)
+                .unwrap()
+                .after(),
+            Some(CursorKey { sort: -1, id: -1 }),
+            "any cursor of the declared form reads"
+        );
+
         for bad in [
             "",
-            "not base64!",
-            &URL_SAFE_NO_PAD.encode("k2:x.1"),
-            &URL_SAFE_NO_PAD.encode("k2:7"),
-            &URL_SAFE_NO_PAD.encode("7.7"),
+            "not hex!",
+            &"0".repeat(31),
+            &"A".repeat(32),
+            &"0".repeat(34),
         ] {
             let Err(ApiError::Validation(errors)) = CursorParams::new(Some(bad), None) else {
                 panic!("{bad:?} accepted");

@@ -17,9 +17,9 @@ mod sort;
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-pub use cursor::{CursorKey, CursorPage, CursorParams};
+pub use cursor::{CURSOR_PATTERN, CursorKey, CursorPage, CursorParams};
 pub use page::{DEFAULT_PAGE_SIZE, Listed, MAX_PAGE_SIZE, Page, PageParams};
-pub use sort::{Sort, SortOrder};
+pub use sort::{Sort, SortKey, SortOrder, SortParam};
 
 /// A `LIKE`/`ILIKE` pattern matching `text` anywhere, with `%`, `_` and `\` in the
 /// user's input matching themselves rather than acting as wildcards.

@@ -1,11 +1,15 @@
 //! Sorting a list by a whitelisted key: `?sort=name` or `?sort=-created_at`.
 
+use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use diesel::ExpressionMethods;
 use diesel::dsl::{Asc, Desc};
 use diesel::query_dsl::methods::OrderDsl;
 use poem_openapi::Enum;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseFromParameter, ParseResult, Type};
 
 use crate::error::{ApiError, FieldError};
 
@@ -23,11 +27,16 @@ pub struct Sort<K> {
     pub order: SortOrder,
 }
 
+/// The keys a list can be sorted by, as clients write them; `FromStr` reads each.
+pub trait SortKey: FromStr + Send + Sync + 'static {
+    const KEYS: &'static [&'static str];
+}
+
 impl<K: FromStr> Sort<K> {
-    /// Parses `key` (ascending) or `-key` (descending); unset gives `default`. An unknown
-    /// key is a 422 naming `sort` and listing what is allowed.
+    /// Parses `key` (ascending) or `-key` (descending), exactly; unset gives `default`.
+    /// Anything else is a 422 naming `sort` and listing what is allowed.
     pub fn parse(raw: Option<&str>, default: Sort<K>, allowed: &[&str]) -> Result<Self, ApiError> {
-        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        let Some(raw) = raw else {
             return Ok(default);
         };
         let (order, name) = match raw.strip_prefix('-') {
@@ -44,6 +53,60 @@ impl<K: FromStr> Sort<K> {
                 ),
             )])),
         }
+    }
+}
+
+/// The `sort` query parameter of a list sorted by `K`: documented as the enum of every
+/// value [`Sort::parse`] accepts, so clients see the choices; anything else still reaches
+/// [`SortParam::resolve`], whose 422 lists them.
+#[derive(Debug, Clone)]
+pub struct SortParam<K> {
+    raw: String,
+    key: PhantomData<fn() -> K>,
+}
+
+impl<K: SortKey> SortParam<K> {
+    /// The sort the query asks for, or `default` without one.
+    pub fn resolve(param: Option<Self>, default: Sort<K>) -> Result<Sort<K>, ApiError> {
+        Sort::parse(param.as_ref().map(|p| p.raw.as_str()), default, K::KEYS)
+    }
+}
+
+impl<K: SortKey> Type for SortParam<K> {
+    const IS_REQUIRED: bool = true;
+
+    type RawValueType = Self;
+
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "string(sort)".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("string");
+        schema.enum_items = K::KEYS
+            .iter()
+            .flat_map(|key| [(*key).into(), format!("-{key}").into()])
+            .collect();
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl<K: SortKey> ParseFromParameter for SortParam<K> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self {
+            raw: value.to_owned(),
+            key: PhantomData,
+        })
     }
 }
 

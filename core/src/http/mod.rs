@@ -4,6 +4,7 @@
 pub mod client_ip;
 pub mod context;
 pub mod contract;
+pub mod formats;
 pub mod guards;
 pub mod health;
 pub mod json;

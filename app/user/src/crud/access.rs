@@ -5,7 +5,7 @@ use std::str::FromStr;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{Sort, contains_pattern};
+use keel_core::crud::{Sort, SortKey, contains_pattern};
 use keel_core::impl_crud;
 use uuid::Uuid;
 
@@ -28,8 +28,8 @@ pub enum RoleSort {
     CreatedAt,
 }
 
-impl RoleSort {
-    pub const KEYS: &[&str] = &["name", "created_at"];
+impl SortKey for RoleSort {
+    const KEYS: &'static [&'static str] = &["name", "created_at"];
 }
 
 impl FromStr for RoleSort {

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{Sort, contains_pattern};
+use keel_core::crud::{Sort, SortKey, contains_pattern};
 use keel_core::impl_crud;
 use uuid::Uuid;
 
@@ -32,8 +32,8 @@ pub enum UserSort {
     LastLoginAt,
 }
 
-impl UserSort {
-    pub const KEYS: &[&str] = &["email", "full_name", "created_at", "last_login_at"];
+impl SortKey for UserSort {
+    const KEYS: &'static [&'static str] = &["email", "full_name", "created_at", "last_login_at"];
 }
 
 impl FromStr for UserSort {

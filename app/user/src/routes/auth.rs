@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use keel_core::ApiError;
 use keel_core::auth::Auth;
-use keel_core::http::json::{JsonBody, OptionalJsonBody};
+use keel_core::http::json::{FormBody, JsonBody, OptionalJsonBody};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
 use poem::{Body, Request};
@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{Done, UserTags};
 use crate::schemas::{
-    Accepted, ChangePassword, LoginBody, LogoutRequest, Me, RefreshRequest, RegisterRequest,
-    SessionOut, TokenPair, UpdateMe,
+    Accepted, ChangePassword, Credentials, LogoutRequest, Me, PasswordGrant, RefreshRequest,
+    RegisterRequest, SessionOut, TokenPair, UpdateMe,
 };
 use crate::services::UserService;
 
@@ -119,23 +119,32 @@ impl AuthApi {
 
     /// Sign in
     ///
-    /// Takes JSON `{email, password}` or the OAuth2 password form (`username` is the
-    /// email), as Swagger UI's Authorize dialog sends it. Wrong email and wrong password
-    /// get the same 401; repeated failures per account or per IP get 429.
+    /// Wrong email and wrong password get the same 401; repeated failures per account
+    /// or per IP get 429.
     #[oai(path = "/login", method = "post", operation_id = "auth_login")]
-    async fn login(&self, body: LoginBody) -> Result<TokenResponse, Problems<LoginProblems>> {
-        let (email, password) = match body {
-            LoginBody::Json(json) => (json.0.email, json.0.password),
-            LoginBody::Form(form) => {
-                if form.grant_type.as_deref().is_some_and(|g| g != "password") {
-                    return Err(
-                        ApiError::BadRequest("grant_type must be `password`.".to_owned()).into(),
-                    );
-                }
-                (form.0.username, form.0.password)
-            }
-        };
+    async fn login(
+        &self,
+        body: JsonBody<Credentials>,
+    ) -> Result<TokenResponse, Problems<LoginProblems>> {
+        let Credentials { email, password } = body.0;
         let pair = self.service.login(&email, password).await?;
+        Ok(TokenResponse::new(pair))
+    }
+
+    /// Sign in (OAuth2 token endpoint)
+    ///
+    /// The OAuth2 password grant (RFC 6749 §4.3) as a form, `username` being the email:
+    /// what Swagger UI's Authorize dialog and OAuth2 libraries send. The same checks and
+    /// limits as `POST /auth/login`.
+    #[oai(path = "/token", method = "post", operation_id = "auth_token")]
+    async fn token(
+        &self,
+        body: FormBody<PasswordGrant>,
+    ) -> Result<TokenResponse, Problems<LoginProblems>> {
+        let PasswordGrant {
+            username, password, ..
+        } = body.0;
+        let pair = self.service.login(&username, password).await?;
         Ok(TokenResponse::new(pair))
     }
 

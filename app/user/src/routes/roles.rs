@@ -1,7 +1,8 @@
 //! `/api/v1/roles` and `/api/v1/permissions`.
 
 use keel_core::auth::Auth;
-use keel_core::crud::{Page, PageParams, Sort};
+use keel_core::crud::{Page, PageParams, Sort, SortParam};
+use keel_core::http::formats::PermissionCode;
 use keel_core::http::json::JsonBody;
 use keel_core::http::problems::Problems;
 use poem_openapi::param::{Path, Query};
@@ -45,14 +46,16 @@ impl RolesApi {
     async fn list(
         &self,
         #[oai(scope = "UserPermission::RolesRead")] auth: Auth,
-        #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
-        size: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<
+            Option<u32>,
+        >,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
-        #[oai(validator(max_length = 64))] sort: Query<Option<String>>,
+        sort: Query<Option<SortParam<RoleSort>>>,
     ) -> Result<Json<Page<RoleOut>>, Problems<ListProblems>> {
         auth.require(UserPermission::RolesRead)?;
         let page = PageParams::new(page.0, size.0)?;
-        let sort = Sort::parse(sort.as_deref(), Sort::asc(RoleSort::Name), RoleSort::KEYS)?;
+        let sort = SortParam::resolve(sort.0, Sort::asc(RoleSort::Name))?;
         let listed = self
             .service
             .list_roles(RoleFilter { search: search.0 }, sort, page)
@@ -88,7 +91,7 @@ impl RolesApi {
         } = body.0;
         let role = self
             .service
-            .create_role(&auth, &name, description, permissions)
+            .create_role(&auth, &name, description, codes(permissions))
             .await?;
         Ok(Created::Created(Json(role)))
     }
@@ -144,7 +147,7 @@ impl RolesApi {
         auth.require(UserPermission::RolesWrite)?;
         let role = self
             .service
-            .set_role_permissions(&auth, id.0, body.0.permissions)
+            .set_role_permissions(&auth, id.0, codes(body.0.permissions))
             .await?;
         Ok(Json(role))
     }
@@ -176,4 +179,8 @@ impl PermissionsApi {
         let all = self.service.list_permissions().await?;
         Ok(Json(all.into_iter().map(PermissionOut::from).collect()))
     }
+}
+
+fn codes(permissions: Vec<PermissionCode>) -> Vec<String> {
+    permissions.into_iter().map(|code| code.0).collect()
 }

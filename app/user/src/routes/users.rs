@@ -1,7 +1,7 @@
 //! `/api/v1/users`: account administration, guarded by `users:*` permissions.
 
 use keel_core::auth::Auth;
-use keel_core::crud::{Page, PageParams, Sort};
+use keel_core::crud::{Page, PageParams, Sort, SortParam};
 use keel_core::http::json::JsonBody;
 use keel_core::http::problems::Problems;
 use poem_openapi::param::{Path, Query};
@@ -46,20 +46,18 @@ impl UsersApi {
     async fn list(
         &self,
         #[oai(scope = "UserPermission::UsersRead")] auth: Auth,
-        #[oai(validator(minimum(value = "1")))] page: Query<Option<u32>>,
-        size: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<
+            Option<u32>,
+        >,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
         #[oai(validator(max_length = 63))] role: Query<Option<String>>,
         is_active: Query<Option<bool>>,
-        #[oai(validator(max_length = 64))] sort: Query<Option<String>>,
+        sort: Query<Option<SortParam<UserSort>>>,
     ) -> Result<Json<Page<UserOut>>, Problems<ListProblems>> {
         auth.require(UserPermission::UsersRead)?;
         let page = PageParams::new(page.0, size.0)?;
-        let sort = Sort::parse(
-            sort.as_deref(),
-            Sort::asc(UserSort::CreatedAt),
-            UserSort::KEYS,
-        )?;
+        let sort = SortParam::resolve(sort.0, Sort::asc(UserSort::CreatedAt))?;
         let filter = UserFilter {
             search: search.0,
             role: role.0,
@@ -97,7 +95,7 @@ impl UsersApi {
             roles,
         } = body.0;
         let account = NewAccount {
-            email,
+            email: email.0,
             password,
             full_name,
             roles,

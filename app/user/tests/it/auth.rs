@@ -96,12 +96,27 @@ async fn the_body_cannot_assign_server_owned_fields() {
             }),
         )
         .await;
-    assert_eq!(answer.status, 202);
+    // Fields the schema doesn't name are refused, each named, and nothing is created.
+    assert_eq!(answer.status, 422, "{answer:?}");
+    let mut fields: Vec<&str> = answer.body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["created_at", "id", "is_active", "permissions", "roles"]
+    );
+    let refused = app.login("sneaky@example.com", PASSWORD).await;
+    assert_eq!(refused.status, 401, "no account was made");
+
+    app.register("sneaky@example.com").await;
     let session = app.sign_in("sneaky@example.com").await;
     let me = app.get("/api/v1/auth/me", &session.access).await;
     assert_eq!(me.body["roles"], json!(["user"]));
     assert_eq!(me.body["permissions"], json!([]));
-    assert_ne!(me.body["id"], "00000000-0000-0000-0000-000000000001");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +135,7 @@ async fn swagger_password_form_signs_in() {
     let app = TestApp::spawn().await;
     app.register("form@example.com").await;
     let resp = reqwest::Client::new()
-        .post(app.url("/api/v1/auth/login"))
+        .post(app.url("/api/v1/auth/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "grant_type=password&username=form%40example.com&password={}",
@@ -133,6 +148,24 @@ async fn swagger_password_form_signs_in() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["token_type"], "bearer");
     assert!(body["access_token"].as_str().is_some());
+
+    // The scopes Swagger UI adds are accepted; a grant other than `password` is not.
+    let form = |grant: &str| {
+        format!(
+            "grant_type={grant}&username=form%40example.com&password={}&scope=users%3Aread",
+            PASSWORD.replace(' ', "+")
+        )
+    };
+    for (grant, status) in [("password", 200), ("client_credentials", 422)] {
+        let resp = reqwest::Client::new()
+            .post(app.url("/api/v1/auth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(grant))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{grant}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

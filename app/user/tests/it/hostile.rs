@@ -124,7 +124,7 @@ fn fields(answer: &crate::support::Answer) -> Vec<String> {
 
 async fn form_login(app: &TestApp, form: &str) -> crate::support::Answer {
     let resp = reqwest::Client::new()
-        .post(app.url("/api/v1/auth/login"))
+        .post(app.url("/api/v1/auth/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form.to_owned())
         .send()

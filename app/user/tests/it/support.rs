@@ -1,9 +1,12 @@
 //! keel-user mounted the way keel-app mounts it, on a fresh database and a random port.
 
+use std::sync::Arc;
+
 use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::db::changes::Listener;
-use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared};
+use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
+use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared, rules};
 use keel_testkit::{TestDb, TestServer};
 use keel_user::UserService;
 use poem::{EndpointExt, Route};
@@ -65,12 +68,22 @@ impl TestApp {
             .await
             .expect("the service starts");
         let api = OpenApiService::new(keel_user::api(&service), "keel-user", "test");
-        // As keel-api under test: a status an operation doesn't declare fails.
-        let declared = DeclaredStatuses::from_document(&api.spec()).expect("the spec reads");
+        // As keel-api under test: a status an operation doesn't declare fails, and bodies
+        // are held to the shape the published document gives them.
+        let mut spec: Value = serde_json::from_str(&api.spec()).expect("the spec reads");
+        let codes: Vec<String> = keel_user::declared_permissions()
+            .into_iter()
+            .map(|(code, _)| code)
+            .collect();
+        rules::declare(&mut spec, &codes);
+        let spec = spec.to_string();
+        let declared = DeclaredStatuses::from_document(&spec).expect("the spec reads");
+        let shapes = RequestShapes::from_document(&spec).expect("the spec reads");
         let ep = Route::new()
             .nest("/", api)
             .data(service.authenticator().clone())
-            .with(EnforceDeclared(std::sync::Arc::new(declared)));
+            .with(HoldToShape(Arc::new(shapes)))
+            .with(EnforceDeclared(Arc::new(declared)));
         let server = TestServer::start(ep, &settings).await;
         Self {
             server,
@@ -242,16 +255,13 @@ pub async fn wait_until_live(db: &Db) {
 
 /// What a task handler gets, on `db` with the test settings plus `overrides`: to run a
 /// handler directly.
-pub fn task_services(
-    db: &TestDb,
-    overrides: &[(&str, &str)],
-) -> std::sync::Arc<keel_core::tasks::Services> {
+pub fn task_services(db: &TestDb, overrides: &[(&str, &str)]) -> Arc<keel_core::tasks::Services> {
     let settings = keel_testkit::settings(db.url(), overrides);
-    std::sync::Arc::new(keel_core::tasks::Services {
+    Arc::new(keel_core::tasks::Services {
         db: Db::new(&db.secret_url(), &settings.database, "keel-test"),
         cache: Cache::memory("test", 10),
         storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
         mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
-        settings: std::sync::Arc::new(settings),
+        settings: Arc::new(settings),
     })
 }

@@ -1,0 +1,290 @@
+//! Holding the server to its OpenAPI document.
+//!
+//! - [`EnforceDeclared`]: while tests run, an operation answering a status its entry
+//!   doesn't declare is turned into a 500 naming the drift (and logged as an error), so
+//!   a test that expected the undeclared status fails instead of the document silently
+//!   lying. Installed by keel-app when `APP_ENV=test`.
+//! - [`AnswerAllow`]: a 405 says which methods the path has (`Allow`, RFC 9110), read
+//!   from the document. Always installed.
+//! - [`shape::HoldToShape`]: JSON bodies have the types and fields their schema gives
+//!   them. Always installed.
+//! - [`rules::declare`]: the rules keel's guards enforce on every request, written into
+//!   the document so clients and fuzzers know them.
+
+pub mod rules;
+pub mod shape;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use poem::error::ResponseError;
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Operation → the statuses its document entry declares.
+#[derive(Debug, Default)]
+pub struct DeclaredStatuses {
+    /// Keyed by method and poem's route pattern (`/api/v1/users/:param0`).
+    operations: HashMap<(Method, String), Vec<u16>>,
+}
+
+impl DeclaredStatuses {
+    /// Reads an OpenAPI 3 document (JSON).
+    pub fn from_document(document: &str) -> Result<Self, String> {
+        let document: Value =
+            serde_json::from_str(document).map_err(|e| format!("the OpenAPI document: {e}"))?;
+        let mut operations = HashMap::new();
+        let paths = document["paths"].as_object().cloned().unwrap_or_default();
+        for (path, item) in paths {
+            let pattern = route_pattern(&path);
+            for (key, operation) in item.as_object().into_iter().flatten() {
+                if !OPERATIONS.contains(&key.as_str()) {
+                    continue;
+                }
+                let Ok(method) = key.to_ascii_uppercase().parse::<Method>() else {
+                    continue;
+                };
+                let statuses = operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(status, _)| status.parse().ok())
+                    .collect();
+                operations.insert((method, pattern.clone()), statuses);
+            }
+        }
+        Ok(Self { operations })
+    }
+
+    /// `None` when no operation of the document matches (unknown routes, the docs).
+    fn declares(&self, method: &Method, pattern: &str, status: u16) -> Option<bool> {
+        let declared = self.operations.get(&(method.clone(), pattern.to_owned()))?;
+        Some(status == 500 || declared.contains(&status))
+    }
+}
+
+/// The keys of a path item that are operations (the others: parameters, summary...).
+const OPERATIONS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Path template → the methods the document gives it, for `Allow`.
+#[derive(Debug, Default)]
+pub struct AllowedMethods {
+    paths: Vec<(PathTemplate, HeaderValue)>,
+}
+
+impl AllowedMethods {
+    /// Reads an OpenAPI 3 document (JSON).
+    pub fn from_document(document: &str) -> Result<Self, String> {
+        let document: Value =
+            serde_json::from_str(document).map_err(|e| format!("the OpenAPI document: {e}"))?;
+        let mut paths = Vec::new();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> = item
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, _)| key.as_str())
+                .filter(|key| OPERATIONS.contains(key))
+                .map(str::to_ascii_uppercase)
+                .collect();
+            methods.sort();
+            let Ok(allow) = HeaderValue::from_str(&methods.join(", ")) else {
+                continue;
+            };
+            paths.push((PathTemplate::parse(path), allow));
+        }
+        Ok(Self { paths })
+    }
+
+    /// The `Allow` value of the documented path `path` matches, if any.
+    fn of(&self, path: &str) -> Option<&HeaderValue> {
+        self.paths
+            .iter()
+            .find(|(template, _)| template.matches(path))
+            .map(|(_, allow)| allow)
+    }
+}
+
+/// A document path (`/users/{id}/roles`) as segments: `None` for a `{parameter}`.
+#[derive(Debug)]
+struct PathTemplate(Vec<Option<String>>);
+
+impl PathTemplate {
+    fn parse(path: &str) -> Self {
+        Self(
+            path.split('/')
+                .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// A request path this template names (a parameter matches one non-empty segment).
+    fn matches(&self, path: &str) -> bool {
+        let mut segments = path.split('/');
+        self.0.iter().all(|t| match (t, segments.next()) {
+            (Some(literal), Some(s)) => literal == s,
+            (None, Some(s)) => !s.is_empty(),
+            (_, None) => false,
+        }) && segments.next().is_none()
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct AnswerAllow(pub Arc<AllowedMethods>);
+
+impl<E: Endpoint> Middleware<E> for AnswerAllow {
+    type Output = AnswerAllowEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        AnswerAllowEndpoint {
+            inner: ep,
+            allowed: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct AnswerAllowEndpoint<E> {
+    inner: E,
+    allowed: Arc<AllowedMethods>,
+}
+
+impl<E: Endpoint> Endpoint for AnswerAllowEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let allow = self.allowed.of(req.uri().path()).cloned();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let not_allowed = match &result {
+            Ok(response) => response.status() == StatusCode::METHOD_NOT_ALLOWED,
+            Err(err) => err.status() == StatusCode::METHOD_NOT_ALLOWED,
+        };
+        match allow {
+            Some(allow) if not_allowed => {
+                let mut response = ApiError::MethodNotAllowed.as_response();
+                response.headers_mut().insert(header::ALLOW, allow);
+                Ok(response)
+            }
+            _ => result,
+        }
+    }
+}
+
+/// `/users/{id}/roles` as poem-openapi's router names it: `/users/:param0/roles`.
+fn route_pattern(path: &str) -> String {
+    let mut index = 0;
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                let name = format!(":param{index}");
+                index += 1;
+                name
+            } else {
+                segment.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct EnforceDeclared(pub Arc<DeclaredStatuses>);
+
+impl<E: Endpoint> Middleware<E> for EnforceDeclared {
+    type Output = EnforceDeclaredEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        EnforceDeclaredEndpoint {
+            inner: ep,
+            declared: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct EnforceDeclaredEndpoint<E> {
+    inner: E,
+    declared: Arc<DeclaredStatuses>,
+}
+
+impl<E: Endpoint> Endpoint for EnforceDeclaredEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let method = req.method().clone();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let (status, pattern) = match &result {
+            Ok(response) => (response.status(), response.data::<PathPattern>()),
+            Err(err) => (err.status(), err.data::<PathPattern>()),
+        };
+        let Some(pattern) = pattern.map(|p| p.0.to_string()) else {
+            return result;
+        };
+        if self.declared.declares(&method, &pattern, status.as_u16()) == Some(false) {
+            let drift = format!(
+                "{method} {pattern} answered {status}, which its OpenAPI entry doesn't declare"
+            );
+            tracing::error!("{drift}");
+            return Err(ApiError::internal(drift).into());
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_the_documented_methods_of_the_path() {
+        let allowed = AllowedMethods::from_document(
+            r#"{"paths": {"/a/{id}": {"get": {}, "patch": {}, "parameters": []},
+                          "/a/{id}/b": {"put": {}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            allowed.of("/a/7").map(|v| v.to_str().unwrap()),
+            Some("GET, PATCH")
+        );
+        assert_eq!(
+            allowed.of("/a/7/b").map(|v| v.to_str().unwrap()),
+            Some("PUT")
+        );
+        assert_eq!(allowed.of("/a//b"), None);
+        assert_eq!(allowed.of("/c"), None);
+    }
+
+    #[test]
+    fn document_paths_become_router_patterns() {
+        assert_eq!(route_pattern("/api/v1/users"), "/api/v1/users");
+        assert_eq!(
+            route_pattern("/api/v1/users/{id}/roles"),
+            "/api/v1/users/:param0/roles"
+        );
+        assert_eq!(route_pattern("/a/{x}/b/{y}"), "/a/:param0/b/:param1");
+        let declared = DeclaredStatuses::from_document(
+            r#"{"paths": {"/a/{id}": {"get": {"responses": {"200": {}, "404": {}}}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            declared.declares(&Method::GET, "/a/:param0", 404),
+            Some(true)
+        );
+        assert_eq!(
+            declared.declares(&Method::GET, "/a/:param0", 500),
+            Some(true)
+        );
+        assert_eq!(
+            declared.declares(&Method::GET, "/a/:param0", 401),
+            Some(false)
+        );
+        assert_eq!(declared.declares(&Method::POST, "/a/:param0", 401), None);
+    }
+}

@@ -1,0 +1,54 @@
+# Helpers the scripts share: `source scripts/lib.sh` from the repository root, after
+# setting `me` to the script's name (it prefixes every message).
+
+say() { printf '%s: %s\n' "${me:-keel}" "$*" >&2; }
+fail() { say "$*"; exit 1; }
+
+# answers HOST PORT: something accepts TCP connections there.
+answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# wait_for NAME HOST PORT SECONDS
+wait_for() {
+  local deadline=$((SECONDS + $4))
+  until answers "$2" "$3"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+  say "$1 is up on $2:$3"
+}
+
+# The Python tools the suites and the contract checks run, pinned, in a venv of their own
+# under target/ (made on first use; delete it to rebuild): moto's S3 server, aiosmtpd's
+# SMTP server, the OpenAPI validator, schemathesis and the Python client generator.
+py_tools=target/tools/python
+py_pins=("moto[server]==5.2.5" "aiosmtpd==1.4.6" "openapi-spec-validator==0.9.0"
+  "schemathesis==4.32.5" "openapi-python-client==0.29.1")
+python_tools() {
+  if [[ -x $py_tools/bin/python && "$(cat "$py_tools/.pins" 2>/dev/null)" == "${py_pins[*]}" ]]; then
+    return
+  fi
+  command -v python3 >/dev/null || fail "python3 not found: install Python 3 (apt-get install python3 python3-venv)"
+  say "installing ${py_pins[*]} into $py_tools (once; needs PyPI)"
+  rm -rf "$py_tools"
+  python3 -m venv "$py_tools" || fail "cannot make a Python venv in $py_tools: apt-get install python3-venv"
+  "$py_tools/bin/python" -m pip install -q --disable-pip-version-check "${py_pins[@]}" \
+    || fail "cannot install ${py_pins[*]} from PyPI into $py_tools"
+  echo "${py_pins[*]}" >"$py_tools/.pins"
+}
+
+# The npm tools the TypeScript client needs (openapi-typescript, openapi-fetch,
+# typescript), installed from scripts/clients/package-lock.json under target/ on first use.
+node_tools_dir=target/tools/node
+node_tools() {
+  local lock=scripts/clients/package-lock.json
+  if [[ -d $node_tools_dir/node_modules ]] && cmp -s "$lock" "$node_tools_dir/package-lock.json"; then
+    return
+  fi
+  command -v npm >/dev/null || fail "npm not found: install Node.js 20 or newer (apt-get install nodejs npm)"
+  say "installing the TypeScript client tools into $node_tools_dir (once; needs the npm registry)"
+  rm -rf "$node_tools_dir"
+  mkdir -p "$node_tools_dir"
+  cp scripts/clients/package.json "$lock" "$node_tools_dir/"
+  (cd "$node_tools_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || fail "cannot install the npm packages of $lock into $node_tools_dir"
+}
