@@ -36,6 +36,7 @@ db=keel_contract_$$
 rm -rf "$reports" && mkdir -p "$reports"
 api_pid=
 cleanup() {
+  set +e
   [[ -n $api_pid ]] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
   psql "$pg_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -75,7 +76,8 @@ fuzz() {
   local as=$1 started=$SECONDS
   say "schemathesis as $as (${CONTRACT_MAX_TIME:-60} s)"
   if ! KEEL_CONTRACT_URL=$base KEEL_CONTRACT_EMAIL=$2 KEEL_CONTRACT_PASSWORD=$password \
-    PYTHONPATH=scripts/contract SCHEMATHESIS_HOOKS=hooks \
+    PYTHONPATH=scripts/contract SCHEMATHESIS_HOOKS=hooks PYTHONDONTWRITEBYTECODE=1 \
+    HYPOTHESIS_STORAGE_DIRECTORY=$PWD/target/schemathesis/hypothesis \
     "$py_tools/bin/schemathesis" --config-file scripts/contract/schemathesis.toml \
     run "$base/openapi.json" \
     --phases examples,coverage,fuzzing,stateful --checks all \

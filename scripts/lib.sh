@@ -17,23 +17,29 @@ wait_for() {
   say "$1 is up on $2:$3"
 }
 
-# The Python tools the suites and the contract checks run, pinned, in a venv of their own
-# under target/ (made on first use; delete it to rebuild): moto's S3 server, aiosmtpd's
-# SMTP server, the OpenAPI validator, schemathesis and the Python client generator.
+# The Python tools the suites and the contract checks run, in a venv of their own under
+# target/ (made on first use, and again when the pins change): moto's S3 server,
+# aiosmtpd's SMTP server, the OpenAPI validator, schemathesis and the Python client
+# generator. Their dependencies are pinned too, by scripts/python-constraints.txt
+# (refresh it with `target/tools/python/bin/pip freeze` after changing a pin).
 py_tools=target/tools/python
 py_pins=("moto[server]==5.2.5" "aiosmtpd==1.4.6" "openapi-spec-validator==0.9.0"
   "schemathesis==4.32.5" "openapi-python-client==0.29.1")
+py_constraints=scripts/python-constraints.txt
 python_tools() {
-  if [[ -x $py_tools/bin/python && "$(cat "$py_tools/.pins" 2>/dev/null)" == "${py_pins[*]}" ]]; then
+  local wanted
+  wanted="${py_pins[*]} $(cksum <"$py_constraints")"
+  if [[ -x $py_tools/bin/python && "$(cat "$py_tools/.pins" 2>/dev/null)" == "$wanted" ]]; then
     return
   fi
   command -v python3 >/dev/null || fail "python3 not found: install Python 3 (apt-get install python3 python3-venv)"
   say "installing ${py_pins[*]} into $py_tools (once; needs PyPI)"
   rm -rf "$py_tools"
   python3 -m venv "$py_tools" || fail "cannot make a Python venv in $py_tools: apt-get install python3-venv"
-  "$py_tools/bin/python" -m pip install -q --disable-pip-version-check "${py_pins[@]}" \
+  "$py_tools/bin/python" -m pip install -q --disable-pip-version-check \
+    -c "$py_constraints" "${py_pins[@]}" \
     || fail "cannot install ${py_pins[*]} from PyPI into $py_tools"
-  echo "${py_pins[*]}" >"$py_tools/.pins"
+  echo "$wanted" >"$py_tools/.pins"
 }
 
 # The npm tools the TypeScript client needs (openapi-typescript, openapi-fetch,
@@ -49,6 +55,7 @@ node_tools() {
   rm -rf "$node_tools_dir"
   mkdir -p "$node_tools_dir"
   cp scripts/clients/package.json "$lock" "$node_tools_dir/"
+  # Removed again on failure, so a half-made install is never taken for a whole one.
   (cd "$node_tools_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
-    || fail "cannot install the npm packages of $lock into $node_tools_dir"
+    || { rm -rf "$node_tools_dir"; fail "cannot install the npm packages of $lock into $node_tools_dir"; }
 }

@@ -226,6 +226,13 @@ impl ResponseError for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
         }
+        if matches!(self, Self::PayloadTooLarge { .. }) {
+            // The rest of the body goes unread, so the connection can't carry another
+            // request: say so, or a client reuses it and its next request is lost.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

@@ -17,12 +17,12 @@ use crate::schemas::{Category, CreateNote, NoteOut, Unread, UpdateNote};
 use crate::services::ReleaseNoteService;
 
 problem_statuses!(ListProblems = [400, 401, 403, 422, 503]);
-problem_statuses!(ReadProblems = [400, 401, 404, 503]);
-problem_statuses!(MarkReadProblems = [400, 401, 404, 409, 503]);
+problem_statuses!(ReadProblems = [400, 401, 404, 422, 503]);
+problem_statuses!(MarkReadProblems = [400, 401, 404, 409, 422, 503]);
 problem_statuses!(SignedInProblems = [401, 503]);
 problem_statuses!(CreateProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
 problem_statuses!(EditProblems = [400, 401, 403, 404, 409, 413, 415, 422, 503]);
-problem_statuses!(StateProblems = [400, 401, 403, 404, 409, 503]);
+problem_statuses!(StateProblems = [400, 401, 403, 404, 409, 422, 503]);
 
 #[derive(Debug, Tags)]
 enum NoteTags {

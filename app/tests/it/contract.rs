@@ -214,3 +214,24 @@ async fn the_declared_cursor_is_the_one_served() {
         );
     }
 }
+
+/// A NUL in a path or query parameter is a 422 naming it (the guard in front of every
+/// route), so every operation taking parameters declares 422.
+#[tokio::test]
+async fn operations_with_parameters_declare_the_nul_refusal() {
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snapshot_path()).unwrap()).unwrap();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let takes_text = operation["parameters"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty());
+            if takes_text {
+                assert!(
+                    operation["responses"].get("422").is_some(),
+                    "{method} {path} takes parameters but doesn't declare 422"
+                );
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@ pub struct Email(String);
 impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let email = raw.trim().to_lowercase();
-        if email.len() > 254 || !email.validate_email() {
+        if email.chars().count() > 254 || !email.validate_email() {
             return Err(FieldError::new(field, "must be a valid email address"));
         }
         Ok(Self(email))

@@ -14,8 +14,12 @@ use crate::models::{Permission, RefreshSession, Role, User};
 pub struct RegisterRequest {
     #[oai(validator(max_length = 254))]
     pub email: EmailText,
-    /// 10 to 128 characters, not the email address.
-    #[oai(validator(min_length = 10, max_length = 128))]
+    /// 10 to 128 characters, not only whitespace, not the email address.
+    #[oai(validator(
+        min_length = 10,
+        max_length = 128,
+        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+    ))]
     pub password: String,
     /// Without control characters.
     #[oai(
@@ -120,8 +124,12 @@ pub struct UpdateMe {
 pub struct ChangePassword {
     #[oai(validator(max_length = 1024))]
     pub current_password: String,
-    /// 10 to 128 characters, not the email address.
-    #[oai(validator(min_length = 10, max_length = 128))]
+    /// 10 to 128 characters, not only whitespace, not the email address.
+    #[oai(validator(
+        min_length = 10,
+        max_length = 128,
+        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+    ))]
     pub new_password: String,
 }
 
@@ -188,8 +196,12 @@ impl UserOut {
 pub struct CreateUser {
     #[oai(validator(max_length = 254))]
     pub email: EmailText,
-    /// 10 to 128 characters, not the email address.
-    #[oai(validator(min_length = 10, max_length = 128))]
+    /// 10 to 128 characters, not only whitespace, not the email address.
+    #[oai(validator(
+        min_length = 10,
+        max_length = 128,
+        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+    ))]
     pub password: String,
     /// Without control characters.
     #[oai(
@@ -209,9 +221,13 @@ pub struct UpdateUser {
     /// Without control characters.
     #[oai(validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
     pub full_name: Option<String>,
-    /// Sets a new password (10 to 128 characters, not the email address) and signs the
-    /// user out everywhere.
-    #[oai(validator(min_length = 10, max_length = 128))]
+    /// Sets a new password (10 to 128 characters, not only whitespace, not the email
+    /// address) and signs the user out everywhere.
+    #[oai(validator(
+        min_length = 10,
+        max_length = 128,
+        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+    ))]
     pub password: Option<String>,
 }
 

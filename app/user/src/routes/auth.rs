@@ -26,7 +26,7 @@ problem_statuses!(RefreshProblems = [400, 401, 413, 415, 422, 503]);
 problem_statuses!(SignedInProblems = [401, 503]);
 problem_statuses!(SignedInBodyProblems = [400, 401, 413, 415, 422, 503]);
 problem_statuses!(PasswordProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
-problem_statuses!(SessionProblems = [400, 401, 404, 503]);
+problem_statuses!(SessionProblems = [400, 401, 404, 422, 503]);
 problem_statuses!(AvatarProblems = [401, 413, 415, 503]);
 
 /// The whole body, or 413 as soon as it passes `limit` bytes (without reading the rest).

@@ -14,11 +14,11 @@ use poem_openapi::{ApiResponse, Tags};
 // What the permission-guarded admin operations (users, roles, permissions) can answer.
 problem_statuses!(pub(crate) GuardedProblems = [401, 403, 503]);
 problem_statuses!(pub(crate) ListProblems = [400, 401, 403, 422, 503]);
-problem_statuses!(pub(crate) ReadProblems = [400, 401, 403, 404, 503]);
+problem_statuses!(pub(crate) ReadProblems = [400, 401, 403, 404, 422, 503]);
 problem_statuses!(pub(crate) CreateProblems = [400, 401, 403, 409, 413, 415, 422, 503]);
 problem_statuses!(pub(crate) EditProblems = [400, 401, 403, 404, 409, 413, 415, 422, 503]);
 // State changes without a body: deactivation, deletion.
-problem_statuses!(pub(crate) StateProblems = [400, 401, 403, 404, 409, 503]);
+problem_statuses!(pub(crate) StateProblems = [400, 401, 403, 404, 409, 422, 503]);
 
 #[derive(Debug, Tags)]
 pub(crate) enum UserTags {

@@ -111,7 +111,7 @@ impl AllowedMethods {
 }
 
 /// A document path (`/users/{id}/roles`) as segments: `None` for a `{parameter}`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct PathTemplate(Vec<Option<String>>);
 
 impl PathTemplate {
@@ -121,6 +121,10 @@ impl PathTemplate {
                 .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
                 .collect(),
         )
+    }
+
+    fn parameters(&self) -> usize {
+        self.0.iter().filter(|s| s.is_none()).count()
     }
 
     /// A request path this template names (a parameter matches one non-empty segment).

@@ -87,10 +87,11 @@ impl Reached {
             self.pending.push((name.to_owned(), json));
             return;
         }
-        for key in ["allOf", "oneOf", "anyOf"] {
+        // The shape guard follows `allOf` only, so only there are objects closed.
+        for (key, closes) in [("allOf", json), ("oneOf", false), ("anyOf", false)] {
             let parts = schema.get_mut(key).and_then(Value::as_array_mut);
             for part in parts.into_iter().flatten() {
-                self.visit(part, json);
+                self.visit(part, closes);
             }
         }
         match schema["type"].as_str() {

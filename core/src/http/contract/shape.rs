@@ -24,7 +24,10 @@ use crate::http::json;
 /// Operation → the schema of its JSON request body, read once from the document.
 #[derive(Debug, Default)]
 pub struct RequestShapes {
-    operations: Vec<(Method, PathTemplate, Value)>,
+    /// Every operation, with its JSON body's schema if it takes one; most specific
+    /// template first (fewest parameters), as the router prefers `/notes/read-all` to
+    /// `/notes/{id}`.
+    operations: Vec<(PathTemplate, Method, Option<Value>)>,
     /// `components.schemas`, for `$ref`s.
     components: Map<String, Value>,
 }
@@ -48,11 +51,10 @@ impl RequestShapes {
                     .into_iter()
                     .flatten()
                     .find_map(|(media, body)| json::is_json(media).then(|| body["schema"].clone()));
-                if let Some(schema) = schema {
-                    operations.push((method, PathTemplate::parse(path), schema));
-                }
+                operations.push((PathTemplate::parse(path), method, schema));
             }
         }
+        operations.sort_by_key(|(template, _, _)| template.parameters());
         let components = document["components"]["schemas"]
             .as_object()
             .cloned()
@@ -63,11 +65,14 @@ impl RequestShapes {
         })
     }
 
+    /// The body schema of the operation the router would pick for `path`: the most
+    /// specific template matching it, then the method (none: the router answers 405).
     fn schema_of(&self, method: &Method, path: &str) -> Option<&Value> {
+        let (template, _, _) = self.operations.iter().find(|(t, _, _)| t.matches(path))?;
         self.operations
             .iter()
-            .find(|(m, template, _)| m == method && template.matches(path))
-            .map(|(_, _, schema)| schema)
+            .find(|(t, m, _)| t == template && m == method)
+            .and_then(|(_, _, schema)| schema.as_ref())
     }
 
     /// The rules `body` breaks, one per field.
@@ -86,6 +91,9 @@ impl RequestShapes {
 /// and a recursive schema must not recurse forever.
 const MAX_DEPTH: usize = 32;
 
+/// Broken rules reported at most: a body of a million wrong items gets a short answer.
+const MAX_ERRORS: usize = 20;
+
 struct Walk<'a> {
     components: &'a Map<String, Value>,
     path: Vec<String>,
@@ -94,7 +102,10 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn check(&mut self, schema: &Value, value: &Value, depth: usize) {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || self.errors.len() >= MAX_ERRORS {
+            return;
+        }
+        if value.is_null() && schema["nullable"] == Value::Bool(true) {
             return;
         }
         if let Some(name) = schema["$ref"]
@@ -112,7 +123,7 @@ impl Walk<'_> {
             }
         }
         if value.is_null() {
-            if !schema["nullable"].as_bool().unwrap_or(false) && schema.get("type").is_some() {
+            if schema.get("type").is_some() {
                 self.refuse("must not be null");
             }
             return;
@@ -156,6 +167,9 @@ impl Walk<'_> {
     }
 
     fn refuse(&mut self, message: &str) {
+        if self.errors.len() >= MAX_ERRORS {
+            return;
+        }
         let field = if self.path.is_empty() {
             "body".to_owned()
         } else {
@@ -266,6 +280,29 @@ mod tests {
         );
         assert!(broken(r#"{"name": null}"#)[0].1.contains("null"));
         assert_eq!(broken("[]")[0].0, "body");
+    }
+
+    #[test]
+    fn a_million_wrong_items_get_a_short_answer() {
+        let tags: Vec<Value> = (0..100_000).map(Value::from).collect();
+        let body = serde_json::json!({ "tags": tags }).to_string();
+        assert_eq!(broken(&body).len(), MAX_ERRORS);
+    }
+
+    #[test]
+    fn the_most_specific_template_decides() {
+        let shapes = RequestShapes::from_document(
+            r#"{"paths": {
+              "/n/{id}": {"patch": {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}},
+              "/n/all": {"post": {}}
+            }}"#,
+        )
+        .unwrap();
+        assert!(shapes.schema_of(&Method::PATCH, "/n/7").is_some());
+        assert!(
+            shapes.schema_of(&Method::PATCH, "/n/all").is_none(),
+            "the router answers 405 there, not the {{id}} operation"
+        );
     }
 
     #[test]
