@@ -18,7 +18,7 @@ pub struct RegisterRequest {
     #[oai(validator(
         min_length = 10,
         max_length = 128,
-        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
     ))]
     pub password: String,
     /// Without control characters.
@@ -45,7 +45,7 @@ pub enum GrantType {
 }
 
 /// The OAuth2 password grant, as Swagger UI's Authorize dialog sends it; the same
-/// limits as [`Credentials`].
+/// limits as the credentials `POST /auth/login` takes.
 #[derive(Debug, Clone, Object)]
 pub struct PasswordGrant {
     pub grant_type: Option<GrantType>,
@@ -128,7 +128,7 @@ pub struct ChangePassword {
     #[oai(validator(
         min_length = 10,
         max_length = 128,
-        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
     ))]
     pub new_password: String,
 }
@@ -200,7 +200,7 @@ pub struct CreateUser {
     #[oai(validator(
         min_length = 10,
         max_length = 128,
-        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
     ))]
     pub password: String,
     /// Without control characters.
@@ -226,7 +226,7 @@ pub struct UpdateUser {
     #[oai(validator(
         min_length = 10,
         max_length = 128,
-        pattern = r"^[^\u0000]*\S[^\u0000]*$"
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
     ))]
     pub password: Option<String>,
 }

@@ -37,8 +37,23 @@ pub fn settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
         // Suites register many accounts from 127.0.0.1; the limit has its own tests.
         ("REGISTER_MAX_PER_IP", "100000"),
     ];
+    // Mail and uploads go to a scratch directory, never into the source tree.
+    let (mail, storage) = (scratch("mail"), scratch("storage"));
+    vars.extend([
+        ("MAIL_DIR", mail.as_str()),
+        ("STORAGE_DIR", storage.as_str()),
+    ]);
     vars.extend_from_slice(overrides);
     Settings::from_vars(vars).expect("test settings are valid")
+}
+
+/// `KIND` under this process's scratch directory in the system's temp dir.
+fn scratch(kind: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("keel-tests-{}", std::process::id()))
+        .join(kind)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The Redis tests use: `KEEL_TEST_REDIS_URL`, else the local one.
