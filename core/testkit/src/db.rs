@@ -2,8 +2,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -14,14 +14,24 @@ use keel_core::settings::Secret;
 /// The server tests run against; override with `TEST_DATABASE_URL` (any database on the
 /// server: the harness only uses it to create and drop others).
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-/// Every test database's name starts with this, followed by the creating process id.
+/// Every test database's name starts with this, followed by when it was made.
 const TEST_PREFIX: &str = "keel_test_";
 const TEMPLATE_PREFIX: &str = "keel_template_";
 /// Serialises template builds and sweeps across the test processes of a run.
 const LOCK_KEY: i64 = 0x6b65_656c_7465_7374;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A test database this old was left by a run that crashed or was killed: no test
+/// lives this long, so the sweep can tell by age, on any OS and from any machine.
+const LEFTOVER_AFTER: Duration = Duration::from_secs(6 * 60 * 60);
+/// Another checkout's template (other migrations) is left alone until no run has used
+/// it for this long.
+const TEMPLATE_UNUSED_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// What a template's comment says before the time a run last used it.
+const USED_AT: &str = "keel-testkit: last used at ";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// The sweep runs once per process (the first database it makes).
+static SWEPT: AtomicBool = AtomicBool::new(false);
 
 /// The role names of [`TestDb::split_roles`].
 #[derive(Debug)]
@@ -167,15 +177,28 @@ impl Drop for TestDb {
     }
 }
 
-/// `keel_test_<pid>_<n>_<random>`: the pid lets a later run tell whether its creator
-/// is still alive.
+/// `keel_test_<unix seconds>_<pid>_<n>_<random>`: the time lets a later run's sweep
+/// tell a leftover from a database in use.
 fn unique_name() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
     format!(
-        "{TEST_PREFIX}{}_{}_{}",
+        "{TEST_PREFIX}{}_{}_{}_{}",
+        unix_seconds(),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
-        uuid::Uuid::now_v7().simple()
+        &random[..8]
     )
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// Whether `made` (unix seconds) is more than `limit` ago.
+fn older_than(made: u64, limit: Duration) -> bool {
+    unix_seconds().saturating_sub(made) > limit.as_secs()
 }
 
 /// The server URL and a connection to it, or a panic saying how to provide one.
@@ -234,32 +257,69 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 #[derive(QueryableByName)]
-struct Datname {
+struct Harnessed {
     #[diesel(sql_type = Text)]
     datname: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    note: Option<String>,
 }
 
-/// Under the harness lock: sweep leftovers, and build the template if it is missing.
+impl Harnessed {
+    /// Left by a run that is gone: a test database past [`LEFTOVER_AFTER`], or a
+    /// template (not `ours`) no run has used for [`TEMPLATE_UNUSED_AFTER`]. A name or
+    /// comment in an older harness's format counts as gone.
+    fn is_leftover(&self, ours: &str) -> bool {
+        if let Some(rest) = self.datname.strip_prefix(TEST_PREFIX) {
+            let made = rest.split('_').next().and_then(|s| s.parse().ok());
+            return made.is_none_or(|made| older_than(made, LEFTOVER_AFTER));
+        }
+        let used = self
+            .note
+            .as_deref()
+            .and_then(|note| note.strip_prefix(USED_AT));
+        self.datname != ours
+            && used
+                .and_then(|s| s.parse().ok())
+                .is_none_or(|used| older_than(used, TEMPLATE_UNUSED_AFTER))
+    }
+}
+
+/// Under the harness lock: sweep leftovers (once per process), build the template if it
+/// is missing, and note that this run uses it.
 async fn prepare(
     conn: &mut AsyncPgConnection,
     server_url: &str,
     template: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let databases: Vec<Datname> = diesel::sql_query(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'keel\\_test\\_%' \
-         OR datname LIKE 'keel\\_template\\_%'",
+    if !SWEPT.swap(true, Ordering::Relaxed) {
+        sweep(conn, template).await?;
+    }
+    if !admin::database_exists(conn, template).await? {
+        build_template(conn, server_url, template).await?;
+    }
+    conn.batch_execute(&format!(
+        "COMMENT ON DATABASE {} IS '{USED_AT}{}'",
+        admin::quote_ident(template),
+        unix_seconds()
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Drops what runs that are gone left behind; other checkouts' templates in use stay.
+async fn sweep(
+    conn: &mut AsyncPgConnection,
+    template: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let databases: Vec<Harnessed> = diesel::sql_query(
+        "SELECT datname, shobj_description(oid, 'pg_database') AS note FROM pg_database \
+         WHERE datname LIKE 'keel\\_test\\_%' OR datname LIKE 'keel\\_template\\_%'",
     )
     .load(conn)
     .await?;
-    for Datname { datname } in databases {
-        let stale = if let Some(rest) = datname.strip_prefix(TEST_PREFIX) {
-            // Left behind by a test process that no longer runs (crash, kill -9).
-            let pid = rest.split('_').next().unwrap_or_default();
-            !Path::new("/proc").join(pid).exists()
-        } else {
-            datname != template
-        };
-        if stale {
+    for database in databases {
+        if database.is_leftover(template) {
+            let datname = database.datname;
             // Two round trips: a multi-statement query runs as one transaction block,
             // which DROP DATABASE refuses.
             let name = admin::quote_ident(&datname);
@@ -269,10 +329,15 @@ async fn prepare(
                 .await?;
         }
     }
+    Ok(())
+}
 
-    if admin::database_exists(conn, template).await? {
-        return Ok(());
-    }
+/// Migrates a new template under a temporary name, then renames it into place.
+async fn build_template(
+    conn: &mut AsyncPgConnection,
+    server_url: &str,
+    template: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let building = format!("{template}_building");
     admin::drop_database(conn, &building).await?;
     admin::create_database(conn, &building, None).await?;
@@ -284,4 +349,49 @@ async fn prepare(
     ))
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn harnessed(datname: &str, note: Option<String>) -> Harnessed {
+        Harnessed {
+            datname: datname.to_owned(),
+            note,
+        }
+    }
+
+    #[test]
+    fn leftovers_are_told_by_age_not_by_process() {
+        let now = unix_seconds();
+        let day = 24 * 60 * 60;
+        let test_db = |made: u64| harnessed(&format!("{TEST_PREFIX}{made}_42_0_abcdef12"), None);
+        assert!(
+            !test_db(now - 60).is_leftover("t"),
+            "a test database in use"
+        );
+        assert!(test_db(now - day).is_leftover("t"), "a crashed run's");
+        assert!(
+            harnessed("keel_test_4242_3_0123456789abcdef", None).is_leftover("t"),
+            "an older harness's name (pid first)"
+        );
+
+        let used = |ago: u64| Some(format!("{USED_AT}{}", now - ago));
+        let ours = "keel_template_0000000000000001";
+        assert!(!harnessed(ours, None).is_leftover(ours));
+        let other = "keel_template_0000000000000002";
+        assert!(
+            !harnessed(other, used(day)).is_leftover(ours),
+            "another checkout's, in use"
+        );
+        assert!(
+            harnessed(other, used(30 * day)).is_leftover(ours),
+            "unused for a month"
+        );
+        assert!(
+            harnessed(other, None).is_leftover(ours),
+            "an older harness's"
+        );
+    }
 }
