@@ -15,7 +15,6 @@ mod memory;
 mod near;
 mod redis;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +23,6 @@ use futures_util::future::BoxFuture;
 use metrics::{counter, gauge, histogram};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::OnceCell;
 
 pub use breaker::BreakerState;
 
@@ -121,8 +119,6 @@ fn fresh_token() -> Vec<u8> {
     format!("\"{}\"", uuid::Uuid::now_v7()).into_bytes()
 }
 
-type Flight = Arc<OnceCell<Arc<[u8]>>>;
-
 /// A cheap handle (clone it freely) to one cache.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -136,8 +132,6 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     breaker: Breaker,
-    /// Computations in progress, by key: later callers wait for the first.
-    flights: Mutex<HashMap<String, Flight>>,
     pending: Mutex<Vec<Pending>>,
     /// Held while kept invalidations are sent: other calls wait, so none reads Redis
     /// before the invalidations made before it have reached it.
@@ -218,7 +212,6 @@ impl Cache {
                 prefix: format!("{prefix}:"),
                 timeout,
                 breaker: Breaker::new(BREAKER_COOLDOWN),
-                flights: Mutex::new(HashMap::new()),
                 pending: Mutex::new(Vec::new()),
                 replaying: tokio::sync::Mutex::new(()),
                 near: None,
@@ -480,54 +473,6 @@ impl Cache {
         match &self.inner.store {
             Store::Memory(memory) => Ok(memory.count(&key)),
             Store::Redis(redis) => self.run("count", redis.count(&key)).await,
-        }
-    }
-
-    /// The cached value, or `compute`'s, stored for `ttl`. Concurrent callers for the
-    /// same key in this process wait for one computation instead of each running it; a
-    /// computation that fails is not shared (the next caller tries again).
-    pub async fn get_or_compute<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        compute: F,
-    ) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned,
-        E: From<CacheError>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        if let Some(hit) = self.get(key).await {
-            return Ok(hit);
-        }
-        let full_key = self.key(key);
-        let flight = self.flight(&full_key);
-        let computed = flight
-            .get_or_try_init(|| async {
-                let value = compute().await?;
-                let bytes: Arc<[u8]> = serde_json::to_vec(&value)
-                    .map_err(|err| CacheError::Encode(err.to_string()))?
-                    .into();
-                self.set_bytes(&full_key, &bytes, ttl).await;
-                Ok::<_, E>(bytes)
-            })
-            .await;
-        self.land(&full_key, &flight);
-        let bytes = computed?;
-        serde_json::from_slice(bytes).map_err(|err| CacheError::Encode(err.to_string()).into())
-    }
-
-    fn flight(&self, key: &str) -> Flight {
-        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-        flights.entry(key.to_owned()).or_default().clone()
-    }
-
-    /// Forgets a finished flight, unless a newer one already replaced it.
-    fn land(&self, key: &str, flight: &Flight) {
-        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) && flight.initialized() {
-            flights.remove(key);
         }
     }
 

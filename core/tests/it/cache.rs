@@ -120,43 +120,6 @@ async fn counters_run_in_fixed_windows() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cold_key_is_computed_once_for_concurrent_callers() {
-    for cache in both() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let callers = (0..50).map(|_| {
-            let (cache, runs) = (cache.clone(), runs.clone());
-            tokio::spawn(async move {
-                cache
-                    .get_or_compute("cold", Duration::from_secs(60), || async {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Ok::<_, CacheError>("computed".to_owned())
-                    })
-                    .await
-            })
-        });
-        for caller in futures_util::future::join_all(callers).await {
-            assert_eq!(caller.unwrap().unwrap(), "computed");
-        }
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "{}", cache.backend());
-        // A failed computation is not shared: the next caller tries again.
-        let failed = cache
-            .get_or_compute("failing", Duration::from_secs(60), || async {
-                Err::<String, _>(CacheError::BreakerOpen)
-            })
-            .await;
-        assert!(failed.is_err());
-        let retried = cache
-            .get_or_compute("failing", Duration::from_secs(60), || async {
-                Ok::<_, CacheError>("second".to_owned())
-            })
-            .await;
-        assert_eq!(retried.unwrap(), "second");
-        cache.delete_prefix("").await;
-    }
-}
-
 #[tokio::test]
 async fn a_stamped_value_is_recomputed_after_a_bump_and_a_racing_store_is_never_served() {
     for cache in both() {
@@ -296,7 +259,7 @@ async fn a_refused_redis_means_misses_skipped_writes_and_an_open_breaker() {
         Err(CacheError::BreakerOpen)
     ));
     let computed = cache
-        .get_or_compute("k", Duration::from_secs(60), || async {
+        .get_or_compute_stamped("k", &["s"], Duration::from_secs(60), || async {
             Ok::<_, CacheError>(7)
         })
         .await;
