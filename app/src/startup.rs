@@ -192,13 +192,13 @@ impl Application {
         };
         let (routes, document) =
             api::routes(api::service(system, &features)).map_err(document_error)?;
+        let document: serde_json::Value = serde_json::from_str(&document)
+            .map_err(|e| document_error(format!("the published document: {e}")))?;
         // Under test, an operation answering a status its entry doesn't declare fails.
         let declared = (settings.env == AppEnv::Test)
-            .then(|| DeclaredStatuses::from_document(&document).map(Arc::new))
-            .transpose()
-            .map_err(document_error)?;
-        let allowed = AllowedMethods::from_document(&document).map_err(document_error)?;
-        let shapes = RequestShapes::from_document(&document).map_err(document_error)?;
+            .then(|| Arc::new(DeclaredStatuses::from_document(&document)));
+        let allowed = AllowedMethods::from_document(&document);
+        let shapes = RequestShapes::from_document(&document);
         let endpoint = keel_core::http::stack(
             routes
                 .at("/storage/*key", links::endpoint(storage))

@@ -437,7 +437,7 @@ async fn an_undeclared_status_fails_under_test() {
     use poem::EndpointExt;
 
     let service = poem_openapi::OpenApiService::new(crate::support::TestApi, "test", "1");
-    let declared = DeclaredStatuses::from_document(&service.spec()).unwrap();
+    let declared = DeclaredStatuses::from_document(&serde_json::from_str(&service.spec()).unwrap());
     let ep = poem::Route::new()
         .nest("/", service)
         .with(EnforceDeclared(Arc::new(declared)));

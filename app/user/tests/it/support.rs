@@ -76,9 +76,8 @@ impl TestApp {
             .map(|(code, _)| code)
             .collect();
         rules::declare(&mut spec, &codes);
-        let spec = spec.to_string();
-        let declared = DeclaredStatuses::from_document(&spec).expect("the spec reads");
-        let shapes = RequestShapes::from_document(&spec).expect("the spec reads");
+        let declared = DeclaredStatuses::from_document(&spec);
+        let shapes = RequestShapes::from_document(&spec);
         let ep = Route::new()
             .nest("/", api)
             .data(service.authenticator().clone())

@@ -32,21 +32,12 @@ pub struct DeclaredStatuses {
 }
 
 impl DeclaredStatuses {
-    /// Reads an OpenAPI 3 document (JSON).
-    pub fn from_document(document: &str) -> Result<Self, String> {
-        let document: Value =
-            serde_json::from_str(document).map_err(|e| format!("the OpenAPI document: {e}"))?;
+    /// Reads an OpenAPI 3 document.
+    pub fn from_document(document: &Value) -> Self {
         let mut operations = HashMap::new();
-        let paths = document["paths"].as_object().cloned().unwrap_or_default();
-        for (path, item) in paths {
-            let pattern = route_pattern(&path);
-            for (key, operation) in item.as_object().into_iter().flatten() {
-                if !OPERATIONS.contains(&key.as_str()) {
-                    continue;
-                }
-                let Ok(method) = key.to_ascii_uppercase().parse::<Method>() else {
-                    continue;
-                };
+        for (path, item) in paths(document) {
+            let pattern = route_pattern(path);
+            for (method, operation) in operations_of(item) {
                 let statuses = operation["responses"]
                     .as_object()
                     .into_iter()
@@ -56,7 +47,7 @@ impl DeclaredStatuses {
                 operations.insert((method, pattern.clone()), statuses);
             }
         }
-        Ok(Self { operations })
+        Self { operations }
     }
 
     /// `None` when no operation of the document matches (unknown routes, the docs).
@@ -71,34 +62,44 @@ const OPERATIONS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
+/// A document's paths and their items.
+fn paths(document: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    let paths = document["paths"].as_object().into_iter().flatten();
+    paths.map(|(path, item)| (path.as_str(), item))
+}
+
+/// A path item's operations, by method.
+fn operations_of(item: &Value) -> impl Iterator<Item = (Method, &Value)> {
+    item.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| OPERATIONS.contains(&key.as_str()))
+        .filter_map(|(key, operation)| Some((key.to_ascii_uppercase().parse().ok()?, operation)))
+}
+
 /// Path template → the methods the document gives it, for `Allow`.
 #[derive(Debug, Default)]
 pub struct AllowedMethods {
+    /// Most specific template first, as the router picks them.
     paths: Vec<(PathTemplate, HeaderValue)>,
 }
 
 impl AllowedMethods {
-    /// Reads an OpenAPI 3 document (JSON).
-    pub fn from_document(document: &str) -> Result<Self, String> {
-        let document: Value =
-            serde_json::from_str(document).map_err(|e| format!("the OpenAPI document: {e}"))?;
-        let mut paths = Vec::new();
-        for (path, item) in document["paths"].as_object().into_iter().flatten() {
-            let mut methods: Vec<String> = item
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(key, _)| key.as_str())
-                .filter(|key| OPERATIONS.contains(key))
-                .map(str::to_ascii_uppercase)
+    /// Reads an OpenAPI 3 document.
+    pub fn from_document(document: &Value) -> Self {
+        let mut templates = Vec::new();
+        for (path, item) in paths(document) {
+            let mut methods: Vec<String> = operations_of(item)
+                .map(|(method, _)| method.to_string())
                 .collect();
             methods.sort();
             let Ok(allow) = HeaderValue::from_str(&methods.join(", ")) else {
                 continue;
             };
-            paths.push((PathTemplate::parse(path), allow));
+            templates.push((PathTemplate::parse(path), allow));
         }
-        Ok(Self { paths })
+        templates.sort_by_key(|(template, _)| template.parameters());
+        Self { paths: templates }
     }
 
     /// The `Allow` value of the documented path `path` matches, if any.
@@ -248,11 +249,11 @@ mod tests {
 
     #[test]
     fn allow_lists_the_documented_methods_of_the_path() {
-        let allowed = AllowedMethods::from_document(
-            r#"{"paths": {"/a/{id}": {"get": {}, "patch": {}, "parameters": []},
-                          "/a/{id}/b": {"put": {}}}}"#,
-        )
-        .unwrap();
+        let allowed = AllowedMethods::from_document(&serde_json::json!(
+            {"paths": {"/a/{id}": {"get": {}, "patch": {}, "parameters": []},
+                       "/a/{id}/b": {"put": {}},
+                       "/a/all": {"post": {}}}}
+        ));
         assert_eq!(
             allowed.of("/a/7").map(|v| v.to_str().unwrap()),
             Some("GET, PATCH")
@@ -260,6 +261,11 @@ mod tests {
         assert_eq!(
             allowed.of("/a/7/b").map(|v| v.to_str().unwrap()),
             Some("PUT")
+        );
+        assert_eq!(
+            allowed.of("/a/all").map(|v| v.to_str().unwrap()),
+            Some("POST"),
+            "the literal path, as the router picks it"
         );
         assert_eq!(allowed.of("/a//b"), None);
         assert_eq!(allowed.of("/c"), None);
@@ -273,10 +279,9 @@ mod tests {
             "/api/v1/users/:param0/roles"
         );
         assert_eq!(route_pattern("/a/{x}/b/{y}"), "/a/:param0/b/:param1");
-        let declared = DeclaredStatuses::from_document(
-            r#"{"paths": {"/a/{id}": {"get": {"responses": {"200": {}, "404": {}}}}}}"#,
-        )
-        .unwrap();
+        let declared = DeclaredStatuses::from_document(&serde_json::json!(
+            {"paths": {"/a/{id}": {"get": {"responses": {"200": {}, "404": {}}}}}}
+        ));
         assert_eq!(
             declared.declares(&Method::GET, "/a/:param0", 404),
             Some(true)

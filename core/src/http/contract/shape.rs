@@ -17,7 +17,7 @@ use poem::http::Method;
 use poem::{Endpoint, Middleware, Request, Result};
 use serde_json::{Map, Value};
 
-use super::{OPERATIONS, PathTemplate};
+use super::{PathTemplate, operations_of, paths};
 use crate::error::{ApiError, FieldError};
 use crate::http::json;
 
@@ -33,19 +33,11 @@ pub struct RequestShapes {
 }
 
 impl RequestShapes {
-    /// Reads an OpenAPI 3 document (JSON).
-    pub fn from_document(document: &str) -> Result<Self, String> {
-        let document: Value =
-            serde_json::from_str(document).map_err(|e| format!("the OpenAPI document: {e}"))?;
+    /// Reads an OpenAPI 3 document.
+    pub fn from_document(document: &Value) -> Self {
         let mut operations = Vec::new();
-        for (path, item) in document["paths"].as_object().into_iter().flatten() {
-            for (key, operation) in item.as_object().into_iter().flatten() {
-                if !OPERATIONS.contains(&key.as_str()) {
-                    continue;
-                }
-                let Ok(method) = key.to_ascii_uppercase().parse::<Method>() else {
-                    continue;
-                };
+        for (path, item) in paths(document) {
+            for (method, operation) in operations_of(item) {
                 let content = operation["requestBody"]["content"].as_object();
                 let schema = content
                     .into_iter()
@@ -59,10 +51,10 @@ impl RequestShapes {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        Ok(Self {
+        Self {
             operations,
             components,
-        })
+        }
     }
 
     /// The body schema of the operation the router would pick for `path`: the most
@@ -228,7 +220,7 @@ mod tests {
     use super::*;
 
     fn shapes() -> RequestShapes {
-        RequestShapes::from_document(
+        RequestShapes::from_document(&serde_json::from_str(
             r##"{
               "paths": {"/things/{id}": {"patch": {"requestBody": {"content": {
                 "application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/Edit"}}}}}}},
@@ -242,7 +234,7 @@ mod tests {
                 "Kind": {"type": "string", "enum": ["a", "b"]}}}
             }"##,
         )
-        .unwrap()
+        .unwrap())
     }
 
     fn broken(body: &str) -> Vec<(String, String)> {
@@ -291,13 +283,10 @@ mod tests {
 
     #[test]
     fn the_most_specific_template_decides() {
-        let shapes = RequestShapes::from_document(
-            r#"{"paths": {
-              "/n/{id}": {"patch": {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}},
-              "/n/all": {"post": {}}
-            }}"#,
-        )
-        .unwrap();
+        let shapes = RequestShapes::from_document(&serde_json::json!({"paths": {
+            "/n/{id}": {"patch": {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}},
+            "/n/all": {"post": {}}
+        }}));
         assert!(shapes.schema_of(&Method::PATCH, "/n/7").is_some());
         assert!(
             shapes.schema_of(&Method::PATCH, "/n/all").is_none(),
