@@ -1,62 +1,33 @@
 //! The OpenAPI surface: system endpoints at the root and every feature under `/api/v1`.
 
-use keel_activity::ActivityService;
-use keel_core::cache::Cache;
-use keel_core::db::Db;
+use keel_core::feature::Features;
 use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
-use keel_core::settings::Settings;
-use keel_core::storage::Storage;
-use keel_core::tasks::Relay;
 use keel_core::tasks::routes::{TaskPermission, TasksApi};
-use keel_release_notes::ReleaseNoteService;
-use keel_user::UserService;
 use poem::Route;
 use poem::web::Html;
 use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
 
-use crate::tasks;
+use crate::features::All;
 
-/// The feature services the versioned API is built from.
-#[derive(Debug, Clone)]
-pub struct Features {
-    pub users: UserService,
-    pub activity: ActivityService,
-    pub release_notes: ReleaseNoteService,
-    pub tasks: TasksApi,
+/// The versioned API: every feature (each `#[OpenApi]` declares
+/// `prefix_path = "/api/v1/<feature>"`), then the task overview.
+pub fn v1(features: &All, tasks: TasksApi) -> impl OpenApi + use<> {
+    (features.api(), tasks)
 }
 
-/// The versioned API: one entry per feature crate. Each feature's `#[OpenApi]` declares
-/// `prefix_path = "/api/v1/<feature>"`, so this tuple is the only place a feature is
-/// mounted (nest tuples beyond 16 entries).
-fn v1(features: &Features) -> impl OpenApi + use<> {
-    (
-        keel_user::api(&features.users),
-        keel_activity::api(&features.activity),
-        keel_release_notes::api(&features.release_notes),
-        features.tasks.clone(),
-    )
-}
-
-/// Every permission the features declare, for seeding.
+/// Every permission the application declares: the features' and `tasks:read`.
 pub fn declared_permissions() -> Vec<(String, String)> {
     [
-        keel_user::declared_permissions(),
-        keel_activity::declared_permissions(),
-        keel_release_notes::declared_permissions(),
+        All::permissions(),
         keel_core::auth::declared::<TaskPermission>(),
     ]
     .concat()
 }
 
 /// The service that serves every operation and generates the spec from the same types.
-pub fn service(system: SystemApi, features: &Features) -> OpenApiService<impl OpenApi + use<>, ()> {
-    OpenApiService::new(
-        (Root, system, v1(features)),
-        "keel",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
+pub fn service(system: SystemApi, v1: impl OpenApi) -> OpenApiService<impl OpenApi, ()> {
+    OpenApiService::new((Index, system, v1), "keel", env!("CARGO_PKG_VERSION")).description(
         "keel backend API. Errors are RFC 9457 `application/problem+json` documents \
              carrying a `request_id`; quote it when reporting a problem. Sign in with \
              Authorize (email as username); each operation lists the permission it needs \
@@ -64,36 +35,15 @@ pub fn service(system: SystemApi, features: &Features) -> OpenApiService<impl Op
     )
 }
 
-/// The OpenAPI document as JSON, without a database: the pool is never used.
+/// The OpenAPI document as JSON, built from the offline context: no service is reached.
 pub async fn spec() -> Result<String, String> {
     let metrics = keel_core::telemetry::metrics::install()?;
-    let settings =
-        Settings::from_vars(std::iter::empty::<(String, String)>()).map_err(|e| e.to_string())?;
-    let url = keel_core::settings::Secret::new(keel_core::db::local::DEFAULT_URL);
-    let db = Db::new(&url, &settings.database, "keel-admin");
-    let activity = ActivityService::new(db.clone());
-    let cache = Cache::memory("spec", 1);
-    let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
-    let storage = Storage::from_settings(&settings.storage, b"spec");
-    let registry = tasks::registry();
-    let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), &settings)
-        .map_err(|e| e.to_string())?;
-    let relay = Relay::new(
-        db.clone(),
-        tasks::relay_target(&settings, registry.clone(), task_services),
-        1,
-    );
-    let users = UserService::new(db, &settings, &cache, storage)
-        .await
-        .map_err(|e| e.to_string())?;
+    let root = crate::Root::offline().map_err(|e| e.to_string())?;
+    let features = root.features().await.map_err(|e| e.to_string())?;
+    let tasks = TasksApi::new(root.relay(), &root.registry);
     let service = service(
         SystemApi::new(Checks::default(), metrics),
-        &Features {
-            users,
-            activity,
-            release_notes,
-            tasks: TasksApi::new(relay, &registry),
-        },
+        v1(&features, tasks),
     );
     document(&service.spec())
 }
@@ -162,18 +112,18 @@ pub fn routes(
 
 /// `GET /` sends people to the interactive docs. It is an (undocumented) operation of
 /// the service rather than a separate route because the service is mounted at `/`.
-struct Root;
+struct Index;
 
 #[derive(Debug, ApiResponse)]
-enum RootResponse {
+enum IndexResponse {
     #[oai(status = 307)]
     Redirect(#[oai(header = "Location")] String),
 }
 
 #[OpenApi]
-impl Root {
+impl Index {
     #[oai(path = "/", method = "get", hidden)]
-    async fn root(&self) -> RootResponse {
-        RootResponse::Redirect("/docs".to_owned())
+    async fn root(&self) -> IndexResponse {
+        IndexResponse::Redirect("/docs".to_owned())
     }
 }

@@ -1,12 +1,15 @@
-//! keel-app: the composition root. It mounts the feature crates under `/api/v1`, wires
-//! keel-core's infrastructure, and holds the binaries (`keel-api`, `keel-admin`).
+//! keel-app: the composition root. It lists the feature crates ([`features::All`]),
+//! builds every process's context in one place ([`Root`]), mounts the features under
+//! `/api/v1`, and holds the binaries (`keel-api`, `keel-worker`, `keel-admin`).
 //!
 //! Binaries are thin shells over [`Application`], so tests run the very same wiring.
 
 pub mod api;
 pub mod database;
+pub mod features;
 pub mod process;
+pub mod root;
 pub mod startup;
-pub mod tasks;
 
+pub use root::Root;
 pub use startup::{Application, StartError};

@@ -3,27 +3,25 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use keel_activity::ActivityService;
-use keel_activity::chain::Sealer;
-use keel_core::cache::Cache;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
+use keel_core::feature::{FeatureError, Features, Running};
 use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
 use keel_core::http::contract::{AllowedMethods, AnswerAllow, DeclaredStatuses, EnforceDeclared};
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
 use keel_core::settings::{AppEnv, Secret, Settings};
-use keel_core::storage::{Storage, links};
+use keel_core::storage::links;
 use keel_core::tasks::routes::TasksApi;
-use keel_core::tasks::{Relay, RelayHandle, RelayTarget, Scheduler, SchedulerHandle};
+use keel_core::tasks::{RelayHandle, RelayTarget, Scheduler, SchedulerHandle};
 use keel_core::telemetry::metrics::{self, PrometheusHandle};
-use keel_release_notes::ReleaseNoteService;
-use keel_user::UserService;
 use poem::endpoint::BoxEndpoint;
 use poem::{EndpointExt, Response};
 
-use crate::{api, tasks};
+use crate::api;
+use crate::features::All;
+use crate::root::{Root, RootError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -32,9 +30,9 @@ pub enum StartError {
     #[error("{0}")]
     Metrics(String),
     #[error("{0}")]
-    Cache(#[from] keel_core::cache::CacheError),
-    #[error("{0}")]
-    Mail(#[from] keel_core::mail::MailError),
+    Root(#[from] RootError),
+    #[error("cannot build feature {0}")]
+    Feature(#[from] FeatureError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -55,8 +53,8 @@ pub struct Application {
     settings: Settings,
     /// Keeps query caches in step with the database while the application lives.
     _changes: Listener,
-    /// Seals committed audit entries into the hash chain.
-    _sealer: Sealer,
+    /// The features' background work (keel-activity's sealer).
+    _running: Vec<Running>,
     /// Hands committed tasks to the broker (or runs them here without one).
     _relay: RelayHandle,
     /// Enqueues periodic jobs when there is no broker (keel-worker does it otherwise).
@@ -77,8 +75,11 @@ async fn seed_or_retry(db: &Db) -> Result<(), StartError> {
     const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
     match seed(db).await {
         Ok(()) => Ok(()),
-        Err(keel_core::ApiError::Unavailable { .. }) => {
-            tracing::warn!(retry_in = ?RETRY, "database unavailable: seeding roles and permissions later");
+        Err(FeatureError {
+            source: keel_core::ApiError::Unavailable { .. },
+            ..
+        }) => {
+            tracing::warn!(retry_in = ?RETRY, "database unavailable: seeding later");
             let db = db.clone();
             tokio::spawn(async move {
                 loop {
@@ -91,8 +92,8 @@ async fn seed_or_retry(db: &Db) -> Result<(), StartError> {
             });
             Ok(())
         }
-        Err(source) => Err(StartError::Setup {
-            what: "roles and permissions (seeding)",
+        Err(FeatureError { feature, source }) => Err(StartError::Setup {
+            what: feature,
             source,
         }),
     }
@@ -121,10 +122,10 @@ fn report_trail_guard(db: Db) {
     });
 }
 
-async fn seed(db: &Db) -> Result<(), keel_core::ApiError> {
-    let report = keel_user::services::seed(db, api::declared_permissions()).await?;
-    if report.changed_anything() {
-        tracing::info!(?report, "seeded roles and permissions");
+async fn seed(db: &Db) -> Result<(), FeatureError> {
+    let changes = All::seed(db, &api::declared_permissions()).await?;
+    if !changes.is_empty() {
+        tracing::info!(?changes, "seeded");
     }
     Ok(())
 }
@@ -143,42 +144,25 @@ impl Application {
             }
         }
         let metrics = metrics::install().map_err(StartError::Metrics)?;
-        let db = Db::new(database_url, &settings.database, "keel-api");
+        let root = Root::new(settings, database_url, "keel-api")?;
+        let db = root.context.db.clone();
         report_trail_guard(db.clone());
         let changes = db.listen_for_changes();
         seed_or_retry(&db).await?;
-        let cache = Cache::from_settings(&settings.cache)?;
-        tracing::info!(backend = cache.backend(), "cache");
-        let storage = Storage::from_settings(
-            &settings.storage,
-            settings.security.password_pepper.expose().as_bytes(),
-        );
+        tracing::info!(backend = root.context.cache.backend(), "cache");
+        let storage = root.context.storage.clone();
         tracing::info!(backend = storage.backend(), "object storage");
-        let users = UserService::new(db.clone(), settings, &cache, storage.clone())
-            .await
-            .map_err(|source| StartError::Setup {
-                what: "accounts",
-                source,
-            })?;
-        let authenticator = users.authenticator().clone();
-        let activity = ActivityService::new(db.clone());
-        let sealer = activity.spawn_sealer();
-        let release_notes = ReleaseNoteService::new(db.clone(), cache.clone());
-        let registry = tasks::registry();
-        let task_services = tasks::services(db.clone(), cache.clone(), storage.clone(), settings)?;
-        let relay_target = tasks::relay_target(settings, registry.clone(), task_services);
-        let relay = Relay::new(db.clone(), relay_target.clone(), settings.tasks.relay_batch);
-        let task_api = TasksApi::new(relay.clone(), &registry);
+        let features = root.features().await?;
+        let running = features.spawn();
+        let relay = root.relay();
+        let relay_target = relay.target().clone();
+        let task_api = TasksApi::new(relay.clone(), &root.registry);
         let relay = relay.spawn();
         let scheduler = matches!(relay_target, RelayTarget::Local(_))
-            .then(|| Scheduler::new(db.clone(), registry.periodic_jobs()).spawn());
-        let features = api::Features {
-            users,
-            activity,
-            release_notes,
-            tasks: task_api,
-        };
-        let mut checks = Checks::default().with(db.clone()).with(cache.clone());
+            .then(|| Scheduler::new(db.clone(), root.registry.periodic_jobs()).spawn());
+        let mut checks = Checks::default()
+            .with(db.clone())
+            .with(root.context.cache.clone());
         if storage.backend() == "s3" {
             checks = checks.with(storage.clone());
         }
@@ -190,8 +174,8 @@ impl Application {
             what: "the OpenAPI document",
             source: keel_core::ApiError::internal(e),
         };
-        let (routes, document) =
-            api::routes(api::service(system, &features)).map_err(document_error)?;
+        let (routes, document) = api::routes(api::service(system, api::v1(&features, task_api)))
+            .map_err(document_error)?;
         let document: serde_json::Value = serde_json::from_str(&document)
             .map_err(|e| document_error(format!("the published document: {e}")))?;
         // Under test, an operation answering a status its entry doesn't declare fails.
@@ -199,10 +183,9 @@ impl Application {
             .then(|| Arc::new(DeclaredStatuses::from_document(&document)));
         let allowed = AllowedMethods::from_document(&document);
         let shapes = RequestShapes::from_document(&document);
+        let routes = features.wrap(routes.at("/storage/*key", links::endpoint(storage)).boxed());
         let endpoint = keel_core::http::stack(
             routes
-                .at("/storage/*key", links::endpoint(storage))
-                .data(authenticator)
                 .with_if(
                     declared.is_some(),
                     EnforceDeclared(declared.unwrap_or_default()),
@@ -222,7 +205,7 @@ impl Application {
             metrics,
             settings: settings.clone(),
             _changes: changes,
-            _sealer: sealer,
+            _running: running,
             _relay: relay,
             _scheduler: scheduler,
         })

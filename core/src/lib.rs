@@ -4,9 +4,11 @@
 
 pub mod auth;
 pub mod cache;
+pub mod context;
 pub mod crud;
 pub mod db;
 pub mod error;
+pub mod feature;
 pub mod hex;
 pub mod http;
 pub mod mail;
@@ -16,5 +18,7 @@ pub mod storage;
 pub mod tasks;
 pub mod telemetry;
 
+pub use context::Context;
 pub use error::ApiError;
+pub use feature::{Feature, Features};
 pub use settings::Settings;

@@ -16,19 +16,43 @@ pub mod routes;
 pub mod schemas;
 pub mod services;
 
-use poem_openapi::OpenApi;
+mod dead_letters;
+
+use keel_core::feature::Running;
+use keel_core::tasks::Registry;
+use keel_core::{ApiError, Context};
 
 pub use actions::Action;
 pub use permissions::ActivityPermission;
 pub use record::{Actor, Entry, record, redact};
 pub use services::ActivityService;
 
-/// The permissions keel-activity declares, as `(code, description)` for seeding.
-pub fn declared_permissions() -> Vec<(String, String)> {
-    keel_core::auth::declared::<ActivityPermission>()
-}
+/// keel-activity as keel-app lists it.
+pub type Feature = ActivityService;
 
-/// keel-activity's operations, mounted under `/api/v1` by keel-app.
-pub fn api(service: &ActivityService) -> impl OpenApi + use<> {
-    routes::ActivityApi::new(service.clone())
+impl keel_core::Feature for ActivityService {
+    const NAME: &'static str = "activity";
+    type Api = routes::ActivityApi;
+
+    async fn build(ctx: &Context) -> Result<Self, ApiError> {
+        Ok(Self::new(ctx.db.clone()))
+    }
+
+    fn api(&self) -> Self::Api {
+        routes::ActivityApi::new(self.clone())
+    }
+
+    fn permissions() -> Vec<(String, String)> {
+        keel_core::auth::declared::<ActivityPermission>()
+    }
+
+    /// A task given up on becomes an audit entry: someone has to look at it.
+    fn tasks(registry: &mut Registry) {
+        registry.on_dead_letter(std::sync::Arc::new(dead_letters::record));
+    }
+
+    /// The sealer, which chains committed entries.
+    fn spawn(&self) -> Vec<Running> {
+        vec![Box::new(self.spawn_sealer())]
+    }
 }

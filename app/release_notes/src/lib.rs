@@ -10,17 +10,27 @@ pub mod routes;
 pub mod schemas;
 pub mod services;
 
-use poem_openapi::OpenApi;
+use keel_core::{ApiError, Context};
 
 pub use permissions::ReleaseNotesPermission;
 pub use services::ReleaseNoteService;
 
-/// The permissions keel-release-notes declares, as `(code, description)` for seeding.
-pub fn declared_permissions() -> Vec<(String, String)> {
-    keel_core::auth::declared::<ReleaseNotesPermission>()
-}
+/// keel-release-notes as keel-app lists it.
+pub type Feature = ReleaseNoteService;
 
-/// keel-release-notes' operations, mounted under `/api/v1` by keel-app.
-pub fn api(service: &ReleaseNoteService) -> impl OpenApi + use<> {
-    routes::ReleaseNotesApi::new(service.clone())
+impl keel_core::Feature for ReleaseNoteService {
+    const NAME: &'static str = "release_notes";
+    type Api = routes::ReleaseNotesApi;
+
+    async fn build(ctx: &Context) -> Result<Self, ApiError> {
+        Ok(Self::new(ctx.db.clone(), ctx.cache.clone()))
+    }
+
+    fn api(&self) -> Self::Api {
+        routes::ReleaseNotesApi::new(self.clone())
+    }
+
+    fn permissions() -> Vec<(String, String)> {
+        keel_core::auth::declared::<ReleaseNotesPermission>()
+    }
 }

@@ -4,20 +4,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keel_app::{api, database};
+use keel_app::features::All;
+use keel_app::{Root, api, database};
 use std::io::{BufRead, IsTerminal, Write};
 
 use keel_activity::ActivityService;
 use keel_activity::chain::Verdict;
 use keel_core::ApiError;
-use keel_core::cache::Cache;
 use keel_core::db::local::PrivateServer;
-use keel_core::db::{Db, migrate};
+use keel_core::db::migrate;
+use keel_core::feature::{Feature, FeatureError, Features};
 use keel_core::settings::Settings;
-use keel_core::storage::Storage;
 use keel_core::tasks::{self, Broker, Ping};
 use keel_user::UserService;
-use keel_user::services::{AdminOutcome, seed};
+use keel_user::services::AdminOutcome;
 
 #[derive(Debug, Parser)]
 #[command(name = "keel-admin", version, about = "Operate a keel deployment")]
@@ -172,39 +172,20 @@ async fn run(command: Command) -> Result<(), BoxError> {
             stop(database.server).await
         }
         Command::Seed => {
-            let settings = Settings::load()?;
-            let database = database::resolve(&settings).await?;
-            let url = settings
-                .database
-                .owner_url
-                .as_ref()
-                .unwrap_or(&database.url);
-            let db = Db::new(url, &settings.database, "keel-admin");
-            let report = seed(&db, api::declared_permissions())
-                .await
-                .map_err(|e| describe(&e))?;
-            if report.changed_anything() {
-                eprintln!(
-                    "keel-admin: seeded: {} permission(s) added or updated, {} role(s) created{}",
-                    report.permissions,
-                    report.roles_created,
-                    if report.superuser_updated {
-                        ", superuser role completed"
-                    } else {
-                        ""
-                    }
-                );
-            } else {
+            let (root, server) = open(Signed::AsOwner).await?;
+            let changes = seed(&root).await?;
+            if changes.is_empty() {
                 eprintln!("keel-admin: nothing to seed; permissions and roles are up to date");
+            } else {
+                eprintln!("keel-admin: seeded: {}", changes.join(", "));
             }
-            stop(database.server).await
+            stop(server).await
         }
         Command::CreateAdmin {
             email,
             password_stdin,
             promote,
         } => {
-            let settings = Settings::load()?;
             let email = match email {
                 Some(email) => email,
                 None => prompt_line("Email: ")?,
@@ -214,18 +195,10 @@ async fn run(command: Command) -> Result<(), BoxError> {
             } else {
                 prompt_new_password()?
             };
-            let database = database::resolve(&settings).await?;
-            let db = Db::new(&database.url, &settings.database, "keel-admin");
-            seed(&db, api::declared_permissions())
-                .await
-                .map_err(|e| describe(&e))?;
+            let (root, server) = open(Signed::AsRuntime).await?;
+            seed(&root).await?;
             // The API's cache, so replicas see a promotion at once.
-            let cache = Cache::from_settings(&settings.cache).map_err(|e| e.to_string())?;
-            let storage = Storage::from_settings(
-                &settings.storage,
-                settings.security.password_pepper.expose().as_bytes(),
-            );
-            let users = UserService::new(db, &settings, &cache, storage)
+            let users = UserService::build(&root.context)
                 .await
                 .map_err(|e| describe(&e))?;
             let outcome = users
@@ -254,7 +227,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
                     );
                 }
             }
-            stop(database.server).await
+            stop(server).await
         }
         Command::Activity {
             command: ActivityCommand::Head,
@@ -319,23 +292,23 @@ async fn run(command: Command) -> Result<(), BoxError> {
         Command::Tasks {
             command: TasksCommand::Ping { count, hold_ms },
         } => {
-            let settings = Settings::load()?;
-            let database = database::resolve(&settings).await?;
-            let db = Db::new(&database.url, &settings.database, "keel-admin");
-            db.transaction(|conn| {
-                Box::pin(async move {
-                    for _ in 0..count {
-                        tasks::enqueue(conn, &Ping { hold_ms }).await?;
-                    }
-                    Ok::<_, ApiError>(())
+            let (root, server) = open(Signed::AsRuntime).await?;
+            root.context
+                .db
+                .transaction(|conn| {
+                    Box::pin(async move {
+                        for _ in 0..count {
+                            tasks::enqueue(conn, &Ping { hold_ms }).await?;
+                        }
+                        Ok::<_, ApiError>(())
+                    })
                 })
-            })
-            .await
-            .map_err(|e| describe(&e))?;
+                .await
+                .map_err(|e| describe(&e))?;
             eprintln!(
                 "keel-admin: enqueued {count} system.ping task(s); keel-api's relay hands them on"
             );
-            stop(database.server).await
+            stop(server).await
         }
         Command::Tasks {
             command: TasksCommand::Dead { command },
@@ -355,12 +328,43 @@ async fn run(command: Command) -> Result<(), BoxError> {
 /// The audit trail with everything final sealed, and the private server it runs on (if
 /// keel started one), to stop when done.
 async fn sealed_trail() -> Result<(ActivityService, Option<PrivateServer>), BoxError> {
+    let (root, server) = open(Signed::AsRuntime).await?;
+    let activity = ActivityService::build(&root.context)
+        .await
+        .map_err(|e| describe(&e))?;
+    activity.seal_all().await.map_err(|e| describe(&e))?;
+    Ok((activity, server))
+}
+
+/// Which database role a command signs in as.
+#[derive(Debug, Clone, Copy)]
+enum Signed {
+    /// keel-api's (`DATABASE_URL`).
+    AsRuntime,
+    /// `DATABASE_OWNER_URL` when set (it may change the schema and seed), else the same.
+    AsOwner,
+}
+
+/// The composed process on the configured database (or keel's private server, which
+/// the caller stops when done).
+async fn open(signed: Signed) -> Result<(Root, Option<PrivateServer>), BoxError> {
     let settings = Settings::load()?;
     let database = database::resolve(&settings).await?;
-    let db = Db::new(&database.url, &settings.database, "keel-admin");
-    let activity = ActivityService::new(db);
-    activity.seal_all().await.map_err(|e| describe(&e))?;
-    Ok((activity, database.server))
+    let url = match (signed, &settings.database.owner_url) {
+        (Signed::AsOwner, Some(owner)) => owner,
+        _ => &database.url,
+    };
+    let root = Root::new(&settings, url, "keel-admin")?;
+    Ok((root, database.server))
+}
+
+/// Seeds every feature; returns what changed.
+async fn seed(root: &Root) -> Result<Vec<String>, BoxError> {
+    All::seed(&root.context.db, &api::declared_permissions())
+        .await
+        .map_err(|FeatureError { feature, source }| {
+            format!("seeding {feature}: {}", describe(&source)).into()
+        })
 }
 
 async fn stop(server: Option<PrivateServer>) -> Result<(), BoxError> {
@@ -431,7 +435,7 @@ async fn dead_letters(command: DeadCommand) -> Result<(), BoxError> {
     let queues = |queue: Option<String>| {
         queue.map_or_else(
             || {
-                keel_app::tasks::registry()
+                keel_app::root::registry()
                     .queues()
                     .into_iter()
                     .map(str::to_owned)

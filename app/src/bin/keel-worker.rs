@@ -10,15 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use keel_app::Root;
 use keel_app::process::{self, BoxError};
-use keel_app::tasks;
-use keel_core::cache::Cache;
-use keel_core::db::Db;
 use keel_core::http::health::{Check, Checks};
 use keel_core::http::server::{Bound, shutdown_signal};
 use keel_core::http::system::SystemApi;
 use keel_core::settings::Settings;
-use keel_core::storage::Storage;
 use keel_core::tasks::{Broker, Scheduler, Worker};
 use keel_core::telemetry::{logging, metrics};
 use poem::Route;
@@ -42,21 +39,17 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     };
     let _log_guard = logging::init(&settings.log, "keel-worker")?;
     let metrics = metrics::install()?;
-    let db = Db::new(&database_url, &settings.database, "keel-worker");
-    let cache = Cache::from_settings(&settings.cache)?;
-    let storage = Storage::from_settings(
-        &settings.storage,
-        settings.security.password_pepper.expose().as_bytes(),
-    );
+    let root = Root::new(&settings, &database_url, "keel-worker")?;
+    let db = root.context.db.clone();
     let broker = Arc::new(Broker::new(&settings.tasks, &amqp_url));
-    let registry = Arc::new(tasks::registry());
+    let registry = root.registry.clone();
 
     // Probes and metrics: the database is required, the broker too (without it there
     // is nothing to do), the cache not.
     let checks = Checks::default()
         .with(db.clone())
         .with(Required(broker.clone()))
-        .with(cache.clone());
+        .with(root.context.cache.clone());
     let scraped = db.clone();
     let system =
         SystemApi::new(checks, metrics.clone()).on_scrape(move || scraped.record_metrics());
@@ -86,7 +79,7 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     let worker = Worker::new(
         broker,
         registry,
-        tasks::services(db, cache, storage, &settings)?,
+        root.context,
         settings.tasks.prefetch,
         settings.tasks.shutdown_grace,
     );

@@ -7,9 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::cache::Cache;
 use keel_core::db::Db;
-use keel_core::storage::Storage;
 use keel_core::tasks::{Broker, Envelope, Relay, RelayTarget};
 use keel_testkit::TestDb;
 use reqwest::StatusCode;
@@ -61,14 +59,7 @@ async fn the_tasks_overview_shows_the_rabbitmq_queues() {
 async fn a_dead_lettered_task_is_recorded_in_the_audit_trail() {
     let app = TestApp::spawn(&[]).await;
     let settings = keel_testkit::settings(app.db().url(), &[]);
-    let db = Db::new(&app.db().secret_url(), &settings.database, "keel-test");
-    let services = keel_app::tasks::services(
-        db,
-        Cache::memory("test", 10),
-        Storage::from_settings(&settings.storage, b"test"),
-        &settings,
-    )
-    .unwrap();
+    let root = keel_app::Root::new(&settings, &app.db().secret_url(), "keel-test").unwrap();
     let envelope = Envelope {
         id: uuid::Uuid::now_v7(),
         task: "user.send_welcome_email".to_owned(),
@@ -77,8 +68,17 @@ async fn a_dead_lettered_task_is_recorded_in_the_audit_trail() {
         enqueued_at: chrono::Utc::now(),
         payload: serde_json::json!({}),
     };
-    keel_app::tasks::record_dead_letter(services, envelope.clone(), "smtp refused".to_owned())
-        .await;
+    // The hook keel-activity registers for every process.
+    let hook = root
+        .registry
+        .dead_letter_hook()
+        .expect("a dead-letter hook");
+    hook(
+        root.context.clone(),
+        envelope.clone(),
+        "smtp refused".to_owned(),
+    )
+    .await;
 
     let c = Client::new(&app);
     let admin = c.superuser("root@example.com").await;

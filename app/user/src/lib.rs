@@ -1,8 +1,7 @@
 //! keel-user: accounts, sign-in with rotating refresh tokens, roles and permissions.
 //!
 //! The reference feature crate: every later feature copies its layout (see
-//! docs/adding-a-feature.md). keel-app mounts [`api`], seeds [`declared_permissions`]
-//! from every feature, and installs the service's authenticator as request data.
+//! docs/adding-a-feature.md): [`UserService`] is its [`keel_core::Feature`].
 
 pub mod crud;
 pub mod errors;
@@ -16,22 +15,61 @@ pub mod services;
 pub mod tasks;
 pub mod tokens;
 
-use poem_openapi::OpenApi;
+use keel_core::db::Db;
+use keel_core::feature::Endpoint;
+use keel_core::tasks::Registry;
+use keel_core::{ApiError, Context};
+use poem::EndpointExt;
 
 pub use permissions::UserPermission;
 pub use services::UserService;
 
-/// The permissions keel-user declares, as `(code, description)` for seeding.
-pub fn declared_permissions() -> Vec<(String, String)> {
-    keel_core::auth::declared::<UserPermission>()
-}
+/// keel-user as keel-app lists it.
+pub type Feature = UserService;
 
-/// keel-user's operations, mounted under `/api/v1` by keel-app.
-pub fn api(service: &UserService) -> impl OpenApi + use<> {
-    (
-        routes::AuthApi::new(service.clone()),
-        routes::UsersApi::new(service.clone()),
-        routes::RolesApi::new(service.clone()),
-        routes::PermissionsApi::new(service.clone()),
-    )
+impl keel_core::Feature for UserService {
+    const NAME: &'static str = "user";
+    type Api = (
+        routes::AuthApi,
+        routes::UsersApi,
+        routes::RolesApi,
+        routes::PermissionsApi,
+    );
+
+    async fn build(ctx: &Context) -> Result<Self, ApiError> {
+        Self::new(
+            ctx.db.clone(),
+            &ctx.settings,
+            &ctx.cache,
+            ctx.storage.clone(),
+        )
+        .await
+    }
+
+    fn api(&self) -> Self::Api {
+        (
+            routes::AuthApi::new(self.clone()),
+            routes::UsersApi::new(self.clone()),
+            routes::RolesApi::new(self.clone()),
+            routes::PermissionsApi::new(self.clone()),
+        )
+    }
+
+    fn permissions() -> Vec<(String, String)> {
+        keel_core::auth::declared::<UserPermission>()
+    }
+
+    fn tasks(registry: &mut Registry) {
+        tasks::register(registry);
+    }
+
+    /// Every declared permission, the superuser role holding them all, the user role.
+    async fn seed(db: &Db, declared: &[(String, String)]) -> Result<Vec<String>, ApiError> {
+        Ok(services::seed(db, declared.to_vec()).await?.changes())
+    }
+
+    /// `Auth` extractors verify tokens with the authenticator found as request data.
+    fn wrap(&self, endpoint: Endpoint) -> Endpoint {
+        endpoint.data(self.authenticator().clone()).boxed()
+    }
 }

@@ -82,6 +82,32 @@ impl Db {
         }
     }
 
+    /// A handle whose every connection attempt fails (an [`ApiError::Unavailable`] on
+    /// use): for [`crate::context::Context::offline`], which builds the features without
+    /// a database to generate the OpenAPI document.
+    pub fn offline() -> Self {
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        config.custom_setup = Box::new(|_| {
+            Box::pin(async {
+                Err(diesel::ConnectionError::BadConnection(
+                    "offline: this process has no database".to_owned(),
+                ))
+            })
+        });
+        let url = Secret::new("postgres://offline.invalid/keel");
+        let manager = Manager::new_with_config(url.expose(), config);
+        let pool = bb8::Pool::builder()
+            .max_size(1)
+            .connection_timeout(Duration::from_millis(100))
+            .build_unchecked(manager);
+        Self {
+            pool,
+            max_size: 1,
+            url,
+            changes: changes::ChangeFeed::default(),
+        }
+    }
+
     /// The table change counters query caches check; live only while
     /// [`Db::listen_for_changes`]'s listener runs.
     pub fn changes(&self) -> &changes::ChangeFeed {

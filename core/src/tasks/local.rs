@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use metrics::counter;
 use tokio::task::JoinSet;
 
-use super::{Envelope, Outcome, Registry, Services};
+use super::{Envelope, Outcome, Registry};
+use crate::context::Context;
 use crate::telemetry::metrics::{TASKS_DEAD_LETTERED, TASKS_PUBLISHED, TASKS_RETRIED};
 
 /// How many given-up tasks are remembered for the admin overview.
@@ -25,7 +26,7 @@ const RECENT_DEAD: usize = 50;
 #[derive(Debug)]
 pub struct LocalRunner {
     registry: Arc<Registry>,
-    services: Arc<Services>,
+    services: Arc<Context>,
     running: std::sync::Mutex<JoinSet<()>>,
     dead: Arc<std::sync::Mutex<VecDeque<GivenUp>>>,
 }
@@ -39,7 +40,7 @@ pub struct GivenUp {
 }
 
 impl LocalRunner {
-    pub fn new(registry: Arc<Registry>, services: Arc<Services>) -> Self {
+    pub fn new(registry: Arc<Registry>, services: Arc<Context>) -> Self {
         Self {
             registry,
             services,
@@ -79,7 +80,7 @@ impl LocalRunner {
 
 async fn run_to_the_end(
     registry: Arc<Registry>,
-    services: Arc<Services>,
+    services: Arc<Context>,
     dead: Arc<std::sync::Mutex<VecDeque<GivenUp>>>,
     mut envelope: Envelope,
 ) {

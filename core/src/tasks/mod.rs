@@ -46,11 +46,7 @@ pub use retry::RetryPolicy;
 pub use system::{Ping, PurgeTasksDone};
 pub use worker::{Worker, WorkerStopped};
 
-use crate::cache::Cache;
-use crate::db::Db;
-use crate::mail::Mailer;
-use crate::settings::Settings;
-use crate::storage::Storage;
+use crate::context::Context;
 
 /// A kind of background work: the payload is the task itself.
 ///
@@ -116,7 +112,7 @@ impl std::fmt::Display for TaskError {
 /// which run this is.
 #[derive(Debug, Clone)]
 pub struct TaskContext {
-    pub services: Arc<Services>,
+    pub services: Arc<Context>,
     task: &'static str,
     task_id: Uuid,
     attempt: u32,
@@ -124,7 +120,7 @@ pub struct TaskContext {
 
 impl TaskContext {
     /// A context for running task `T` directly (tests, a one-off command).
-    pub fn new<T: Task>(services: Arc<Services>, task_id: Uuid, attempt: u32) -> Self {
+    pub fn new<T: Task>(services: Arc<Context>, task_id: Uuid, attempt: u32) -> Self {
         Self {
             services,
             task: T::NAME,
@@ -159,14 +155,4 @@ impl TaskContext {
         .await?;
         Ok(claimed == 1)
     }
-}
-
-/// The shared services handlers run with (one per process).
-#[derive(Debug)]
-pub struct Services {
-    pub db: Db,
-    pub cache: Cache,
-    pub storage: Storage,
-    pub mailer: Mailer,
-    pub settings: Arc<Settings>,
 }

@@ -8,14 +8,15 @@ use futures_util::future::BoxFuture;
 use metrics::{counter, histogram};
 
 use super::periodic::{Job, Periodic};
-use super::{Envelope, RetryPolicy, Services, Task, TaskContext, TaskError};
+use super::{Envelope, RetryPolicy, Task, TaskContext, TaskError};
+use crate::context::Context;
 use crate::telemetry::metrics::{TASK_DURATION, TASKS_FAILED, TASKS_SUCCEEDED};
 
 type RunFn = fn(serde_json::Value, TaskContext) -> BoxFuture<'static, Result<(), TaskError>>;
 
 /// Called once a task is given up on (dead-lettered), e.g. to record it in the audit trail.
 pub type DeadLetterHook =
-    Arc<dyn Fn(Arc<Services>, Envelope, String) -> BoxFuture<'static, ()> + Send + Sync>;
+    Arc<dyn Fn(Arc<Context>, Envelope, String) -> BoxFuture<'static, ()> + Send + Sync>;
 
 #[derive(Debug, Clone, Copy)]
 struct Handler {
@@ -100,7 +101,8 @@ impl Registry {
         self
     }
 
-    pub(super) fn dead_letter_hook(&self) -> Option<&DeadLetterHook> {
+    /// What runs when a task is dead-lettered, if anything.
+    pub fn dead_letter_hook(&self) -> Option<&DeadLetterHook> {
         self.on_dead.as_ref()
     }
 
@@ -119,7 +121,7 @@ impl Registry {
     }
 
     /// Runs the task `envelope` carries, a panic included, and says what to do next.
-    pub async fn run(&self, envelope: &Envelope, services: &Arc<Services>) -> Outcome {
+    pub async fn run(&self, envelope: &Envelope, services: &Arc<Context>) -> Outcome {
         let Some(handler) = self.handlers.get(envelope.task.as_str()).copied() else {
             counter!(TASKS_FAILED, "task" => envelope.task.clone()).increment(1);
             return Outcome::Dead {

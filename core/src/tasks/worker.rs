@@ -18,7 +18,8 @@ use lapin::{Channel, Connection, Consumer};
 use metrics::gauge;
 use tokio::task::JoinSet;
 
-use super::{Broker, BrokerError, Envelope, Outcome, Registry, Services};
+use super::{Broker, BrokerError, Envelope, Outcome, Registry};
+use crate::context::Context;
 use crate::telemetry::metrics::TASK_WORKER_CONNECTED;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -31,7 +32,7 @@ const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 pub struct Worker {
     broker: Arc<Broker>,
     registry: Arc<Registry>,
-    services: Arc<Services>,
+    services: Arc<Context>,
     prefetch: u16,
     grace: Duration,
 }
@@ -60,7 +61,7 @@ impl Worker {
     pub fn new(
         broker: Arc<Broker>,
         registry: Arc<Registry>,
-        services: Arc<Services>,
+        services: Arc<Context>,
         prefetch: u16,
         grace: Duration,
     ) -> Self {

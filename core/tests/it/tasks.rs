@@ -8,14 +8,14 @@ use std::time::Duration;
 use diesel::sql_types::{Integer, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
+use keel_core::Context;
 use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::settings::Settings;
-use keel_core::storage::Storage;
 use keel_core::tasks::local::LocalRunner;
 use keel_core::tasks::{
-    Broker, Envelope, Missed, Periodic, Registry, Relay, RelayTarget, RetryPolicy, Scheduler,
-    Services, Task, TaskContext, TaskError, Worker, WorkerStopped, enqueue,
+    Broker, Envelope, Missed, Periodic, Registry, Relay, RelayTarget, RetryPolicy, Scheduler, Task,
+    TaskContext, TaskError, Worker, WorkerStopped, enqueue,
 };
 use keel_testkit::{Link, Proxy, TestDb};
 use lapin::options::BasicGetOptions;
@@ -79,7 +79,7 @@ struct Fixture {
     _test_db: TestDb,
     db: Db,
     settings: Settings,
-    services: Arc<Services>,
+    services: Arc<Context>,
     registry: Arc<Registry>,
     broker: Arc<Broker>,
     /// (task, error) of each dead letter the hook saw.
@@ -114,18 +114,14 @@ impl Fixture {
         overrides.extend_from_slice(extra);
         let settings = keel_testkit::settings(test_db.url(), &overrides);
         let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
-        let services = Arc::new(Services {
-            db: db.clone(),
-            cache: Cache::memory("test", 100),
-            storage: Storage::from_settings(&settings.storage, b"test"),
-            mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
-            settings: Arc::new(settings.clone()),
-        });
+        let services = Arc::new(
+            Context::new(settings.clone(), db.clone(), Cache::memory("test", 100)).unwrap(),
+        );
         let dead = Arc::new(Mutex::new(Vec::new()));
         let seen = dead.clone();
         let mut registry = Registry::new();
         registry.register::<Note>().on_dead_letter(Arc::new(
-            move |_: Arc<Services>, envelope: Envelope, error: String| -> BoxFuture<'static, ()> {
+            move |_: Arc<Context>, envelope: Envelope, error: String| -> BoxFuture<'static, ()> {
                 seen.lock().unwrap().push((envelope.task, error));
                 Box::pin(async {})
             },

@@ -25,6 +25,24 @@ impl SeedReport {
     pub fn changed_anything(&self) -> bool {
         self.permissions > 0 || self.roles_created > 0 || self.superuser_updated
     }
+
+    /// What changed, one phrase each (none when nothing did).
+    pub fn changes(&self) -> Vec<String> {
+        let mut changes = Vec::new();
+        if self.permissions > 0 {
+            changes.push(format!(
+                "{} permission(s) added or updated",
+                self.permissions
+            ));
+        }
+        if self.roles_created > 0 {
+            changes.push(format!("{} role(s) created", self.roles_created));
+        }
+        if self.superuser_updated {
+            changes.push("superuser role completed".to_owned());
+        }
+        changes
+    }
 }
 
 /// Seeds `declared` (`(code, description)` pairs from every feature) in one transaction.

@@ -43,7 +43,7 @@ fn body_for(operation_id: &str) -> Option<Value> {
 async fn every_guarded_operation_enforces_the_permission_it_documents() {
     let app = TestApp::spawn().await;
     let spec: Value = serde_json::from_str(
-        &poem_openapi::OpenApiService::new(keel_user::api(&app.service), "t", "1").spec(),
+        &poem_openapi::OpenApiService::new(keel_core::Feature::api(&app.service), "t", "1").spec(),
     )
     .unwrap();
     let nobody = app.sign_up("nobody@example.com").await;
@@ -541,13 +541,16 @@ async fn roles_are_managed_and_permission_changes_apply_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn seeding_twice_changes_nothing() {
     let app = TestApp::spawn().await;
-    let again = keel_user::services::seed(app.service.db(), keel_user::declared_permissions())
-        .await
-        .unwrap();
+    let again = keel_user::services::seed(
+        app.service.db(),
+        <keel_user::UserService as keel_core::Feature>::permissions(),
+    )
+    .await
+    .unwrap();
     assert!(!again.changed_anything(), "{again:?}");
     let root = app.superuser("root@example.com").await;
     let me = app.get("/api/v1/auth/me", &root.access).await;
-    let declared: Vec<_> = keel_user::declared_permissions()
+    let declared: Vec<_> = <keel_user::UserService as keel_core::Feature>::permissions()
         .into_iter()
         .map(|(c, _)| json!(c))
         .collect();

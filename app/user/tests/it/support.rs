@@ -7,6 +7,7 @@ use keel_core::db::Db;
 use keel_core::db::changes::Listener;
 use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
 use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared, rules};
+use keel_core::{Context, Feature};
 use keel_testkit::{TestDb, TestServer};
 use keel_user::UserService;
 use poem::{EndpointExt, Route};
@@ -59,7 +60,7 @@ impl TestApp {
         let pool = Db::new(&db.secret_url(), &settings.database, "keel-user-tests");
         let changes = pool.listen_for_changes();
         wait_until_live(&pool).await;
-        keel_user::services::seed(&pool, keel_user::declared_permissions())
+        keel_user::services::seed(&pool, <UserService as Feature>::permissions())
             .await
             .expect("seeding succeeds");
         let cache = Cache::from_settings(&settings.cache).expect("cache settings are valid");
@@ -67,11 +68,11 @@ impl TestApp {
         let service = UserService::new(pool, &settings, &cache, storage)
             .await
             .expect("the service starts");
-        let api = OpenApiService::new(keel_user::api(&service), "keel-user", "test");
+        let api = OpenApiService::new(service.api(), "keel-user", "test");
         // As keel-api under test: a status an operation doesn't declare fails, and bodies
         // are held to the shape the published document gives them.
         let mut spec: Value = serde_json::from_str(&api.spec()).expect("the spec reads");
-        let codes: Vec<String> = keel_user::declared_permissions()
+        let codes: Vec<String> = <UserService as Feature>::permissions()
             .into_iter()
             .map(|(code, _)| code)
             .collect();
@@ -254,13 +255,8 @@ pub async fn wait_until_live(db: &Db) {
 
 /// What a task handler gets, on `db` with the test settings plus `overrides`: to run a
 /// handler directly.
-pub fn task_services(db: &TestDb, overrides: &[(&str, &str)]) -> Arc<keel_core::tasks::Services> {
+pub fn task_context(db: &TestDb, overrides: &[(&str, &str)]) -> Arc<Context> {
     let settings = keel_testkit::settings(db.url(), overrides);
-    Arc::new(keel_core::tasks::Services {
-        db: Db::new(&db.secret_url(), &settings.database, "keel-test"),
-        cache: Cache::memory("test", 10),
-        storage: keel_core::storage::Storage::from_settings(&settings.storage, b"test"),
-        mailer: keel_core::mail::Mailer::from_settings(&settings.mail).unwrap(),
-        settings: Arc::new(settings),
-    })
+    let pool = Db::new(&db.secret_url(), &settings.database, "keel-test");
+    Arc::new(Context::new(settings, pool, Cache::memory("test", 10)).unwrap())
 }

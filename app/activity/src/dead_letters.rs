@@ -1,0 +1,45 @@
+//! Tasks given up on, in the audit trail (the registry's dead-letter hook).
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use keel_core::tasks::Envelope;
+use keel_core::{ApiError, Context};
+use serde_json::json;
+
+use crate::{Action, Entry};
+
+/// Records `envelope`, given up on with `error`, as a `task.dead_lettered` entry; a
+/// failure to record is logged (the task is already lost to retries).
+pub fn record(context: Arc<Context>, envelope: Envelope, error: String) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let entry = Entry::new(
+            Action::TaskDeadLettered,
+            "task",
+            format!(
+                "task {} given up after {} attempt(s): {error}",
+                envelope.task, envelope.attempt
+            ),
+        )
+        .entity(envelope.id)
+        .metadata(json!({
+            "task": envelope.task,
+            "queue": envelope.queue,
+            "attempts": envelope.attempt,
+            "error": error,
+            "enqueued_at": envelope.enqueued_at,
+        }));
+        let recorded = context
+            .db
+            .transaction(|conn| {
+                Box::pin(async move {
+                    crate::record(conn, entry).await?;
+                    Ok::<_, ApiError>(())
+                })
+            })
+            .await;
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, task_id = %envelope.id, "cannot record a dead-lettered task in the audit trail");
+        }
+    })
+}

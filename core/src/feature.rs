@@ -1,0 +1,183 @@
+//! The one trait a feature crate implements, and the list keel-app composes from it.
+//!
+//! A feature is a value built from the process [`Context`]; keel-app names every
+//! feature once (a tuple implementing [`Features`]) and derives from that list what
+//! keel-api mounts under `/api/v1`, the permissions seeded and published as OAuth2
+//! scopes, the task registry keel-api and keel-worker share, and the OpenAPI document.
+
+use std::future::Future;
+
+use poem::Response;
+use poem::endpoint::BoxEndpoint;
+use poem_openapi::OpenApi;
+
+use crate::ApiError;
+use crate::context::Context;
+use crate::db::Db;
+use crate::tasks::Registry;
+
+/// keel-api's endpoint as a feature sees it in [`Feature::wrap`].
+pub type Endpoint = BoxEndpoint<'static, Response>;
+
+/// Background work that stops when dropped (a task handle that aborts on drop).
+pub type Running = Box<dyn std::any::Any + Send>;
+
+/// A feature: its operations, permissions, tasks, seed step and background work.
+/// Only [`Feature::build`] and [`Feature::api`] are required.
+pub trait Feature: Send + Sync + Sized + 'static {
+    /// Short and unique (`user`, `release_notes`): names the feature in errors.
+    const NAME: &'static str;
+
+    /// Its operations. Each `#[OpenApi]` declares `prefix_path = "/api/v1/<feature>"`
+    /// and its own tag.
+    type Api: OpenApi + 'static;
+
+    /// Builds the feature's services. Runs once per process, and on an offline context
+    /// for the OpenAPI document, so it must not need the database to answer.
+    fn build(ctx: &Context) -> impl Future<Output = Result<Self, ApiError>> + Send;
+
+    fn api(&self) -> Self::Api;
+
+    /// The permissions it declares, as `(code, description)` (see
+    /// [`crate::auth::declared`]): seeded at start and listed as OAuth2 scopes.
+    fn permissions() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Registers its tasks and periodic jobs.
+    fn tasks(registry: &mut Registry) {
+        let _ = registry;
+    }
+
+    /// Puts in the database what the feature needs before it serves; idempotent, run
+    /// by keel-api at start and by `keel-admin seed`. `declared` holds the permissions
+    /// of every feature. Returns what it changed, one phrase each, for the operator.
+    fn seed(
+        db: &Db,
+        declared: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send {
+        let _ = (db, declared);
+        async { Ok(Vec::new()) }
+    }
+
+    /// Wraps keel-api's endpoint with request data or middleware the feature's
+    /// extractors rely on (keel-user installs the token authenticator).
+    fn wrap(&self, endpoint: Endpoint) -> Endpoint {
+        endpoint
+    }
+
+    /// Starts the background work keel-api runs while it serves (keel-activity's
+    /// sealer); keel-api holds what this returns until it stops.
+    fn spawn(&self) -> Vec<Running> {
+        Vec::new()
+    }
+}
+
+/// A failure building or seeding one feature, named.
+#[derive(Debug, thiserror::Error)]
+#[error("{feature}: {source}")]
+pub struct FeatureError {
+    pub feature: &'static str,
+    pub source: ApiError,
+}
+
+/// Every feature of an application, as a tuple of up to 15 [`Feature`]s in mounting
+/// order.
+pub trait Features: Send + Sync + Sized + 'static {
+    /// The operations of every feature.
+    type Api: OpenApi + 'static;
+
+    fn build(ctx: &Context) -> impl Future<Output = Result<Self, FeatureError>> + Send;
+
+    fn api(&self) -> Self::Api;
+
+    /// The features' names, in order.
+    fn names() -> Vec<&'static str>;
+
+    /// Every permission the features declare.
+    fn permissions() -> Vec<(String, String)>;
+
+    /// Registers every feature's tasks.
+    fn tasks(registry: &mut Registry);
+
+    /// Seeds every feature in order; `declared` holds every permission the
+    /// application declares (the features' and the composition root's own).
+    fn seed(
+        db: &Db,
+        declared: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<String>, FeatureError>> + Send;
+
+    fn wrap(&self, endpoint: Endpoint) -> Endpoint;
+
+    fn spawn(&self) -> Vec<Running>;
+}
+
+fn named<F: Feature>(source: ApiError) -> FeatureError {
+    FeatureError {
+        feature: F::NAME,
+        source,
+    }
+}
+
+macro_rules! features_tuple {
+    ($($F:ident $i:tt),+) => {
+        impl<$($F: Feature),+> Features for ($($F,)+) {
+            // `()` closes the tuple: poem-openapi has no `OpenApi` for 1-tuples.
+            type Api = ($($F::Api,)+ ());
+
+            async fn build(ctx: &Context) -> Result<Self, FeatureError> {
+                Ok(($($F::build(ctx).await.map_err(named::<$F>)?,)+))
+            }
+
+            fn api(&self) -> Self::Api {
+                ($(self.$i.api(),)+ ())
+            }
+
+            fn names() -> Vec<&'static str> {
+                vec![$($F::NAME),+]
+            }
+
+            fn permissions() -> Vec<(String, String)> {
+                [$($F::permissions()),+].concat()
+            }
+
+            fn tasks(registry: &mut Registry) {
+                $($F::tasks(registry);)+
+            }
+
+            async fn seed(
+                db: &Db,
+                declared: &[(String, String)],
+            ) -> Result<Vec<String>, FeatureError> {
+                let mut changed = Vec::new();
+                $(changed.extend($F::seed(db, declared).await.map_err(named::<$F>)?);)+
+                Ok(changed)
+            }
+
+            fn wrap(&self, endpoint: Endpoint) -> Endpoint {
+                $(let endpoint = self.$i.wrap(endpoint);)+
+                endpoint
+            }
+
+            fn spawn(&self) -> Vec<Running> {
+                [$(self.$i.spawn()),+].into_iter().flatten().collect()
+            }
+        }
+    };
+}
+
+features_tuple!(A 0);
+features_tuple!(A 0, B 1);
+features_tuple!(A 0, B 1, C 2);
+features_tuple!(A 0, B 1, C 2, D 3);
+features_tuple!(A 0, B 1, C 2, D 3, E 4);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
+features_tuple!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13, O 14);
