@@ -1,5 +1,6 @@
 //! The OpenAPI surface: system endpoints at the root and every feature under `/api/v1`.
 
+use keel_core::context::Declared;
 use keel_core::feature::Features;
 use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
@@ -16,13 +17,17 @@ pub fn v1(features: &All, tasks: TasksApi) -> impl OpenApi + use<> {
     (features.api(), tasks)
 }
 
-/// Every permission the application declares: the features' and `tasks:read`.
-pub fn declared_permissions() -> Vec<(String, String)> {
-    [
-        All::permissions(),
-        keel_core::auth::declared::<TaskPermission>(),
-    ]
-    .concat()
+/// What the application declares: the features' permissions and `tasks:read`, and
+/// the features' audit actions.
+pub fn declared() -> Declared {
+    Declared {
+        permissions: [
+            All::permissions(),
+            keel_core::auth::declared::<TaskPermission>(),
+        ]
+        .concat(),
+        audit_actions: All::audit_actions(),
+    }
 }
 
 /// The service that serves every operation and generates the spec from the same types.
@@ -45,7 +50,7 @@ pub async fn spec() -> Result<String, String> {
         SystemApi::new(Checks::default(), metrics),
         v1(&features, tasks),
     );
-    document(&service.spec())
+    document(&service.spec(), &root.context.declared)
 }
 
 /// What the OAuth2 scheme says to readers of the document (the Authorize dialog).
@@ -54,25 +59,29 @@ const OAUTH2_DESCRIPTION: &str = "Sign in with your email as the username and yo
      lists the permission it needs as a scope.";
 
 /// The published document: poem-openapi's, with the OAuth2 password flow listing every
-/// permission the features declare as a scope (the scheme is declared in keel-core,
-/// which knows no feature's permissions; OpenAPI requires the list), and the rules
-/// keel's request guards enforce ([`keel_core::http::contract::rules`]).
-pub fn document(generated: &str) -> Result<String, String> {
+/// declared permission as a scope (the scheme is declared in keel-core, which knows no
+/// feature's permissions; OpenAPI requires the list), and the rules keel's request
+/// guards enforce ([`keel_core::http::contract::rules`]).
+pub fn document(generated: &str, declared: &Declared) -> Result<String, String> {
     let mut document: serde_json::Value =
         serde_json::from_str(generated).map_err(|e| format!("the generated spec: {e}"))?;
     let scheme = &mut document["components"]["securitySchemes"]["OAuth2"];
     if !scheme.is_object() {
         return Err("the generated spec has no OAuth2 security scheme".to_owned());
     }
-    let permissions = declared_permissions();
-    let codes: Vec<String> = permissions.iter().map(|(code, _)| code.clone()).collect();
-    let scopes: serde_json::Map<String, serde_json::Value> = permissions
-        .into_iter()
-        .map(|(code, description)| (code, serde_json::Value::String(description)))
+    let codes: Vec<&str> = declared
+        .permissions
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .collect();
+    let scopes: serde_json::Map<String, serde_json::Value> = declared
+        .permissions
+        .iter()
+        .map(|(code, description)| (code.clone(), description.as_str().into()))
         .collect();
     scheme["flows"]["password"]["scopes"] = serde_json::Value::Object(scopes);
     scheme["description"] = OAUTH2_DESCRIPTION.into();
-    keel_core::http::contract::rules::declare(&mut document, &codes);
+    keel_core::http::contract::rules::declare(&mut document, &codes, &declared.audit_actions);
     serde_json::to_string_pretty(&document).map_err(|e| e.to_string())
 }
 
@@ -80,9 +89,10 @@ pub fn document(generated: &str) -> Result<String, String> {
 /// [`document`] the docs pages and `/openapi.json` serve.
 pub fn routes(
     service: OpenApiService<impl OpenApi + 'static, ()>,
+    declared: &Declared,
 ) -> Result<(Route, String), String> {
     let generated = service.spec();
-    let published = document(&generated)?;
+    let published = document(&generated, declared)?;
     let served = published.clone();
     // The UI pages embed the document verbatim: swap in the published one.
     let swagger = service

@@ -55,7 +55,7 @@ impl Root {
 
     fn of(context: Context) -> Self {
         Self {
-            context: Arc::new(context),
+            context: Arc::new(context.declaring(crate::api::declared())),
             registry: Arc::new(registry()),
         }
     }

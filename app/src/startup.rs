@@ -123,7 +123,7 @@ fn report_trail_guard(db: Db) {
 }
 
 async fn seed(db: &Db) -> Result<(), FeatureError> {
-    let changes = All::seed(db, &api::declared_permissions()).await?;
+    let changes = All::seed(db, &api::declared().permissions).await?;
     if !changes.is_empty() {
         tracing::info!(?changes, "seeded");
     }
@@ -174,8 +174,11 @@ impl Application {
             what: "the OpenAPI document",
             source: keel_core::ApiError::internal(e),
         };
-        let (routes, document) = api::routes(api::service(system, api::v1(&features, task_api)))
-            .map_err(document_error)?;
+        let (routes, document) = api::routes(
+            api::service(system, api::v1(&features, task_api)),
+            &root.context.declared,
+        )
+        .map_err(document_error)?;
         let document: serde_json::Value = serde_json::from_str(&document)
             .map_err(|e| document_error(format!("the published document: {e}")))?;
         // Under test, an operation answering a status its entry doesn't declare fails.

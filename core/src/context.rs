@@ -18,6 +18,19 @@ pub struct Context {
     pub cache: Cache,
     pub storage: Storage,
     pub mailer: Mailer,
+    /// What the application's features declare, for the features acting on all of
+    /// them (seeding the permissions, filtering the audit trail by action).
+    pub declared: Arc<Declared>,
+}
+
+/// Everything the application declares across its features.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    /// `(code, description)`: seeded, published as OAuth2 scopes and as the enum of
+    /// [`crate::http::formats::PermissionCode`].
+    pub permissions: Vec<(String, String)>,
+    /// `noun.verb`: the enum of [`crate::http::formats::ActionName`].
+    pub audit_actions: Vec<&'static str>,
 }
 
 impl Context {
@@ -36,7 +49,16 @@ impl Context {
             cache,
             db,
             settings: Arc::new(settings),
+            declared: Arc::default(),
         })
+    }
+
+    /// The same context, with the application's declarations.
+    pub fn declaring(self, declared: Declared) -> Self {
+        Self {
+            declared: Arc::new(declared),
+            ..self
+        }
     }
 
     /// A context that reaches nothing: the database refuses every connection, the

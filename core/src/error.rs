@@ -102,6 +102,11 @@ impl ApiError {
         Self::Internal(err.into())
     }
 
+    /// A 422 naming one field of the request.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::Unavailable {
             detail: detail.into(),

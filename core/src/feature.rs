@@ -44,6 +44,12 @@ pub trait Feature: Send + Sync + Sized + 'static {
         Vec::new()
     }
 
+    /// The audit actions it records (`noun.verb`): the values the audit trail's
+    /// `action` filter accepts.
+    fn audit_actions() -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// Registers its tasks and periodic jobs.
     fn tasks(registry: &mut Registry) {
         let _ = registry;
@@ -97,6 +103,9 @@ pub trait Features: Send + Sync + Sized + 'static {
     /// Every permission the features declare.
     fn permissions() -> Vec<(String, String)>;
 
+    /// Every audit action the features record.
+    fn audit_actions() -> Vec<&'static str>;
+
     /// Registers every feature's tasks.
     fn tasks(registry: &mut Registry);
 
@@ -139,6 +148,10 @@ macro_rules! features_tuple {
 
             fn permissions() -> Vec<(String, String)> {
                 [$($F::permissions()),+].concat()
+            }
+
+            fn audit_actions() -> Vec<&'static str> {
+                [$($F::audit_actions()),+].concat()
             }
 
             fn tasks(registry: &mut Registry) {

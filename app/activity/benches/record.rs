@@ -56,7 +56,7 @@ async fn run(db: &Db, rounds: usize, actor: Option<&Actor>) -> Vec<Duration> {
     for i in 0..rounds {
         let entry = actor.map(|a| {
             Entry::new(
-                Action::UserUpdated,
+                Action::new("user.updated"),
                 "user",
                 format!("{} edited user {i}", a.email),
             )

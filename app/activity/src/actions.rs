@@ -1,63 +1,67 @@
-//! The closed set of things the audit trail records. A feature that records something
-//! new adds its line here, so every action a reader can filter by is listed in one
-//! place and in the OpenAPI document.
+//! What the audit trail records: an [`Action`], stored as `noun.verb`.
+//!
+//! Each feature declares its own as constants and lists them in its
+//! [`keel_core::Feature::audit_actions`], so the values the `action` filter accepts
+//! (and the enum the OpenAPI document gives it) come from the application's feature
+//! list, not from a closed set here.
 
-use poem_openapi::Enum;
+/// What happened, as `noun.verb` (`user.registered`). Make one with [`Action::new`] in
+/// a `const` and declare it; renaming one orphans the entries stored under the old name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Action(&'static str);
 
-macro_rules! actions {
-    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
-        /// What happened, stored as `noun.verb`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
-        pub enum Action {
-            $($(#[$doc])* #[oai(rename = $name)] $variant,)*
-        }
+impl Action {
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
 
-        impl Action {
-            /// The stored name, e.g. `user.registered`.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $name,)*
-                }
-            }
-        }
-    };
+    /// The stored name, e.g. `user.registered`.
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// Whether `name` has the `noun.verb` form (lowercase words, digits and `_`).
+    pub fn is_well_formed(name: &str) -> bool {
+        let word = |w: &str| {
+            w.starts_with(|c: char| c.is_ascii_lowercase())
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        matches!(name.split_once('.'), Some((noun, verb)) if word(noun) && word(verb))
+    }
 }
 
-actions! {
-    UserRegistered = "user.registered",
-    LoginSucceeded = "auth.login_succeeded",
-    /// Wrong password, unknown email, or a deactivated account.
-    LoginFailed = "auth.login_failed",
-    Logout = "auth.logout",
-    LogoutAll = "auth.logout_all",
-    /// A rotated refresh token was presented again; its session family was revoked.
-    RefreshReused = "auth.refresh_reused",
-    PasswordChanged = "auth.password_changed",
-    SessionRevoked = "auth.session_revoked",
-    ProfileUpdated = "user.profile_updated",
-    AvatarChanged = "user.avatar_changed",
-    AvatarRemoved = "user.avatar_removed",
-    UserCreated = "user.created",
-    UserUpdated = "user.updated",
-    UserActivated = "user.activated",
-    UserDeactivated = "user.deactivated",
-    UserRolesChanged = "user.roles_changed",
-    /// An administrator signed the user out everywhere.
-    UserSessionsRevoked = "user.sessions_revoked",
-    /// An administrative action on an account was refused (403): the delegation rule,
-    /// or a role the actor can't grant. The metadata says what and why.
-    UserActionRefused = "user.action_refused",
-    /// `keel-admin create-admin --promote` made an existing account a superuser.
-    UserPromoted = "user.promoted",
-    RoleCreated = "role.created",
-    RoleUpdated = "role.updated",
-    RoleDeleted = "role.deleted",
-    RolePermissionsChanged = "role.permissions_changed",
-    ReleaseNoteCreated = "release_note.created",
-    ReleaseNoteUpdated = "release_note.updated",
-    ReleaseNotePublished = "release_note.published",
-    ReleaseNoteUnpublished = "release_note.unpublished",
-    ReleaseNoteDeleted = "release_note.deleted",
-    /// A background task was given up on (permanent error or attempts used up).
-    TaskDeadLettered = "task.dead_lettered",
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A background task was given up on (permanent error or attempts used up).
+pub const TASK_DEAD_LETTERED: Action = Action::new("task.dead_lettered");
+
+/// keel-activity's own actions.
+pub const ALL: &[Action] = &[TASK_DEAD_LETTERED];
+
+#[cfg(test)]
+mod tests {
+    use super::Action;
+
+    #[test]
+    fn names_are_noun_dot_verb() {
+        for good in ["user.registered", "auth.login_failed", "v2.x"] {
+            assert!(Action::is_well_formed(good), "{good}");
+        }
+        for bad in [
+            "user",
+            "User.created",
+            "user.",
+            ".x",
+            "a.b.c",
+            "a.b-c",
+            "a.b\0",
+        ] {
+            assert!(!Action::is_well_formed(bad), "{bad}");
+        }
+    }
 }

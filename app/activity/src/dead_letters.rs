@@ -7,14 +7,14 @@ use keel_core::tasks::Envelope;
 use keel_core::{ApiError, Context};
 use serde_json::json;
 
-use crate::{Action, Entry};
+use crate::{Entry, actions};
 
 /// Records `envelope`, given up on with `error`, as a `task.dead_lettered` entry; a
 /// failure to record is logged (the task is already lost to retries).
 pub fn record(context: Arc<Context>, envelope: Envelope, error: String) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let entry = Entry::new(
-            Action::TaskDeadLettered,
+            actions::TASK_DEAD_LETTERED,
             "task",
             format!(
                 "task {} given up after {} attempt(s): {error}",

@@ -35,7 +35,7 @@ impl keel_core::Feature for ActivityService {
     type Api = routes::ActivityApi;
 
     async fn build(ctx: &Context) -> Result<Self, ApiError> {
-        Ok(Self::new(ctx.db.clone()))
+        Ok(Self::new(ctx.db.clone()).recording(&ctx.declared.audit_actions))
     }
 
     fn api(&self) -> Self::Api {
@@ -44,6 +44,10 @@ impl keel_core::Feature for ActivityService {
 
     fn permissions() -> Vec<(String, String)> {
         keel_core::auth::declared::<ActivityPermission>()
+    }
+
+    fn audit_actions() -> Vec<&'static str> {
+        actions::ALL.iter().map(|a| a.as_str()).collect()
     }
 
     /// A task given up on becomes an audit entry: someone has to look at it.

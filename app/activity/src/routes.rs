@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use keel_core::auth::Auth;
 use keel_core::crud::{CursorPage, CursorParams};
+use keel_core::http::formats::ActionName;
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
 use poem_openapi::param::Query;
@@ -11,7 +12,6 @@ use poem_openapi::payload::Json;
 use poem_openapi::{OpenApi, Tags};
 use uuid::Uuid;
 
-use crate::actions::Action;
 use crate::crud::ActivityFilter;
 use crate::permissions::ActivityPermission;
 use crate::schemas::ActivityOut;
@@ -51,7 +51,7 @@ impl ActivityApi {
         &self,
         #[oai(scope = "ActivityPermission::ActivityRead")] auth: Auth,
         actor_id: Query<Option<Uuid>>,
-        action: Query<Option<Action>>,
+        action: Query<Option<ActionName>>,
         #[oai(validator(max_length = 50))] entity_type: Query<Option<String>>,
         #[oai(validator(max_length = 200))] entity_id: Query<Option<String>>,
         /// From this instant (inclusive), RFC 3339.
@@ -68,7 +68,10 @@ impl ActivityApi {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;
         let filter = ActivityFilter {
             actor_id: actor_id.0,
-            action: action.0,
+            action: action
+                .as_deref()
+                .map(|name| self.service.action("action", name))
+                .transpose()?,
             entity_type: entity_type.0,
             entity_id: entity_id.0,
             since: since.0,
@@ -89,7 +92,7 @@ impl ActivityApi {
     async fn mine(
         &self,
         auth: Auth,
-        action: Query<Option<Action>>,
+        action: Query<Option<ActionName>>,
         /// `next_cursor` of the page before, as given.
         #[oai(validator(pattern = "^[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
@@ -98,7 +101,10 @@ impl ActivityApi {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;
         let filter = ActivityFilter {
             actor_id: Some(auth.user_id),
-            action: action.0,
+            action: action
+                .as_deref()
+                .map(|name| self.service.action("action", name))
+                .transpose()?,
             ..ActivityFilter::default()
         };
         Ok(Json(self.service.list(&filter, page).await?))

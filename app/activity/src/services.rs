@@ -1,10 +1,13 @@
 //! Reading the trail, and the chain's upkeep. Recording lives in [`crate::record`],
 //! called by other features inside their own transactions.
 
+use std::sync::Arc;
+
 use keel_core::ApiError;
 use keel_core::crud::{CursorKey, CursorPage, CursorParams};
 use keel_core::db::Db;
 
+use crate::actions::{self, Action};
 use crate::chain::{self, Sealer, Verdict};
 use crate::crud::{self, ActivityFilter};
 use crate::models::EntryRow;
@@ -14,11 +17,37 @@ use crate::schemas::ActivityOut;
 #[derive(Debug, Clone)]
 pub struct ActivityService {
     db: Db,
+    /// The actions the application records: what the `action` filter accepts.
+    actions: Arc<[&'static str]>,
 }
 
 impl ActivityService {
+    /// Knows keel-activity's own actions; [`ActivityService::recording`] adds the rest.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            actions: actions::ALL.iter().map(|a| a.as_str()).collect(),
+        }
+    }
+
+    /// The same service, accepting `actions` (every feature's) in filters.
+    pub fn recording(self, actions: &[&'static str]) -> Self {
+        let mut known: Vec<&'static str> = self.actions.iter().chain(actions).copied().collect();
+        known.sort_unstable();
+        known.dedup();
+        Self {
+            actions: known.into(),
+            ..self
+        }
+    }
+
+    /// The declared action named `name`, or a 422 naming `field`.
+    pub fn action(&self, field: &str, name: &str) -> Result<Action, ApiError> {
+        self.actions
+            .iter()
+            .find(|&&known| known == name)
+            .map(|&known| Action::new(known))
+            .ok_or_else(|| ApiError::invalid(field, "not an action the audit trail records"))
     }
 
     /// Entries matching `filter`, newest first.

@@ -2,6 +2,7 @@
 //! recorded in the audit trail); every signed-in user reads the published ones and has
 //! an unread count. Bodies are Markdown, never rendered on the server.
 
+pub mod actions;
 pub mod crud;
 pub mod errors;
 pub mod models;
@@ -32,5 +33,9 @@ impl keel_core::Feature for ReleaseNoteService {
 
     fn permissions() -> Vec<(String, String)> {
         keel_core::auth::declared::<ReleaseNotesPermission>()
+    }
+
+    fn audit_actions() -> Vec<&'static str> {
+        actions::ALL.iter().map(|a| a.as_str()).collect()
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actions;
 use chrono::Utc;
 use keel_activity::{Action, Actor, Entry, record};
 use keel_core::ApiError;
@@ -103,7 +104,7 @@ impl ReleaseNoteService {
                     let note = NoteCrud::create(conn, &note).await?;
                     let summary =
                         format!("{} drafted release notes {}", author.email, note.version);
-                    audit(conn, Action::ReleaseNoteCreated, author, &note, summary).await?;
+                    audit(conn, actions::RELEASE_NOTE_CREATED, author, &note, summary).await?;
                     Ok(NoteOut::from(note))
                 })
             })
@@ -129,7 +130,7 @@ impl ReleaseNoteService {
                 Box::pin(async move {
                     let note = NoteCrud::update(conn, id, &changes).await?;
                     let summary = format!("{} edited release notes {}", editor.email, note.version);
-                    audit(conn, Action::ReleaseNoteUpdated, editor, &note, summary).await?;
+                    audit(conn, actions::RELEASE_NOTE_UPDATED, editor, &note, summary).await?;
                     Ok(NoteOut::from(note))
                 })
             })
@@ -173,9 +174,9 @@ impl ReleaseNoteService {
                     };
                     let note = NoteCrud::update(conn, id, &changes).await?;
                     let (action, verb) = if publish {
-                        (Action::ReleaseNotePublished, "published")
+                        (actions::RELEASE_NOTE_PUBLISHED, "published")
                     } else {
-                        (Action::ReleaseNoteUnpublished, "unpublished")
+                        (actions::RELEASE_NOTE_UNPUBLISHED, "unpublished")
                     };
                     let summary = format!("{} {verb} release notes {}", editor.email, note.version);
                     audit(conn, action, editor, &note, summary).await?;
@@ -197,7 +198,7 @@ impl ReleaseNoteService {
                     }
                     NoteCrud::delete(conn, id).await?;
                     let summary = format!("{} deleted the draft {}", editor.email, note.version);
-                    audit(conn, Action::ReleaseNoteDeleted, editor, &note, summary).await
+                    audit(conn, actions::RELEASE_NOTE_DELETED, editor, &note, summary).await
                 })
             })
             .await

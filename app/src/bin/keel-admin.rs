@@ -360,7 +360,7 @@ async fn open(signed: Signed) -> Result<(Root, Option<PrivateServer>), BoxError>
 
 /// Seeds every feature; returns what changed.
 async fn seed(root: &Root) -> Result<Vec<String>, BoxError> {
-    All::seed(&root.context.db, &api::declared_permissions())
+    All::seed(&root.context.db, &root.context.declared.permissions)
         .await
         .map_err(|FeatureError { feature, source }| {
             format!("seeding {feature}: {}", describe(&source)).into()

@@ -136,10 +136,22 @@ async fn the_trail_records_user_actions_and_is_guarded_filtered_and_paged() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["items"], serde_json::json!([]));
-    let (status, _) = client
+    // Only the actions the features declare are filters.
+    let (status, body) = client
         .get("/api/v1/activity?action=user.exploded", Some(&admin))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "action", "{body}");
+    for declared in [
+        "release_note.published",
+        "task.dead_lettered",
+        "role.created",
+    ] {
+        let (status, body) = client
+            .get(&format!("/api/v1/activity?action={declared}"), Some(&admin))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{declared}: {body}");
+    }
 
     // Everyone reads their own trail, and only theirs.
     let (status, mine) = client.get("/api/v1/auth/me/activity", Some(&ada)).await;

@@ -46,11 +46,33 @@ async fn the_document_lists_every_scope_and_problems_as_sent() {
     let document: serde_json::Value = serde_json::from_str(&served_document().await).unwrap();
     let scheme = &document["components"]["securitySchemes"]["OAuth2"];
     let scopes = scheme["flows"]["password"]["scopes"].as_object().unwrap();
-    let declared = keel_app::api::declared_permissions();
-    assert_eq!(scopes.len(), declared.len());
-    for (code, description) in declared {
+    let declared = keel_app::api::declared();
+    let declared_actions = declared.audit_actions.clone();
+    assert_eq!(scopes.len(), declared.permissions.len());
+    for (code, description) in declared.permissions {
         assert_eq!(scopes[&code], description.as_str(), "{code}");
     }
+    // The audit trail's `action` filter lists every feature's actions, each once.
+    let parameters = document["paths"]["/api/v1/activity"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let action = parameters.iter().find(|p| p["name"] == "action").unwrap();
+    let mut listed: Vec<&str> = action["schema"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    let mut expected = declared_actions;
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    let unique: std::collections::BTreeSet<_> = listed.iter().collect();
+    assert_eq!(unique.len(), listed.len(), "an action is declared twice");
+    for name in &listed {
+        assert!(keel_activity::Action::is_well_formed(name), "{name}");
+    }
+    assert!(listed.contains(&"release_note.published") && listed.contains(&"task.dead_lettered"));
     let description = scheme["description"].as_str().unwrap();
     assert!(
         !description.contains("operation parameter"),

@@ -3,6 +3,7 @@
 //! The reference feature crate: every later feature copies its layout (see
 //! docs/adding-a-feature.md): [`UserService`] is its [`keel_core::Feature`].
 
+pub mod actions;
 pub mod crud;
 pub mod errors;
 pub mod fields;
@@ -57,6 +58,10 @@ impl keel_core::Feature for UserService {
 
     fn permissions() -> Vec<(String, String)> {
         keel_core::auth::declared::<UserPermission>()
+    }
+
+    fn audit_actions() -> Vec<&'static str> {
+        actions::ALL.iter().map(|a| a.as_str()).collect()
     }
 
     fn tasks(registry: &mut Registry) {

@@ -5,11 +5,13 @@
 use std::borrow::Cow;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::types::{
+    ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
+};
 use serde_json::Value;
 
-/// `Deref<Target = str>`, a string schema with `format`, and JSON read from a string
-/// only (poem-openapi's own `String` also takes numbers and booleans).
+/// `Deref<Target = str>`, a string schema with `format`, JSON read from a string only
+/// (poem-openapi's own `String` also takes numbers and booleans), and a query parameter.
 macro_rules! impl_text_type {
     ($ty:ident, $name:literal, $format:expr) => {
         impl std::ops::Deref for $ty {
@@ -59,6 +61,12 @@ macro_rules! impl_text_type {
             }
         }
 
+        impl ParseFromParameter for $ty {
+            fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+                Ok(Self(value.to_owned()))
+            }
+        }
+
         impl ToJSON for $ty {
             fn to_json(&self) -> Option<Value> {
                 Some(Value::String(self.0.clone()))
@@ -76,6 +84,16 @@ pub struct PermissionCode(pub String);
 pub const PERMISSION_FORMAT: &str = "permission";
 
 impl_text_type!(PermissionCode, "string_permission", PERMISSION_FORMAT);
+
+/// An audit action's name (`noun.verb`): the published document lists the actions the
+/// features declare as its enum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionName(pub String);
+
+/// The placeholder format [`ActionName`] carries until the document lists the actions.
+pub const ACTION_FORMAT: &str = "audit-action";
+
+impl_text_type!(ActionName, "string_audit_action", ACTION_FORMAT);
 
 /// An email address as a client sends it (`format: email`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -59,7 +59,11 @@ async fn many_concurrent_writers_still_give_one_intact_chain() {
         let db = trail.db.clone();
         tokio::spawn(async move {
             for i in 0..25 {
-                let entry = Entry::new(Action::LoginSucceeded, "session", format!("w{w} e{i}"));
+                let entry = Entry::new(
+                    Action::new("auth.login_succeeded"),
+                    "session",
+                    format!("w{w} e{i}"),
+                );
                 db.transaction(|conn| {
                     Box::pin(async move {
                         record(conn, entry).await?;
@@ -93,9 +97,12 @@ async fn an_entry_behind_an_open_transaction_waits_to_be_sealed() {
     let trail = Trail::new().await;
     let mut slow = trail.raw().await;
     try_sql(&mut slow, "BEGIN").await.unwrap();
-    record(&mut slow, Entry::new(Action::UserCreated, "user", "slow"))
-        .await
-        .unwrap();
+    record(
+        &mut slow,
+        Entry::new(Action::new("user.created"), "user", "slow"),
+    )
+    .await
+    .unwrap();
     trail.record("fast").await; // a younger transaction, committed first
 
     trail.service.seal_all().await.unwrap();

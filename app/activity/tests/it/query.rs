@@ -123,7 +123,7 @@ async fn searches_with_filters_page_exactly_what_the_filters_select() {
             };
             match variant {
                 1 => filter.actor_id = Some(actor),
-                2 => filter.action = Some(keel_activity::Action::Logout),
+                2 => filter.action = Some(keel_activity::Action::new("auth.logout")),
                 3 => {
                     filter.entity_type = Some("user".to_owned());
                     filter.entity_id = Some("3".to_owned());
@@ -132,7 +132,7 @@ async fn searches_with_filters_page_exactly_what_the_filters_select() {
                 5 => {
                     filter.since = Some(halfway);
                     filter.actor_id = Some(actor);
-                    filter.action = Some(keel_activity::Action::UserUpdated);
+                    filter.action = Some(keel_activity::Action::new("user.updated"));
                 }
                 _ => {}
             }

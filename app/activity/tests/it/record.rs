@@ -46,7 +46,7 @@ async fn an_entry_rolls_back_with_the_change_it_describes() {
             Box::pin(async move {
                 record(
                     conn,
-                    Entry::new(Action::UserCreated, "user", "never happened"),
+                    Entry::new(Action::new("user.created"), "user", "never happened"),
                 )
                 .await?;
                 Err::<(), _>(ApiError::StateConflict("the business rule said no".into()))
@@ -72,7 +72,7 @@ async fn the_request_context_is_captured_and_secrets_are_redacted() {
         user_agent: Some("curl/8".to_owned()),
     };
     let db = trail.db.clone();
-    let entry = Entry::new(Action::UserUpdated, "user", "Ada edited Bob")
+    let entry = Entry::new(Action::new("user.updated"), "user", "Ada edited Bob")
         .actor(actor.clone())
         .entity("bob-id")
         .metadata(json!({"changed": ["password"], "password": "hunter2", "token": "t"}));

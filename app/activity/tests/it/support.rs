@@ -33,7 +33,7 @@ impl Trail {
 
     /// Records one entry in a transaction of its own.
     pub async fn record(&self, summary: &str) {
-        let entry = Entry::new(Action::UserUpdated, "user", summary);
+        let entry = Entry::new(Action::new("user.updated"), "user", summary);
         self.db
             .transaction(|conn| {
                 Box::pin(async move {

@@ -7,13 +7,14 @@ use uuid::Uuid;
 
 use super::UserService;
 use super::auth::invalid;
+use crate::actions;
 use crate::crud::{sessions, users};
 use crate::errors::UserError;
 use crate::fields;
 use crate::models::{RevokeReason, UserChanges};
 use crate::password::{self, Verdict};
 use crate::schemas::{Me, SessionOut};
-use keel_activity::{Action, Actor, Entry, record};
+use keel_activity::{Actor, Entry, record};
 use serde_json::json;
 
 impl UserService {
@@ -32,7 +33,7 @@ impl UserService {
         };
         let id = caller.user_id;
         let entry = Entry::new(
-            Action::ProfileUpdated,
+            actions::PROFILE_UPDATED,
             "user",
             format!("{} edited their profile", caller.email),
         )
@@ -97,7 +98,7 @@ impl UserService {
                     )
                     .await?;
                     let summary = format!("{} changed their password", actor.email);
-                    let entry = Entry::new(Action::PasswordChanged, "user", summary)
+                    let entry = Entry::new(actions::PASSWORD_CHANGED, "user", summary)
                         .actor(actor)
                         .entity(user)
                         .metadata(json!({"other_sessions_ended": ended.len()}));
@@ -135,7 +136,7 @@ impl UserService {
                     }
                     sessions::revoke_family(conn, session, RevokeReason::RevokedByUser).await?;
                     let summary = format!("{} ended one of their sessions", actor.email);
-                    let entry = Entry::new(Action::SessionRevoked, "session", summary)
+                    let entry = Entry::new(actions::SESSION_REVOKED, "session", summary)
                         .actor(actor)
                         .entity(session);
                     record(conn, entry).await?;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::seed::{SUPERUSER_ROLE, USER_ROLE};
 use super::{UserService, check_new_account, insert_account};
+use crate::actions;
 use crate::crud::access;
 use crate::crud::sessions;
 use crate::crud::users::{UserCrud, UserFilter, UserSort};
@@ -22,7 +23,7 @@ use crate::fields::{self, Email};
 use crate::models::{RevokeReason, Role, User, UserChanges};
 use crate::password;
 use crate::schemas::UserOut;
-use keel_activity::{Action, Actor, Entry, record};
+use keel_activity::{Actor, Entry, record};
 use serde_json::json;
 
 /// A new account as an administrator (or `keel-admin create-admin`) creates it.
@@ -120,7 +121,7 @@ impl UserService {
                         None => "keel-admin",
                     };
                     let mut entry = Entry::new(
-                        Action::UserCreated,
+                        actions::USER_CREATED,
                         "user",
                         format!(
                             "{by} created {} with roles {}",
@@ -217,7 +218,7 @@ impl UserService {
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
                     }
                     let summary = format!("{} edited {}", actor.email, user.email);
-                    let entry = Entry::new(Action::UserUpdated, "user", summary)
+                    let entry = Entry::new(actions::USER_UPDATED, "user", summary)
                         .actor(actor)
                         .entity(id)
                         .metadata(metadata);
@@ -257,7 +258,7 @@ impl UserService {
                     let user = UserCrud::update(conn, id, &changes).await?;
                     sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
                     let summary = format!("{} deactivated {}", actor.email, user.email);
-                    let entry = Entry::new(Action::UserDeactivated, "user", summary)
+                    let entry = Entry::new(actions::USER_DEACTIVATED, "user", summary)
                         .actor(actor)
                         .entity(id);
                     record(conn, entry).await?;
@@ -287,7 +288,7 @@ impl UserService {
                     ensure_may_administer(conn, &principal, &target).await?;
                     let user = UserCrud::update(conn, id, &changes).await?;
                     let summary = format!("{} activated {}", actor.email, user.email);
-                    let entry = Entry::new(Action::UserActivated, "user", summary)
+                    let entry = Entry::new(actions::USER_ACTIVATED, "user", summary)
                         .actor(actor)
                         .entity(id);
                     record(conn, entry).await?;
@@ -335,7 +336,7 @@ impl UserService {
                     let out = user_out(conn, user).await?;
                     let before: Vec<&str> = held.iter().map(|r| r.name.as_str()).collect();
                     let entry = Entry::new(
-                        Action::UserRolesChanged,
+                        actions::USER_ROLES_CHANGED,
                         "user",
                         format!(
                             "{} set the roles of {} to {}",
@@ -374,7 +375,7 @@ impl UserService {
                     let ended =
                         sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
                     let summary = format!("{} signed {} out everywhere", actor.email, user.email);
-                    let entry = Entry::new(Action::UserSessionsRevoked, "user", summary)
+                    let entry = Entry::new(actions::USER_SESSIONS_REVOKED, "user", summary)
                         .actor(actor)
                         .entity(id)
                         .metadata(json!({"sessions_ended": ended.len()}));
@@ -404,7 +405,7 @@ impl UserService {
         };
         if let ApiError::Forbidden(reason) = &err {
             let entry = Entry::new(
-                Action::UserActionRefused,
+                actions::USER_ACTION_REFUSED,
                 "user",
                 format!("{} was refused {attempted} on an account", actor.email),
             )
@@ -599,7 +600,7 @@ impl UserService {
                     if !was {
                         let summary = format!("keel-admin made {} a superuser", out.email);
                         let entry =
-                            Entry::new(Action::UserPromoted, "user", summary).entity(out.id);
+                            Entry::new(actions::USER_PROMOTED, "user", summary).entity(out.id);
                         record(conn, entry).await?;
                     }
                     Ok::<_, ApiError>(if was {

@@ -11,6 +11,7 @@ use keel_core::error::FieldError;
 use uuid::Uuid;
 
 use super::{Device, UserService, actor_of, check_new_account, insert_account};
+use crate::actions;
 use crate::crud::{access, sessions, users};
 use crate::errors::UserError;
 use crate::models::{NewRefreshSession, RevokeReason, UserChanges};
@@ -19,7 +20,7 @@ use crate::schemas::TokenPair;
 use crate::services::USER_ROLE;
 use crate::tasks::SendWelcomeEmail;
 use crate::tokens::{self, RefreshToken};
-use keel_activity::{Action, Actor, Entry, record};
+use keel_activity::{Actor, Entry, record};
 use serde_json::json;
 
 /// What a sign-in's transaction found under the account lock.
@@ -81,7 +82,7 @@ impl UserService {
                     let user =
                         insert_account(conn, email, password_hash, full_name, &[role.id]).await?;
                     let entry = Entry::new(
-                        Action::UserRegistered,
+                        actions::USER_REGISTERED,
                         "user",
                         format!("{} registered", user.email),
                     )
@@ -230,7 +231,7 @@ impl UserService {
                     let (_, refresh) =
                         open_session(conn, user_id, family, Utc::now(), ttl, device).await?;
                     let entry = Entry::new(
-                        Action::LoginSucceeded,
+                        actions::LOGIN_SUCCEEDED,
                         "session",
                         format!("{} signed in", user.email),
                     )
@@ -274,7 +275,7 @@ impl UserService {
                             "a used refresh token of {} was presented again: session ended",
                             actor.email
                         );
-                        let entry = Entry::new(Action::RefreshReused, "session", summary)
+                        let entry = Entry::new(actions::REFRESH_REUSED, "session", summary)
                             .actor(actor)
                             .entity(row.family_id);
                         record(conn, entry).await?;
@@ -363,7 +364,7 @@ impl UserService {
                     sessions::revoke_family(conn, family, RevokeReason::Logout).await?;
                     let actor = actor_of(conn, user).await?;
                     let summary = format!("{} signed out", actor.email);
-                    let entry = Entry::new(Action::Logout, "session", summary)
+                    let entry = Entry::new(actions::LOGOUT, "session", summary)
                         .actor(actor)
                         .entity(family);
                     record(conn, entry).await?;
@@ -386,7 +387,7 @@ impl UserService {
                     let ended =
                         sessions::revoke_user(conn, user, RevokeReason::LogoutAll, None).await?;
                     let summary = format!("{} signed out everywhere", actor.email);
-                    let entry = Entry::new(Action::LogoutAll, "user", summary)
+                    let entry = Entry::new(actions::LOGOUT_ALL, "user", summary)
                         .actor(actor)
                         .entity(user)
                         .metadata(json!({"sessions_ended": ended.len()}));
@@ -409,7 +410,7 @@ impl UserService {
         reason: &str,
     ) -> Result<(), ApiError> {
         let mut entry = Entry::new(
-            Action::LoginFailed,
+            actions::LOGIN_FAILED,
             "user",
             format!("failed sign-in as {email}"),
         )

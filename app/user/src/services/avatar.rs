@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
+use crate::actions;
 use bytes::Bytes;
-use keel_activity::{Action, Entry, record};
+use keel_activity::{Entry, record};
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::CrudBase;
@@ -116,7 +117,7 @@ impl UserService {
         self.storage.put_bytes(&key, image, kind.mime()).await?;
 
         let entry = Entry::new(
-            Action::AvatarChanged,
+            actions::AVATAR_CHANGED,
             "user",
             format!("{} changed their avatar", caller.email),
         )
@@ -159,7 +160,7 @@ impl UserService {
     pub async fn delete_avatar(&self, caller: &Principal) -> Result<(), ApiError> {
         let id = caller.user_id;
         let entry = Entry::new(
-            Action::AvatarRemoved,
+            actions::AVATAR_REMOVED,
             "user",
             format!("{} removed their avatar", caller.email),
         )

@@ -12,12 +12,13 @@ use uuid::Uuid;
 use super::UserService;
 use super::admin::ensure_holds;
 use super::seed::SUPERUSER_ROLE;
+use crate::actions;
 use crate::crud::access::{self, RoleCrud, RoleFilter, RoleSort};
 use crate::errors::UserError;
 use crate::fields;
 use crate::models::{NewRole, Permission, Role, RoleChanges};
 use crate::schemas::RoleOut;
-use keel_activity::{Action, Actor, Entry, record};
+use keel_activity::{Actor, Entry, record};
 use serde_json::json;
 
 impl UserService {
@@ -74,7 +75,7 @@ impl UserService {
                     .await?;
                     access::set_role_permissions(conn, role.id, &permissions).await?;
                     let summary = format!("{} created the role {}", actor.email, role.name);
-                    let entry = Entry::new(Action::RoleCreated, "role", summary)
+                    let entry = Entry::new(actions::ROLE_CREATED, "role", summary)
                         .actor(&actor)
                         .entity(role.id)
                         .metadata(json!({"name": role.name, "permissions": permissions}));
@@ -112,7 +113,7 @@ impl UserService {
                     let changes = RoleChanges { name, description };
                     let role = RoleCrud::update(conn, id, &changes).await?;
                     let summary = format!("{} edited the role {}", actor.email, role.name);
-                    let entry = Entry::new(Action::RoleUpdated, "role", summary)
+                    let entry = Entry::new(actions::ROLE_UPDATED, "role", summary)
                         .actor(actor)
                         .entity(id)
                         .metadata(json!({"name_before": before, "name": role.name}));
@@ -139,7 +140,7 @@ impl UserService {
                     ensure_outranks_role(conn, &principal, &role).await?;
                     RoleCrud::delete(conn, id).await?;
                     let summary = format!("{} deleted the role {}", actor.email, role.name);
-                    let entry = Entry::new(Action::RoleDeleted, "role", summary)
+                    let entry = Entry::new(actions::ROLE_DELETED, "role", summary)
                         .actor(actor)
                         .entity(id)
                         .metadata(json!({"name": role.name}));
@@ -186,7 +187,7 @@ impl UserService {
                         "{} set the permissions of the role {}",
                         actor.email, role.name
                     );
-                    let entry = Entry::new(Action::RolePermissionsChanged, "role", summary)
+                    let entry = Entry::new(actions::ROLE_PERMISSIONS_CHANGED, "role", summary)
                         .actor(&actor)
                         .entity(id)
                         .metadata(json!({"before": current, "after": permissions}));

@@ -72,11 +72,9 @@ impl TestApp {
         // As keel-api under test: a status an operation doesn't declare fails, and bodies
         // are held to the shape the published document gives them.
         let mut spec: Value = serde_json::from_str(&api.spec()).expect("the spec reads");
-        let codes: Vec<String> = <UserService as Feature>::permissions()
-            .into_iter()
-            .map(|(code, _)| code)
-            .collect();
-        rules::declare(&mut spec, &codes);
+        let permissions = <UserService as Feature>::permissions();
+        let codes: Vec<&str> = permissions.iter().map(|(code, _)| code.as_str()).collect();
+        rules::declare(&mut spec, &codes, &UserService::audit_actions());
         let declared = DeclaredStatuses::from_document(&spec);
         let shapes = RequestShapes::from_document(&spec);
         let ep = Route::new()

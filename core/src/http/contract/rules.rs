@@ -8,28 +8,30 @@
 //! - a JSON request body may not carry fields its schema doesn't name
 //!   ([`super::shape::HoldToShape`] refuses them): its objects get
 //!   `additionalProperties: false`;
-//! - a [`PermissionCode`](crate::http::formats::PermissionCode) is one the features
-//!   declare: its placeholder format becomes the enum of their codes.
+//! - a [`PermissionCode`](crate::http::formats::PermissionCode) or an
+//!   [`ActionName`](crate::http::formats::ActionName) is one the features declare: its
+//!   placeholder format becomes the enum of their codes or actions.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
 use super::OPERATIONS;
-use crate::http::formats::PERMISSION_FORMAT;
+use crate::http::formats::{ACTION_FORMAT, PERMISSION_FORMAT};
 use crate::http::json;
 
 /// Any text without a NUL character (ECMA-262, as JSON Schema's `pattern` is read).
 pub const NO_NUL: &str = r"^[^\u0000]*$";
 
 /// Writes the rules into `document` (an OpenAPI 3 document); `permissions` are the
-/// codes the features declare.
-pub fn declare(document: &mut Value, permissions: &[String]) {
+/// codes the features declare, `actions` the audit actions they record.
+pub fn declare(document: &mut Value, permissions: &[&str], actions: &[&str]) {
+    let values = |names: &[&str]| names.iter().map(|&n| Value::from(n)).collect();
     let mut reached = Reached {
-        permissions: permissions
-            .iter()
-            .map(|c| Value::from(c.as_str()))
-            .collect(),
+        enums: vec![
+            (PERMISSION_FORMAT, values(permissions)),
+            (ACTION_FORMAT, values(actions)),
+        ],
         ..Reached::default()
     };
     let mut paths = document["paths"].take();
@@ -72,7 +74,8 @@ pub fn declare(document: &mut Value, permissions: &[String]) {
 /// The components request bodies and parameters reach, and whether through JSON.
 #[derive(Default)]
 struct Reached {
-    permissions: Vec<Value>,
+    /// Placeholder formats and the values that replace them.
+    enums: Vec<(&'static str, Vec<Value>)>,
     pending: Vec<(String, bool)>,
     done: BTreeSet<(String, bool)>,
 }
@@ -94,12 +97,19 @@ impl Reached {
                 self.visit(part, closes);
             }
         }
+        let declared = self
+            .enums
+            .iter()
+            .find(|(format, _)| schema["format"] == *format);
         match schema["type"].as_str() {
-            Some("string") if schema["format"] == PERMISSION_FORMAT => {
+            Some("string") if declared.is_some() => {
+                let values = declared
+                    .map(|(_, values)| values.clone())
+                    .unwrap_or_default();
                 if let Some(schema) = schema.as_object_mut() {
                     schema.remove("format");
                 }
-                schema["enum"] = Value::Array(self.permissions.clone());
+                schema["enum"] = Value::Array(values);
             }
             Some("string") => {
                 let free = ["pattern", "format", "enum"]
@@ -152,7 +162,8 @@ mod tests {
               "paths": {"/x": {
                 "get": {"parameters": [
                   {"name": "q", "schema": {"type": "string"}},
-                  {"name": "id", "schema": {"type": "string", "format": "uuid"}}]},
+                  {"name": "id", "schema": {"type": "string", "format": "uuid"}},
+                  {"name": "action", "schema": {"type": "string", "format": "audit-action"}}]},
                 "post": {"requestBody": {"content": {
                   "application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/In"}},
                   "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Form"}}}}}}},
@@ -169,12 +180,16 @@ mod tests {
             }"##,
         )
         .unwrap();
-        declare(&mut document, &["a:read".to_owned()]);
+        declare(&mut document, &["a:read"], &["a.done"]);
         let get = &document["paths"]["/x"]["get"]["parameters"];
         assert_eq!(get[0]["schema"]["pattern"], NO_NUL);
         assert!(
             get[1]["schema"].get("pattern").is_none(),
             "a uuid can't hold NUL"
+        );
+        assert_eq!(
+            get[2]["schema"],
+            serde_json::json!({"type": "string", "enum": ["a.done"]})
         );
         let schemas = &document["components"]["schemas"];
         assert_eq!(schemas["In"]["additionalProperties"], false);
