@@ -4,7 +4,8 @@
 #   bash scripts/test.sh [extra cargo-nextest arguments]
 #
 # Without arguments it then runs scripts/contract.sh (schemathesis and the generated
-# clients against a live keel-api); with arguments (a filtered run) it doesn't.
+# clients against a live keel-api) and scripts/scaffold.sh (a generated feature, built
+# and tested in a scratch copy); with arguments (a filtered run) it doesn't.
 #
 # It checks that PostgreSQL, Redis and RabbitMQ answer on their usual local ports, starts
 # any that are installed but stopped, and says exactly what is missing otherwise.
@@ -103,10 +104,13 @@ else
   cargo test --workspace --no-fail-fast "$@"
 fi
 
-# The API contract from outside: schemathesis and the generated clients against a live
-# keel-api. A filtered run (any arguments) leaves it out.
+# The API contract from outside (schemathesis and the generated clients against a live
+# keel-api), and `keel-admin new-feature` proven in a scratch copy. A filtered run (any
+# arguments) leaves them out.
 if (($#)); then
-  say "arguments given, so the contract checks are skipped (bash scripts/contract.sh runs them)"
+  say "arguments given, so the contract and scaffold checks are skipped \
+(bash scripts/contract.sh, bash scripts/scaffold.sh)"
 else
   bash scripts/contract.sh
+  bash scripts/scaffold.sh
 fi

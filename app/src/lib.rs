@@ -9,6 +9,7 @@ pub mod database;
 pub mod features;
 pub mod process;
 pub mod root;
+pub mod scaffold;
 pub mod startup;
 
 pub use root::Root;

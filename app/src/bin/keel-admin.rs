@@ -1,11 +1,11 @@
 //! keel-admin: operator commands. Each prints one clear line and exits non-zero on failure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keel_app::features::All;
-use keel_app::{Root, api, database};
+use keel_app::{Root, api, database, scaffold};
 use std::io::{BufRead, IsTerminal, Write};
 
 use keel_activity::ActivityService;
@@ -60,6 +60,24 @@ enum Command {
     Activity {
         #[command(subcommand)]
         command: ActivityCommand,
+    },
+    /// Generate a feature crate (app/NAME), its migration and its line in
+    /// app/Cargo.toml: served, seeded, documented and tested once built.
+    NewFeature {
+        /// The plural, lowercase words joined by `_` (widgets, blog_posts): the
+        /// directory, table, URL (`/api/v1/blog-posts`) and permission prefix.
+        name: String,
+        /// The singular (audit actions `widget.created`, type `Widget`); defaults to
+        /// NAME without its final `s`.
+        #[arg(long)]
+        singular: Option<String>,
+        /// The keel checkout; defaults to the nearest one above the current directory.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// The migration's version, YYYY-MM-DD-HHMMSS (default: now, UTC); it must sort
+        /// after every existing migration.
+        #[arg(long, value_name = "YYYY-MM-DD-HHMMSS")]
+        migration_version: Option<String>,
     },
     /// Background tasks: a ping through the whole pipeline, dead letters.
     Tasks {
@@ -313,6 +331,12 @@ async fn run(command: Command) -> Result<(), BoxError> {
         Command::Tasks {
             command: TasksCommand::Dead { command },
         } => dead_letters(command).await,
+        Command::NewFeature {
+            name,
+            singular,
+            root,
+            migration_version,
+        } => new_feature(&name, singular.as_deref(), root, migration_version),
         Command::Openapi { output } => {
             let spec = api::spec().await?;
             match output {
@@ -323,6 +347,69 @@ async fn run(command: Command) -> Result<(), BoxError> {
             Ok(())
         }
     }
+}
+
+/// `keel-admin new-feature`: generates, formats, and says what to do next.
+fn new_feature(
+    name: &str,
+    singular: Option<&str>,
+    root: Option<PathBuf>,
+    version: Option<String>,
+) -> Result<(), BoxError> {
+    let names = scaffold::Names::new(name, singular)?;
+    let root = match root {
+        Some(root) => root,
+        None => checkout_root()?,
+    };
+    let version =
+        version.unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d-%H%M%S").to_string());
+    let generated = scaffold::generate(&root, &names, &version)?;
+    let sources: Vec<PathBuf> = ["src", "tests/it"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(generated.crate_dir.join(dir))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    let formatted = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .args(&sources)
+        .status();
+    if !formatted.is_ok_and(|status| status.success()) {
+        eprintln!("keel-admin: rustfmt did not run; format the new crate with `cargo fmt`");
+    }
+    let crate_name = names.crate_name();
+    eprintln!(
+        "keel-admin: created {} and {}; app/Cargo.toml lists it: {}",
+        generated.crate_dir.display(),
+        generated.migration_dir.display(),
+        generated.line
+    );
+    eprintln!(
+        "keel-admin: next: `cargo test -p {crate_name}`, then refresh the API snapshot with \
+         `cargo run --bin keel-admin -- openapi --output openapi.json`"
+    );
+    Ok(())
+}
+
+/// The nearest directory at or above the current one holding app/Cargo.toml and
+/// migrations/.
+fn checkout_root() -> Result<PathBuf, BoxError> {
+    let here = std::env::current_dir()?;
+    here.ancestors()
+        .find(|dir| dir.join("app/Cargo.toml").is_file() && dir.join("migrations").is_dir())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            format!(
+                "no keel checkout at or above {}: run from one or pass --root",
+                here.display()
+            )
+            .into()
+        })
 }
 
 /// The audit trail with everything final sealed, and the private server it runs on (if

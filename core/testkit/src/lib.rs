@@ -5,6 +5,8 @@
 //!   leftovers of crashed runs are swept.
 //! - [`settings`]: settings for a test process, pointing at a test database.
 //! - [`TestServer`]: any endpoint behind keel's middleware stack on a random port.
+//! - [`FeatureApp`]: feature crates served as keel-api serves them, for their own tests.
+//! - [`Client`]: the JSON client tests talk to a server through.
 //! - [`redis_settings`]: the local Redis, under a key prefix of the test's own.
 //! - [`Proxy`]: a TCP proxy a test can cut or stall, to take a service away mid-run.
 //! - [`s3_settings`]: a fresh bucket on the local S3-compatible server (moto).
@@ -15,11 +17,15 @@
     reason = "test harness: a failed setup must abort the test with its message"
 )]
 
+mod client;
 mod db;
+mod features;
 mod proxy;
 mod server;
 
+pub use client::{Answer, Client};
 pub use db::{SplitRoles, TestDb};
+pub use features::FeatureApp;
 pub use proxy::{Link, Proxy};
 pub use server::TestServer;
 
