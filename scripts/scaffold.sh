@@ -25,6 +25,9 @@ checkout=$PWD
 scratch=$checkout/target/scaffold/keel
 export CARGO_TARGET_DIR=$checkout/target/scaffold/target
 rm -rf "$CARGO_TARGET_DIR"
+mkdir -p "$CARGO_TARGET_DIR"
+# Whatever happens, the scratch copy and its build (gigabytes) don't stay behind.
+trap 'rm -rf "$scratch" "$CARGO_TARGET_DIR"' EXIT
 if [[ -d target/debug/deps ]]; then
   mkdir -p "$CARGO_TARGET_DIR/debug"
   for dir in deps build .fingerprint; do
@@ -36,18 +39,28 @@ fi
 rm -rf "$scratch"
 mkdir -p "$scratch"
 git ls-files -z --cached --others --exclude-standard \
-  | (cd "$checkout" && xargs -0 tar -cf - --ignore-failed-read 2>/dev/null) \
+  | tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null \
   | tar -xf - -C "$scratch"
 cd "$scratch"
+log=$CARGO_TARGET_DIR/new-feature.log
 git init -q && git add -A && git -c user.name=keel -c user.email=keel@localhost commit -qm base
 
+# Names that must be refused, changing nothing: a crate keel has, a schema the API
+# has (SessionOut), digits (the audit trail takes letters only), a type the generated
+# code imports, a column, an SQL key word, a table an old migration made.
+for refused in testkit sessions oauth2_clients uuids name verbose users; do
+  if cargo run -q --locked --bin keel-admin -- new-feature "$refused" >/dev/null 2>"$log"; then
+    fail "keel-admin new-feature $refused should have been refused"
+  fi
+  grep -q '^keel-admin: ' "$log" || { cat "$log" >&2; fail "new-feature $refused failed without saying why"; }
+  [[ -z $(git status --porcelain) ]] || fail "a refused new-feature $refused changed files: $(git status --porcelain)"
+done
 say "generating $name"
 # A fixed migration version: every run migrates the same schema, so the test template
 # database built for it is reused, not built (and left) anew each time.
 cargo run -q --locked --bin keel-admin -- new-feature "$name" \
-  --migration-version 2999-01-01-000000 >/dev/null 2>target.log \
-  || { cat target.log >&2; fail "keel-admin new-feature $name failed"; }
-rm -f target.log
+  --migration-version 2999-01-01-000000 >/dev/null 2>"$log" \
+  || { cat "$log" >&2; fail "keel-admin new-feature $name failed"; }
 
 kebab=${name//_/-}
 # Nothing but the crate, its migration and one added line in app/Cargo.toml.

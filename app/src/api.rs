@@ -43,12 +43,15 @@ pub fn service(system: SystemApi, v1: impl OpenApi) -> OpenApiService<impl OpenA
 /// The OpenAPI document as JSON, built from the offline context: no service is reached.
 pub async fn spec() -> Result<String, String> {
     let metrics = keel_core::telemetry::metrics::install()?;
-    let root = crate::Root::offline().map_err(|e| e.to_string())?;
-    let features = root.features().await.map_err(|e| e.to_string())?;
+    let settings = keel_core::Settings::from_vars(std::iter::empty::<(String, String)>())
+        .map_err(|e| e.to_string())?;
+    let root = crate::Root::offline(settings)
+        .await
+        .map_err(|e| e.to_string())?;
     let tasks = TasksApi::new(root.relay(), &root.registry);
     let service = service(
         SystemApi::new(Checks::default(), metrics),
-        v1(&features, tasks),
+        v1(&root.features, tasks),
     );
     document(&service.spec(), &root.context.declared)
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use keel_core::auth::TokenKeys;
 use keel_core::cache::{Cache, CacheError};
 use keel_core::db::Db;
 use keel_core::feature::{FeatureError, Features};
@@ -23,46 +24,51 @@ pub enum RootError {
     Mail(#[from] MailError),
     #[error("{0}")]
     Settings(#[from] SettingsError),
+    #[error("cannot build feature {0}")]
+    Feature(#[from] FeatureError),
 }
 
-/// A process's shared services and the tasks it knows.
-#[derive(Debug, Clone)]
+/// A process's shared services, its features built on them, and the tasks they run.
+#[derive(Debug)]
 pub struct Root {
     pub context: Arc<Context>,
+    pub features: All,
     pub registry: Arc<Registry>,
 }
 
 impl Root {
     /// The process `process` (its connections' `application_name`) on the database at
-    /// `database_url`, with the configured cache, storage and mailer. Connects to
-    /// nothing yet: a dependency that is down shows on `/health/ready`.
-    pub fn new(
+    /// `database_url`, with the configured cache, storage and mailer, and every feature
+    /// built on them. Connects to nothing yet: a dependency that is down shows on
+    /// `/health/ready`.
+    pub async fn new(
         settings: &Settings,
         database_url: &Secret,
         process: &str,
     ) -> Result<Self, RootError> {
         let db = Db::new(database_url, &settings.database, process);
         let cache = Cache::from_settings(&settings.cache)?;
-        Ok(Self::of(Context::new(settings.clone(), db, cache)?))
+        Self::of(Context::new(settings.clone(), db, cache)?).await
     }
 
-    /// The default settings on [`Context::offline`]: what the OpenAPI document is
-    /// generated from, on a machine with no services.
-    pub fn offline() -> Result<Self, RootError> {
-        let settings = Settings::from_vars(std::iter::empty::<(String, String)>())?;
-        Ok(Self::of(Context::offline(settings)?))
+    /// `settings` on [`Context::offline`] (no database, the in-memory cache): what the
+    /// OpenAPI document is generated from, and what commands that only need the task
+    /// registry use, on a machine with no services.
+    pub async fn offline(settings: Settings) -> Result<Self, RootError> {
+        Self::of(Context::offline(settings)?).await
     }
 
-    fn of(context: Context) -> Self {
-        Self {
-            context: Arc::new(context.declaring(crate::api::declared())),
-            registry: Arc::new(registry()),
-        }
-    }
-
-    /// Every feature, built on this context.
-    pub async fn features(&self) -> Result<All, FeatureError> {
-        All::build(&self.context).await
+    async fn of(context: Context) -> Result<Self, RootError> {
+        // Unusable JWT keys are a configuration problem, told as one before anything runs.
+        TokenKeys::from_settings(&context.settings.security)?;
+        let context = context.declaring(crate::api::declared());
+        let features = All::build(&context).await?;
+        let registry = registry(&context, &features);
+        Ok(Self {
+            context: Arc::new(context),
+            features,
+            registry: Arc::new(registry),
+        })
     }
 
     /// The outbox relay: to RabbitMQ when `AMQP_URL` is set, otherwise into this
@@ -71,21 +77,18 @@ impl Root {
         let settings = &self.context.settings;
         let target = match &settings.tasks.amqp_url {
             Some(url) => RelayTarget::Broker(Arc::new(Broker::new(&settings.tasks, url))),
-            None => RelayTarget::Local(Arc::new(LocalRunner::new(
-                self.registry.clone(),
-                self.context.clone(),
-            ))),
+            None => RelayTarget::Local(Arc::new(LocalRunner::new(self.registry.clone()))),
         };
         Relay::new(self.context.db.clone(), target, settings.tasks.relay_batch)
     }
 }
 
-/// keel-core's own tasks and every feature's.
-pub fn registry() -> Registry {
+/// keel-core's own tasks and every feature's, each with the services it runs with.
+fn registry(context: &Context, features: &All) -> Registry {
     let mut registry = Registry::new();
     registry
-        .register::<Ping>()
-        .register_periodic::<PurgeTasksDone>();
-    All::tasks(&mut registry);
+        .register::<Ping>(())
+        .register_periodic::<PurgeTasksDone>(context.db.clone());
+    features.tasks(&mut registry);
     registry
 }

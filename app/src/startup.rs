@@ -33,6 +33,11 @@ pub enum StartError {
     Root(#[from] RootError),
     #[error("cannot build feature {0}")]
     Feature(#[from] FeatureError),
+    #[error("cannot seed roles and permissions ({feature}): {source}")]
+    Seed {
+        feature: &'static str,
+        source: keel_core::ApiError,
+    },
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -92,10 +97,7 @@ async fn seed_or_retry(db: &Db) -> Result<(), StartError> {
             });
             Ok(())
         }
-        Err(FeatureError { feature, source }) => Err(StartError::Setup {
-            what: feature,
-            source,
-        }),
+        Err(FeatureError { feature, source }) => Err(StartError::Seed { feature, source }),
     }
 }
 
@@ -144,7 +146,7 @@ impl Application {
             }
         }
         let metrics = metrics::install().map_err(StartError::Metrics)?;
-        let root = Root::new(settings, database_url, "keel-api")?;
+        let root = Root::new(settings, database_url, "keel-api").await?;
         let db = root.context.db.clone();
         report_trail_guard(db.clone());
         let changes = db.listen_for_changes();
@@ -152,7 +154,7 @@ impl Application {
         tracing::info!(backend = root.context.cache.backend(), "cache");
         let storage = root.context.storage.clone();
         tracing::info!(backend = storage.backend(), "object storage");
-        let features = root.features().await?;
+        let features = &root.features;
         let running = features.spawn();
         let relay = root.relay();
         let relay_target = relay.target().clone();
@@ -175,7 +177,7 @@ impl Application {
             source: keel_core::ApiError::internal(e),
         };
         let (routes, document) = api::routes(
-            api::service(system, api::v1(&features, task_api)),
+            api::service(system, api::v1(features, task_api)),
             &root.context.declared,
         )
         .map_err(document_error)?;

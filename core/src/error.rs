@@ -10,7 +10,7 @@ use poem::{Response, error::ResponseError};
 use poem_openapi::Object;
 use poem_openapi::types::ToJSON;
 
-use crate::http::context::RequestContext;
+use crate::request::RequestContext;
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";

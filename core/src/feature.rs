@@ -50,8 +50,9 @@ pub trait Feature: Send + Sync + Sized + 'static {
         Vec::new()
     }
 
-    /// Registers its tasks and periodic jobs.
-    fn tasks(registry: &mut Registry) {
+    /// Registers its tasks and periodic jobs, each with the services it runs with
+    /// (usually a clone of `self`), and a dead-letter hook if it has one.
+    fn tasks(&self, registry: &mut Registry) {
         let _ = registry;
     }
 
@@ -67,7 +68,8 @@ pub trait Feature: Send + Sync + Sized + 'static {
     }
 
     /// Wraps keel-api's endpoint with request data or middleware the feature's
-    /// extractors rely on (keel-user installs the token authenticator).
+    /// extractors rely on (keel-user installs the token authenticator). Features wrap in
+    /// list order, so the first listed is innermost and sees what later ones add.
     fn wrap(&self, endpoint: Endpoint) -> Endpoint {
         endpoint
     }
@@ -107,7 +109,7 @@ pub trait Features: Send + Sync + Sized + 'static {
     fn audit_actions() -> Vec<&'static str>;
 
     /// Registers every feature's tasks.
-    fn tasks(registry: &mut Registry);
+    fn tasks(&self, registry: &mut Registry);
 
     /// Seeds every feature in order; `declared` holds every permission the
     /// application declares (the features' and the composition root's own).
@@ -154,8 +156,8 @@ macro_rules! features_tuple {
                 [$($F::audit_actions()),+].concat()
             }
 
-            fn tasks(registry: &mut Registry) {
-                $($F::tasks(registry);)+
+            fn tasks(&self, registry: &mut Registry) {
+                $(self.$i.tasks(registry);)+
             }
 
             async fn seed(

@@ -17,8 +17,7 @@ use std::time::Duration;
 pub use reader::{Problem, SettingsError};
 pub use secret::Secret;
 
-use crate::auth::{JwtAlgorithm, KeyError, SigningKeys};
-use crate::http::client_ip::IpNetwork;
+use crate::net::IpNetwork;
 use reader::Reader;
 
 /// Development-only secret values; refused when `APP_ENV=production`.
@@ -252,11 +251,71 @@ pub struct LogSettings {
     pub max_files: usize,
 }
 
+/// The signing algorithms keel accepts in `JWT_ALGORITHM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `JWT_SECRET`: every verifier holds the signing secret.
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl std::str::FromStr for JwtAlgorithm {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "HS256" => Ok(Self::Hs256),
+            "RS256" => Ok(Self::Rs256),
+            "ES256" => Ok(Self::Es256),
+            "EdDSA" => Ok(Self::EdDsa),
+            _ => Err("expected HS256, RS256, ES256 or EdDSA"),
+        }
+    }
+}
+
+/// How access tokens are signed, as configured.
+#[derive(Debug, Clone)]
+pub enum JwtKeys {
+    /// HS256 with `JWT_SECRET`: every verifier holds the signing secret.
+    Secret(Secret),
+    /// An asymmetric `JWT_ALGORITHM` with the contents of the PEM files.
+    Pair(KeyPair),
+}
+
+/// A PEM key pair as read from `JWT_PRIVATE_KEY_FILE` and `JWT_PUBLIC_KEY_FILE`.
+#[derive(Clone)]
+pub struct KeyPair {
+    pub algorithm: JwtAlgorithm,
+    private_pem: Vec<u8>,
+    pub public_pem: Vec<u8>,
+}
+
+impl KeyPair {
+    /// The private key; read it only to build the signing key, never to log it.
+    pub fn private_pem(&self) -> &[u8] {
+        &self.private_pem
+    }
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
     /// Signs and verifies access tokens: `JWT_SECRET` (HS256) or the key pair in
-    /// `JWT_PRIVATE_KEY_FILE`/`JWT_PUBLIC_KEY_FILE` (`JWT_ALGORITHM`).
-    pub jwt_keys: SigningKeys,
+    /// `JWT_PRIVATE_KEY_FILE`/`JWT_PUBLIC_KEY_FILE` (`JWT_ALGORITHM`). Plain data: auth
+    /// builds the keys (and checks the pair) from it.
+    pub jwt_keys: JwtKeys,
     pub password_pepper: Secret,
     /// `iss` of the access tokens we issue and the only one we accept.
     pub jwt_issuer: String,
@@ -689,32 +748,25 @@ fn storage_backend(r: &mut Reader<'_>) -> StorageBackend {
     })
 }
 
-/// HS256 with `JWT_SECRET`, or the PEM key pair an asymmetric `JWT_ALGORITHM` names.
-fn jwt_keys(r: &mut Reader<'_>, prod: bool) -> SigningKeys {
+/// HS256 with `JWT_SECRET`, or the PEM key pair an asymmetric `JWT_ALGORITHM` names
+/// (read here; whether the keys parse and belong together is auth's to check).
+fn jwt_keys(r: &mut Reader<'_>, prod: bool) -> JwtKeys {
     let algorithm = r.parse("JWT_ALGORITHM", JwtAlgorithm::Hs256, "EdDSA");
     if algorithm == JwtAlgorithm::Hs256 {
-        let secret = r.secret("JWT_SECRET", DEV_JWT_SECRET, prod);
-        return SigningKeys::hmac(secret.expose().as_bytes());
+        return JwtKeys::Secret(r.secret("JWT_SECRET", DEV_JWT_SECRET, prod));
     }
     let why = "when JWT_ALGORITHM is not HS256";
     let private = r.required_file("JWT_PRIVATE_KEY_FILE", why, "/run/secrets/jwt-private.pem");
     let public = r.required_file("JWT_PUBLIC_KEY_FILE", why, "/run/secrets/jwt-public.pem");
-    let fallback = SigningKeys::hmac(DEV_JWT_SECRET.as_bytes());
-    let (Some(private), Some(public)) = (private, public) else {
-        return fallback; // the missing file is already reported
-    };
-    SigningKeys::from_pem(algorithm, &private, &public).unwrap_or_else(|err| {
-        let variable = match err {
-            KeyError::Private(_) => "JWT_PRIVATE_KEY_FILE",
-            _ => "JWT_PUBLIC_KEY_FILE",
-        };
-        r.problem(
-            variable,
-            &format!("{err} (JWT_ALGORITHM={algorithm:?})"),
-            "a PEM key made with `openssl genpkey -algorithm ed25519` for EdDSA",
-        );
-        fallback
-    })
+    match (private, public) {
+        (Some(private_pem), Some(public_pem)) => JwtKeys::Pair(KeyPair {
+            algorithm,
+            private_pem,
+            public_pem,
+        }),
+        // The missing file is already reported.
+        _ => JwtKeys::Secret(Secret::new(DEV_JWT_SECRET)),
+    }
 }
 
 /// Half the cores, at least one: argon2 is pure CPU, and the async reactor must keep a

@@ -20,15 +20,20 @@ impl Action {
         self.0
     }
 
-    /// Whether `name` has the `noun.verb` form (lowercase words, digits and `_`).
+    /// Whether `name` has the `noun.verb` form the trail stores (its CHECK constraint:
+    /// lowercase letters and `_`, each part starting with a letter).
     pub fn is_well_formed(name: &str) -> bool {
         let word = |w: &str| {
             w.starts_with(|c: char| c.is_ascii_lowercase())
-                && w.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
         };
         matches!(name.split_once('.'), Some((noun, verb)) if word(noun) && word(verb))
     }
+}
+
+/// The stored names of `actions`: what a feature's `audit_actions` returns.
+pub fn names(actions: &[Action]) -> Vec<&'static str> {
+    actions.iter().map(|a| a.as_str()).collect()
 }
 
 impl std::fmt::Display for Action {
@@ -49,7 +54,7 @@ mod tests {
 
     #[test]
     fn names_are_noun_dot_verb() {
-        for good in ["user.registered", "auth.login_failed", "v2.x"] {
+        for good in ["user.registered", "auth.login_failed", "a.b"] {
             assert!(Action::is_well_formed(good), "{good}");
         }
         for bad in [
@@ -60,6 +65,7 @@ mod tests {
             "a.b.c",
             "a.b-c",
             "a.b\0",
+            "v2.x",
         ] {
             assert!(!Action::is_well_formed(bad), "{bad}");
         }

@@ -1,17 +1,16 @@
 //! Tasks given up on, in the audit trail (the registry's dead-letter hook).
 
-use std::sync::Arc;
-
 use futures_util::future::BoxFuture;
+use keel_core::ApiError;
+use keel_core::db::Db;
 use keel_core::tasks::Envelope;
-use keel_core::{ApiError, Context};
 use serde_json::json;
 
 use crate::{Entry, actions};
 
 /// Records `envelope`, given up on with `error`, as a `task.dead_lettered` entry; a
 /// failure to record is logged (the task is already lost to retries).
-pub fn record(context: Arc<Context>, envelope: Envelope, error: String) -> BoxFuture<'static, ()> {
+pub fn record(db: Db, envelope: Envelope, error: String) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let entry = Entry::new(
             actions::TASK_DEAD_LETTERED,
@@ -29,8 +28,7 @@ pub fn record(context: Arc<Context>, envelope: Envelope, error: String) -> BoxFu
             "error": error,
             "enqueued_at": envelope.enqueued_at,
         }));
-        let recorded = context
-            .db
+        let recorded = db
             .transaction(|conn| {
                 Box::pin(async move {
                     crate::record(conn, entry).await?;

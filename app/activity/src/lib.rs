@@ -47,12 +47,15 @@ impl keel_core::Feature for ActivityService {
     }
 
     fn audit_actions() -> Vec<&'static str> {
-        actions::ALL.iter().map(|a| a.as_str()).collect()
+        actions::names(actions::ALL)
     }
 
     /// A task given up on becomes an audit entry: someone has to look at it.
-    fn tasks(registry: &mut Registry) {
-        registry.on_dead_letter(std::sync::Arc::new(dead_letters::record));
+    fn tasks(&self, registry: &mut Registry) {
+        let db = self.db().clone();
+        registry.on_dead_letter(std::sync::Arc::new(move |envelope, error| {
+            dead_letters::record(db.clone(), envelope, error)
+        }));
     }
 
     /// The sealer, which chains committed entries.

@@ -3,7 +3,7 @@
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use keel_core::auth::Principal;
-use keel_core::http::context::RequestContext;
+use keel_core::request::RequestContext;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 

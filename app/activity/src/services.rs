@@ -26,7 +26,7 @@ impl ActivityService {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            actions: actions::ALL.iter().map(|a| a.as_str()).collect(),
+            actions: actions::names(actions::ALL).into(),
         }
     }
 
@@ -39,6 +39,10 @@ impl ActivityService {
             actions: known.into(),
             ..self
         }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// The declared action named `name`, or a 422 naming `field`.

@@ -36,6 +36,6 @@ impl keel_core::Feature for ReleaseNoteService {
     }
 
     fn audit_actions() -> Vec<&'static str> {
-        actions::ALL.iter().map(|a| a.as_str()).collect()
+        keel_activity::actions::names(actions::ALL)
     }
 }

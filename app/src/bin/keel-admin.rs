@@ -204,6 +204,8 @@ async fn run(command: Command) -> Result<(), BoxError> {
             password_stdin,
             promote,
         } => {
+            // A configuration problem is told before anyone types a password.
+            let settings = Settings::load()?;
             let email = match email {
                 Some(email) => email,
                 None => prompt_line("Email: ")?,
@@ -213,7 +215,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
             } else {
                 prompt_new_password()?
             };
-            let (root, server) = open(Signed::AsRuntime).await?;
+            let (root, server) = open_with(settings, Signed::AsRuntime).await?;
             seed(&root).await?;
             // The API's cache, so replicas see a promotion at once.
             let users = UserService::build(&root.context)
@@ -336,7 +338,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
             singular,
             root,
             migration_version,
-        } => new_feature(&name, singular.as_deref(), root, migration_version),
+        } => new_feature(&name, singular.as_deref(), root, migration_version).await,
         Command::Openapi { output } => {
             let spec = api::spec().await?;
             match output {
@@ -350,13 +352,16 @@ async fn run(command: Command) -> Result<(), BoxError> {
 }
 
 /// `keel-admin new-feature`: generates, formats, and says what to do next.
-fn new_feature(
+async fn new_feature(
     name: &str,
     singular: Option<&str>,
     root: Option<PathBuf>,
     version: Option<String>,
 ) -> Result<(), BoxError> {
     let names = scaffold::Names::new(name, singular)?;
+    // What the application serves today: the new names must not be in it.
+    let document: serde_json::Value = serde_json::from_str(&api::spec().await?)?;
+    names.check_against(&document)?;
     let root = match root {
         Some(root) => root,
         None => checkout_root()?,
@@ -384,8 +389,11 @@ fn new_feature(
     }
     let crate_name = names.crate_name();
     eprintln!(
-        "keel-admin: created {} and {}; app/Cargo.toml lists it: {}",
+        "keel-admin: created {} (singular {:?}: audit actions {}.created, …) and {}; \
+         app/Cargo.toml lists it: {}",
         generated.crate_dir.display(),
+        names.item,
+        names.item,
         generated.migration_dir.display(),
         generated.line
     );
@@ -435,14 +443,26 @@ enum Signed {
 /// The composed process on the configured database (or keel's private server, which
 /// the caller stops when done).
 async fn open(signed: Signed) -> Result<(Root, Option<PrivateServer>), BoxError> {
-    let settings = Settings::load()?;
+    open_with(Settings::load()?, signed).await
+}
+
+async fn open_with(
+    settings: Settings,
+    signed: Signed,
+) -> Result<(Root, Option<PrivateServer>), BoxError> {
     let database = database::resolve(&settings).await?;
     let url = match (signed, &settings.database.owner_url) {
         (Signed::AsOwner, Some(owner)) => owner,
         _ => &database.url,
     };
-    let root = Root::new(&settings, url, "keel-admin")?;
-    Ok((root, database.server))
+    match Root::new(&settings, url, "keel-admin").await {
+        Ok(root) => Ok((root, database.server)),
+        Err(err) => {
+            // Don't leave a private PostgreSQL running behind the error.
+            stop(database.server).await?;
+            Err(err.into())
+        }
+    }
 }
 
 /// Seeds every feature; returns what changed.
@@ -519,15 +539,11 @@ async fn dead_letters(command: DeadCommand) -> Result<(), BoxError> {
         );
     };
     let broker = Broker::new(&settings.tasks, &url);
+    // The registered tasks' queues; nothing here needs the database.
+    let registry = Root::offline(settings.clone()).await?.registry;
     let queues = |queue: Option<String>| {
         queue.map_or_else(
-            || {
-                keel_app::root::registry()
-                    .queues()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect()
-            },
+            || registry.queues().into_iter().map(str::to_owned).collect(),
             |q| vec![q],
         )
     };

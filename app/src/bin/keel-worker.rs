@@ -12,7 +12,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use keel_app::Root;
 use keel_app::process::{self, BoxError};
-use keel_core::http::health::{Check, Checks};
+use keel_core::health::Check;
+use keel_core::http::health::Checks;
 use keel_core::http::server::{Bound, shutdown_signal};
 use keel_core::http::system::SystemApi;
 use keel_core::settings::Settings;
@@ -39,7 +40,7 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     };
     let _log_guard = logging::init(&settings.log, "keel-worker")?;
     let metrics = metrics::install()?;
-    let root = Root::new(&settings, &database_url, "keel-worker")?;
+    let root = Root::new(&settings, &database_url, "keel-worker").await?;
     let db = root.context.db.clone();
     let broker = Arc::new(Broker::new(&settings.tasks, &amqp_url));
     let registry = root.registry.clone();
@@ -79,7 +80,6 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     let worker = Worker::new(
         broker,
         registry,
-        root.context,
         settings.tasks.prefetch,
         settings.tasks.shutdown_grace,
     );

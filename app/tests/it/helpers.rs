@@ -62,17 +62,17 @@ impl TestApp {
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A signed-in (or anonymous) JSON client of the app.
+/// A signed-in (or anonymous) JSON client of the app, over keel-testkit's client.
 pub struct Client<'a> {
     app: &'a TestApp,
-    http: reqwest::Client,
+    http: keel_testkit::Client,
 }
 
 impl<'a> Client<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         Self {
             app,
-            http: reqwest::Client::new(),
+            http: keel_testkit::Client::new(app.url("")),
         }
     }
 
@@ -84,16 +84,8 @@ impl<'a> Client<'a> {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.app.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let answer = self.http.call(method, path, token, body.as_ref()).await;
+        (answer.status, answer.body)
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {

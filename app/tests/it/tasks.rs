@@ -59,7 +59,9 @@ async fn the_tasks_overview_shows_the_rabbitmq_queues() {
 async fn a_dead_lettered_task_is_recorded_in_the_audit_trail() {
     let app = TestApp::spawn(&[]).await;
     let settings = keel_testkit::settings(app.db().url(), &[]);
-    let root = keel_app::Root::new(&settings, &app.db().secret_url(), "keel-test").unwrap();
+    let root = keel_app::Root::new(&settings, &app.db().secret_url(), "keel-test")
+        .await
+        .unwrap();
     let envelope = Envelope {
         id: uuid::Uuid::now_v7(),
         task: "user.send_welcome_email".to_owned(),
@@ -68,17 +70,8 @@ async fn a_dead_lettered_task_is_recorded_in_the_audit_trail() {
         enqueued_at: chrono::Utc::now(),
         payload: serde_json::json!({}),
     };
-    // The hook keel-activity registers for every process.
-    let hook = root
-        .registry
-        .dead_letter_hook()
-        .expect("a dead-letter hook");
-    hook(
-        root.context.clone(),
-        envelope.clone(),
-        "smtp refused".to_owned(),
-    )
-    .await;
+    // What every process does with a task given up on (keel-activity's hook).
+    root.registry.dead_lettered(&envelope, "smtp refused").await;
 
     let c = Client::new(&app);
     let admin = c.superuser("root@example.com").await;

@@ -38,13 +38,7 @@ impl keel_core::Feature for UserService {
     );
 
     async fn build(ctx: &Context) -> Result<Self, ApiError> {
-        Self::new(
-            ctx.db.clone(),
-            &ctx.settings,
-            &ctx.cache,
-            ctx.storage.clone(),
-        )
-        .await
+        Self::new(ctx).await
     }
 
     fn api(&self) -> Self::Api {
@@ -61,11 +55,13 @@ impl keel_core::Feature for UserService {
     }
 
     fn audit_actions() -> Vec<&'static str> {
-        actions::ALL.iter().map(|a| a.as_str()).collect()
+        keel_activity::actions::names(actions::ALL)
     }
 
-    fn tasks(registry: &mut Registry) {
-        tasks::register(registry);
+    fn tasks(&self, registry: &mut Registry) {
+        registry
+            .register::<tasks::SendWelcomeEmail>(self.clone())
+            .register_periodic::<tasks::PurgeSessions>(self.clone());
     }
 
     /// Every declared permission, the superuser role holding them all, the user role.

@@ -15,6 +15,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         last_login_at -> Nullable<Timestamptz>,
         avatar_key -> Nullable<Text>,
+        welcome_sent_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -6,43 +6,15 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::settings::SecuritySettings;
+use crate::settings::{JwtAlgorithm, JwtKeys, Problem, SecuritySettings, SettingsError};
 
-/// The signing algorithms keel accepts in `JWT_ALGORITHM`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlgorithm {
-    /// HMAC-SHA256 with `JWT_SECRET`: every verifier holds the signing secret.
-    Hs256,
-    /// RSA PKCS#1 v1.5 with SHA-256.
-    Rs256,
-    /// ECDSA on P-256 with SHA-256.
-    Es256,
-    /// Ed25519.
-    EdDsa,
-}
-
-impl JwtAlgorithm {
-    fn algorithm(self) -> Algorithm {
-        match self {
-            Self::Hs256 => Algorithm::HS256,
-            Self::Rs256 => Algorithm::RS256,
-            Self::Es256 => Algorithm::ES256,
-            Self::EdDsa => Algorithm::EdDSA,
-        }
-    }
-}
-
-impl std::str::FromStr for JwtAlgorithm {
-    type Err = &'static str;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "HS256" => Ok(Self::Hs256),
-            "RS256" => Ok(Self::Rs256),
-            "ES256" => Ok(Self::Es256),
-            "EdDSA" => Ok(Self::EdDsa),
-            _ => Err("expected HS256, RS256, ES256 or EdDSA"),
-        }
+/// jsonwebtoken's name for a configured algorithm.
+fn algorithm_of(algorithm: JwtAlgorithm) -> Algorithm {
+    match algorithm {
+        JwtAlgorithm::Hs256 => Algorithm::HS256,
+        JwtAlgorithm::Rs256 => Algorithm::RS256,
+        JwtAlgorithm::Es256 => Algorithm::ES256,
+        JwtAlgorithm::EdDsa => Algorithm::EdDSA,
     }
 }
 
@@ -96,7 +68,7 @@ impl SigningKeys {
             ),
         };
         let keys = Self {
-            algorithm: algorithm.algorithm(),
+            algorithm: algorithm_of(algorithm),
             encoding: encoding.map_err(KeyError::Private)?,
             decoding: decoding.map_err(KeyError::Public)?,
         };
@@ -109,6 +81,29 @@ impl SigningKeys {
             Ok(true) => Ok(keys),
             Ok(false) => Err(KeyError::Mismatch),
             Err(err) => Err(KeyError::Public(err)),
+        }
+    }
+
+    /// The keys `JWT_*` names, checked to belong together; a problem names the variable
+    /// to fix, as settings problems do.
+    pub fn from_settings(keys: &JwtKeys) -> Result<Self, Problem> {
+        match keys {
+            JwtKeys::Secret(secret) => Ok(Self::hmac(secret.expose().as_bytes())),
+            JwtKeys::Pair(pair) => {
+                Self::from_pem(pair.algorithm, pair.private_pem(), &pair.public_pem).map_err(
+                    |err| {
+                        let variable = match err {
+                            KeyError::Private(_) => "JWT_PRIVATE_KEY_FILE",
+                            _ => "JWT_PUBLIC_KEY_FILE",
+                        };
+                        Problem::new(
+                            variable,
+                            format!("{err} (JWT_ALGORITHM={:?})", pair.algorithm),
+                            "a PEM key made with `openssl genpkey -algorithm ed25519` for EdDSA",
+                        )
+                    },
+                )
+            }
         }
     }
 
@@ -195,9 +190,11 @@ impl std::fmt::Debug for TokenKeys {
 
 impl TokenKeys {
     /// The keys and claims from settings. Verification accepts the configured algorithm
-    /// only, with our `iss` and `aud`, and requires every claim keel relies on.
-    pub fn from_settings(security: &SecuritySettings) -> Self {
-        let keys = &security.jwt_keys;
+    /// only, with our `iss` and `aud`, and requires every claim keel relies on. Fails
+    /// when the configured key pair is unusable, naming the variable.
+    pub fn from_settings(security: &SecuritySettings) -> Result<Self, SettingsError> {
+        let keys = SigningKeys::from_settings(&security.jwt_keys)
+            .map_err(|problem| SettingsError::new(vec![problem]))?;
         let algorithm = keys.algorithm;
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&security.jwt_issuer]);
@@ -205,15 +202,15 @@ impl TokenKeys {
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
-        Self {
-            encoding: keys.encoding.clone(),
-            decoding: keys.decoding.clone(),
+        Ok(Self {
+            encoding: keys.encoding,
+            decoding: keys.decoding,
             validation,
             algorithm,
             issuer: security.jwt_issuer.clone(),
             audience: security.jwt_audience.clone(),
             ttl: security.access_token_ttl,
-        }
+        })
     }
 
     /// Signs an access token for `user` in `session`, valid for `ACCESS_TOKEN_TTL`.

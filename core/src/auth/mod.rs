@@ -26,9 +26,7 @@ use poem_openapi::auth::{Bearer, BearerAuthorization};
 use uuid::Uuid;
 
 pub use cache::{Cached, PrincipalCache};
-pub use jwt::{
-    AccessClaims, IssuedToken, JwtAlgorithm, KeyError, SigningKeys, TokenError, TokenKeys,
-};
+pub use jwt::{AccessClaims, IssuedToken, KeyError, SigningKeys, TokenError, TokenKeys};
 pub use principal::{Principal, declared};
 pub use shared::SharedPrincipals;
 

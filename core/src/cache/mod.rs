@@ -30,7 +30,7 @@ use self::breaker::Breaker;
 use self::memory::MemoryStore;
 use self::near::{FORGET_ALL, Near};
 use self::redis::RedisStore;
-use crate::http::health::Check;
+use crate::health::Check;
 use crate::settings::CacheSettings;
 use crate::telemetry::metrics::{
     CACHE_BREAKER_STATE, CACHE_HITS, CACHE_MISSES, CACHE_OPERATION_DURATION, CACHE_OPERATIONS,

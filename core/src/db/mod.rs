@@ -16,6 +16,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 
 use crate::error::{ApiError, ErrorChain};
+use crate::health::Check;
 use crate::settings::{DatabaseSettings, Secret};
 use crate::telemetry::metrics as names;
 
@@ -247,6 +248,25 @@ fn conflict_field(table: Option<&str>, constraint: Option<&str>) -> String {
         .find_map(|suffix| without_table.strip_suffix(suffix))
         .unwrap_or(without_table)
         .to_owned()
+}
+
+/// The database is always required: nothing keel serves works without it.
+impl Check for Db {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.ping()
+                .await
+                .map_err(|err| ErrorChain(&err).to_string())
+        })
+    }
 }
 
 #[cfg(test)]

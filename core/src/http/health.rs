@@ -4,27 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::join_all;
 use poem_openapi::{Enum, Object};
 
-use crate::db::Db;
-use crate::error::ErrorChain;
+use crate::health::Check;
 
 /// A check that takes longer than this counts as down, so a probe never hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A dependency the readiness probe checks. Later components (cache, broker, storage)
-/// implement it and are added in `keel-app`.
-pub trait Check: Send + Sync {
-    /// The key in the readiness report, e.g. `database`.
-    fn name(&self) -> &'static str;
-    /// A required component being down makes the whole service unready (503); an
-    /// optional one only marks it degraded.
-    fn required(&self) -> bool;
-    /// `Err` carries the cause for the log (which has the probe's request id); the
-    /// probe's answer, which anyone may read, says only up or down.
-    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
@@ -114,24 +100,5 @@ impl Checks {
             status,
             components: results.into_iter().collect(),
         }
-    }
-}
-
-/// The database is always required: nothing keel serves works without it.
-impl Check for Db {
-    fn name(&self) -> &'static str {
-        "database"
-    }
-
-    fn required(&self) -> bool {
-        true
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            self.ping()
-                .await
-                .map_err(|err| ErrorChain(&err).to_string())
-        })
     }
 }

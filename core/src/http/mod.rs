@@ -2,7 +2,6 @@
 //! and a server that shuts down gracefully.
 
 pub mod client_ip;
-pub mod context;
 pub mod contract;
 pub mod formats;
 pub mod guards;

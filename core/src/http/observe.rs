@@ -8,9 +8,10 @@ use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response};
 use tracing::{Instrument, field::Empty};
 
-use super::client_ip::{self, IpNetwork};
-use super::context::{RequestContext, RequestId};
+use super::client_ip;
 use crate::error::{ApiError, ProblemDetails, problem_response};
+use crate::net::IpNetwork;
+use crate::request::{RequestContext, RequestId};
 use crate::telemetry::metrics as names;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::{MIN_SECRET_LEN, Secret};
-use crate::http::client_ip::IpNetwork;
+use crate::net::IpNetwork;
 
 /// One thing wrong with the configuration: which variable, what is wrong, a good value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(super) fn new(
+    pub fn new(
         variable: impl Into<String>,
         message: impl Into<String>,
         example: impl Into<String>,
@@ -47,7 +47,7 @@ pub struct SettingsError {
 }
 
 impl SettingsError {
-    pub(super) fn new(problems: Vec<Problem>) -> Self {
+    pub fn new(problems: Vec<Problem>) -> Self {
         Self { problems }
     }
 }

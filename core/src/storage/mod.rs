@@ -26,8 +26,8 @@ pub use key::{InvalidKey, ObjectKey};
 use self::local::LocalStore;
 use self::s3::S3Store;
 use crate::error::ApiError;
+use crate::health::Check;
 use crate::hex;
-use crate::http::health::Check;
 use crate::settings::{StorageBackend, StorageSettings};
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";

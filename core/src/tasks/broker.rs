@@ -29,7 +29,7 @@ use metrics::counter;
 use tokio::sync::Mutex;
 
 use super::Envelope;
-use crate::http::health::Check;
+use crate::health::Check;
 use crate::settings::{Secret, TaskSettings};
 use crate::telemetry::metrics::{TASKS_DEAD_LETTERED, TASKS_PUBLISHED, TASKS_RETRIED};
 

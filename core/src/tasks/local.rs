@@ -17,7 +17,6 @@ use metrics::counter;
 use tokio::task::JoinSet;
 
 use super::{Envelope, Outcome, Registry};
-use crate::context::Context;
 use crate::telemetry::metrics::{TASKS_DEAD_LETTERED, TASKS_PUBLISHED, TASKS_RETRIED};
 
 /// How many given-up tasks are remembered for the admin overview.
@@ -26,7 +25,6 @@ const RECENT_DEAD: usize = 50;
 #[derive(Debug)]
 pub struct LocalRunner {
     registry: Arc<Registry>,
-    services: Arc<Context>,
     running: std::sync::Mutex<JoinSet<()>>,
     dead: Arc<std::sync::Mutex<VecDeque<GivenUp>>>,
 }
@@ -40,10 +38,9 @@ pub struct GivenUp {
 }
 
 impl LocalRunner {
-    pub fn new(registry: Arc<Registry>, services: Arc<Context>) -> Self {
+    pub fn new(registry: Arc<Registry>) -> Self {
         Self {
             registry,
-            services,
             running: std::sync::Mutex::new(JoinSet::new()),
             dead: Arc::default(),
         }
@@ -63,7 +60,6 @@ impl LocalRunner {
             counter!(TASKS_PUBLISHED, "task" => envelope.task.clone()).increment(1);
             running.spawn(run_to_the_end(
                 self.registry.clone(),
-                self.services.clone(),
                 self.dead.clone(),
                 envelope,
             ));
@@ -80,12 +76,11 @@ impl LocalRunner {
 
 async fn run_to_the_end(
     registry: Arc<Registry>,
-    services: Arc<Context>,
     dead: Arc<std::sync::Mutex<VecDeque<GivenUp>>>,
     mut envelope: Envelope,
 ) {
     loop {
-        match registry.run(&envelope, &services).await {
+        match registry.run(&envelope).await {
             Outcome::Succeeded => return,
             Outcome::Retry { next, delay, .. } => {
                 counter!(TASKS_RETRIED, "task" => next.task.clone()).increment(1);
@@ -109,9 +104,7 @@ async fn run_to_the_end(
                         at: Utc::now(),
                     });
                 }
-                if let Some(hook) = registry.dead_letter_hook() {
-                    hook(services.clone(), envelope, error).await;
-                }
+                registry.dead_lettered(&envelope, &error).await;
                 return;
             }
         }

@@ -30,7 +30,6 @@ mod system;
 mod worker;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -46,8 +45,6 @@ pub use retry::RetryPolicy;
 pub use system::{Ping, PurgeTasksDone};
 pub use worker::{Worker, WorkerStopped};
 
-use crate::context::Context;
-
 /// A kind of background work: the payload is the task itself.
 ///
 /// `NAME` is what the queue carries, so it must stay the same across releases (rename
@@ -58,6 +55,10 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The queue it is published to; workers consume the queues of the tasks they know.
     const QUEUE: &'static str = "default";
 
+    /// What the handler runs with: its feature's service (or whatever it needs),
+    /// handed to [`Registry::register`] when the feature registers the task.
+    type Services: Clone + Send + Sync + 'static;
+
     /// How often and how patiently a failure is retried.
     fn retry_policy() -> RetryPolicy {
         RetryPolicy::default()
@@ -65,7 +66,10 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// Does the work. An `Err` is retried unless it is [`TaskError::permanent`] or the
     /// attempts are used up; a panic counts as a retryable failure.
-    fn run(self, ctx: TaskContext) -> impl Future<Output = Result<(), TaskError>> + Send;
+    fn run(
+        self,
+        ctx: TaskContext<Self::Services>,
+    ) -> impl Future<Output = Result<(), TaskError>> + Send;
 }
 
 /// Why a run failed, and whether trying again can help.
@@ -108,19 +112,19 @@ impl std::fmt::Display for TaskError {
     }
 }
 
-/// What a handler can use (the process's shared services, a mailer among them) and
-/// which run this is.
+/// What a handler runs with (`services`, the task's [`Task::Services`]) and which run
+/// this is.
 #[derive(Debug, Clone)]
-pub struct TaskContext {
-    pub services: Arc<Context>,
+pub struct TaskContext<S> {
+    pub services: S,
     task: &'static str,
     task_id: Uuid,
     attempt: u32,
 }
 
-impl TaskContext {
+impl<S> TaskContext<S> {
     /// A context for running task `T` directly (tests, a one-off command).
-    pub fn new<T: Task>(services: Arc<Context>, task_id: Uuid, attempt: u32) -> Self {
+    pub fn new<T: Task<Services = S>>(services: S, task_id: Uuid, attempt: u32) -> Self {
         Self {
             services,
             task: T::NAME,

@@ -6,19 +6,22 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use metrics::{counter, histogram};
+use uuid::Uuid;
 
 use super::periodic::{Job, Periodic};
 use super::{Envelope, RetryPolicy, Task, TaskContext, TaskError};
-use crate::context::Context;
 use crate::telemetry::metrics::{TASK_DURATION, TASKS_FAILED, TASKS_SUCCEEDED};
 
-type RunFn = fn(serde_json::Value, TaskContext) -> BoxFuture<'static, Result<(), TaskError>>;
+/// Decodes a payload and runs it with the services registered for its task.
+type RunFn = Arc<
+    dyn Fn(serde_json::Value, Uuid, u32) -> BoxFuture<'static, Result<(), TaskError>> + Send + Sync,
+>;
 
-/// Called once a task is given up on (dead-lettered), e.g. to record it in the audit trail.
-pub type DeadLetterHook =
-    Arc<dyn Fn(Arc<Context>, Envelope, String) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Called once a task is given up on (dead-lettered) with the task and the last
+/// error, e.g. to record it in the audit trail.
+pub type DeadLetterHook = Arc<dyn Fn(Envelope, String) -> BoxFuture<'static, ()> + Send + Sync>;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 struct Handler {
     name: &'static str,
     queue: &'static str,
@@ -32,7 +35,7 @@ struct Handler {
 pub struct Registry {
     handlers: HashMap<&'static str, Handler>,
     jobs: Vec<Job>,
-    on_dead: Option<DeadLetterHook>,
+    on_dead: Vec<DeadLetterHook>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -64,16 +67,21 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds `T`. Two tasks with one name are a programming error, refused at start.
+    /// Adds `T`, run with `services`. Two tasks with one name are a programming error,
+    /// refused at start.
     ///
     /// # Panics
     /// If a task with `T::NAME` is already registered.
-    pub fn register<T: Task>(&mut self) -> &mut Self {
+    pub fn register<T: Task>(&mut self, services: T::Services) -> &mut Self {
+        let run: RunFn = Arc::new(move |payload, task_id, attempt| {
+            let ctx = TaskContext::new::<T>(services.clone(), task_id, attempt);
+            Box::pin(run_typed::<T>(payload, ctx))
+        });
         let handler = Handler {
             name: T::NAME,
             queue: T::QUEUE,
             policy: T::retry_policy(),
-            run: run_typed::<T>,
+            run,
         };
         let previous = self.handlers.insert(T::NAME, handler);
         assert!(previous.is_none(), "two tasks are named {:?}", T::NAME);
@@ -84,8 +92,8 @@ impl Registry {
     ///
     /// # Panics
     /// As [`Registry::register`], or if `T::SCHEDULE` is not a cron expression.
-    pub fn register_periodic<T: Periodic>(&mut self) -> &mut Self {
-        self.register::<T>();
+    pub fn register_periodic<T: Periodic>(&mut self, services: T::Services) -> &mut Self {
+        self.register::<T>(services);
         self.jobs.push(Job::of::<T>());
         self
     }
@@ -95,15 +103,17 @@ impl Registry {
         self.jobs.clone()
     }
 
-    /// Runs `hook` whenever a task is dead-lettered.
+    /// Runs `hook` whenever a task is dead-lettered (after the hooks added before it).
     pub fn on_dead_letter(&mut self, hook: DeadLetterHook) -> &mut Self {
-        self.on_dead = Some(hook);
+        self.on_dead.push(hook);
         self
     }
 
-    /// What runs when a task is dead-lettered, if anything.
-    pub fn dead_letter_hook(&self) -> Option<&DeadLetterHook> {
-        self.on_dead.as_ref()
+    /// Runs every dead-letter hook for `envelope`, given up on with `error`, in turn.
+    pub async fn dead_lettered(&self, envelope: &Envelope, error: &str) {
+        for hook in &self.on_dead {
+            hook(envelope.clone(), error.to_owned()).await;
+        }
     }
 
     /// The queues of the registered tasks, sorted.
@@ -121,22 +131,17 @@ impl Registry {
     }
 
     /// Runs the task `envelope` carries, a panic included, and says what to do next.
-    pub async fn run(&self, envelope: &Envelope, services: &Arc<Context>) -> Outcome {
-        let Some(handler) = self.handlers.get(envelope.task.as_str()).copied() else {
+    pub async fn run(&self, envelope: &Envelope) -> Outcome {
+        let Some(handler) = self.handlers.get(envelope.task.as_str()).cloned() else {
             counter!(TASKS_FAILED, "task" => envelope.task.clone()).increment(1);
             return Outcome::Dead {
                 error: format!("no task named {:?} is registered", envelope.task),
             };
         };
-        let ctx = TaskContext {
-            services: services.clone(),
-            task: handler.name,
-            task_id: envelope.id,
-            attempt: envelope.attempt,
-        };
         let started = Instant::now();
         // Its own tokio task, so a panic ends that task, not the worker.
-        let joined = tokio::spawn((handler.run)(envelope.payload.clone(), ctx)).await;
+        let run = (handler.run)(envelope.payload.clone(), envelope.id, envelope.attempt);
+        let joined = tokio::spawn(run).await;
         histogram!(TASK_DURATION, "task" => handler.name).record(started.elapsed().as_secs_f64());
         let error = match joined {
             Ok(Ok(())) => {
@@ -168,15 +173,13 @@ impl Registry {
     }
 }
 
-fn run_typed<T: Task>(
+async fn run_typed<T: Task>(
     payload: serde_json::Value,
-    ctx: TaskContext,
-) -> BoxFuture<'static, Result<(), TaskError>> {
-    Box::pin(async move {
-        let task: T = serde_json::from_value(payload)
-            .map_err(|err| TaskError::permanent(format!("the payload does not decode: {err}")))?;
-        task.run(ctx).await
-    })
+    ctx: TaskContext<T::Services>,
+) -> Result<(), TaskError> {
+    let task: T = serde_json::from_value(payload)
+        .map_err(|err| TaskError::permanent(format!("the payload does not decode: {err}")))?;
+    task.run(ctx).await
 }
 
 fn panic_text(join: tokio::task::JoinError) -> String {

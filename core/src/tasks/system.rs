@@ -8,6 +8,7 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 use super::{Missed, Periodic, Task, TaskContext, TaskError};
+use crate::db::Db;
 
 /// The longest a ping may hold its worker.
 const MAX_HOLD_MS: u64 = 60_000;
@@ -23,8 +24,9 @@ pub struct Ping {
 
 impl Task for Ping {
     const NAME: &'static str = "system.ping";
+    type Services = ();
 
-    async fn run(self, ctx: TaskContext) -> Result<(), TaskError> {
+    async fn run(self, ctx: TaskContext<()>) -> Result<(), TaskError> {
         if self.hold_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.hold_ms.min(MAX_HOLD_MS))).await;
         }
@@ -40,9 +42,10 @@ pub struct PurgeTasksDone {}
 
 impl Task for PurgeTasksDone {
     const NAME: &'static str = "system.purge_tasks_done";
+    type Services = Db;
 
-    async fn run(self, ctx: TaskContext) -> Result<(), TaskError> {
-        let mut conn = ctx.services.db.conn().await.map_err(TaskError::retry)?;
+    async fn run(self, ctx: TaskContext<Db>) -> Result<(), TaskError> {
+        let mut conn = ctx.services.conn().await.map_err(TaskError::retry)?;
         let purged =
             diesel::sql_query("DELETE FROM tasks_done WHERE done_at < now() - interval '7 days'")
                 .execute(&mut conn)

@@ -19,7 +19,6 @@ use metrics::gauge;
 use tokio::task::JoinSet;
 
 use super::{Broker, BrokerError, Envelope, Outcome, Registry};
-use crate::context::Context;
 use crate::telemetry::metrics::TASK_WORKER_CONNECTED;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -32,7 +31,6 @@ const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 pub struct Worker {
     broker: Arc<Broker>,
     registry: Arc<Registry>,
-    services: Arc<Context>,
     prefetch: u16,
     grace: Duration,
 }
@@ -61,14 +59,12 @@ impl Worker {
     pub fn new(
         broker: Arc<Broker>,
         registry: Arc<Registry>,
-        services: Arc<Context>,
         prefetch: u16,
         grace: Duration,
     ) -> Self {
         Self {
             broker,
             registry,
-            services,
             prefetch,
             grace,
         }
@@ -184,7 +180,7 @@ impl Worker {
                 return;
             }
         };
-        let settled = match self.registry.run(&envelope, &self.services).await {
+        let settled = match self.registry.run(&envelope).await {
             Outcome::Succeeded => Ok(()),
             Outcome::Retry { next, delay, .. } => self.broker.retry(&next, delay).await,
             Outcome::Dead { error } => envelope.dead_letter_with(&self, &error).await,
@@ -257,9 +253,7 @@ impl Worker {
 impl Envelope {
     async fn dead_letter_with(&self, worker: &Worker, error: &str) -> Result<(), BrokerError> {
         worker.broker.dead_letter(self, error).await?;
-        if let Some(hook) = worker.registry.dead_letter_hook() {
-            hook(worker.services.clone(), self.clone(), error.to_owned()).await;
-        }
+        worker.registry.dead_lettered(self, error).await;
         Ok(())
     }
 }

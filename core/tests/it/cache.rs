@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_core::cache::{BreakerState, Cache, CacheError};
-use keel_core::http::health::Check;
+use keel_core::health::Check;
 use keel_core::ratelimit::{RateLimiter, Rule};
 use keel_core::settings::Settings;
 use keel_testkit::{Link, Proxy};

@@ -31,7 +31,7 @@ fn keys(algorithm: &str, pair: &str) -> TokenKeys {
         &format!("{pair}-public.pem"),
     )
     .unwrap();
-    TokenKeys::from_settings(&settings.security)
+    TokenKeys::from_settings(&settings.security).unwrap()
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn the_algorithm_is_pinned_so_the_public_key_cannot_be_used_as_an_hmac_secret() 
 }
 
 fn keys_with_public(private: &str, public: &str) -> TokenKeys {
-    TokenKeys::from_settings(&settings("EdDSA", private, public).unwrap().security)
+    TokenKeys::from_settings(&settings("EdDSA", private, public).unwrap().security).unwrap()
 }
 
 #[test]
@@ -98,17 +98,19 @@ fn bad_key_settings_are_reported_at_start_naming_the_variable() {
     assert_eq!(var, "JWT_PRIVATE_KEY_FILE");
     assert!(text.contains("cannot read"), "{text}");
 
+    // Settings read the files; whether the keys are usable is auth's to say, and it
+    // says so the same way, naming the variable (keel-app asks before anything runs).
+    let keys_problem = |algorithm: &str, private: &str, public: &str| {
+        let settings = settings(algorithm, private, public).unwrap();
+        problem(TokenKeys::from_settings(&settings.security).map(|_| settings))
+    };
     // A public key from another pair: caught by signing and verifying a probe.
-    let (var, text) = problem(settings(
-        "EdDSA",
-        "ed25519-private.pem",
-        "other-ed25519-public.pem",
-    ));
+    let (var, text) = keys_problem("EdDSA", "ed25519-private.pem", "other-ed25519-public.pem");
     assert_eq!(var, "JWT_PUBLIC_KEY_FILE");
     assert!(text.contains("does not belong"), "{text}");
 
     // An RSA key where an Ed25519 one is expected.
-    let (var, _) = problem(settings("EdDSA", "rs256-private.pem", "rs256-public.pem"));
+    let (var, _) = keys_problem("EdDSA", "rs256-private.pem", "rs256-public.pem");
     assert_eq!(var, "JWT_PRIVATE_KEY_FILE");
 
     let (var, text) = problem(Settings::from_vars([("JWT_ALGORITHM", "none")]));

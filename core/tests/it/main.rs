@@ -14,6 +14,7 @@ mod jwt;
 mod local_db;
 mod logging;
 mod mail;
+mod modules;
 mod settings;
 mod storage;
 mod support;

@@ -8,8 +8,6 @@ use std::time::Duration;
 use diesel::sql_types::{Integer, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
-use keel_core::Context;
-use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::settings::Settings;
 use keel_core::tasks::local::LocalRunner;
@@ -42,6 +40,7 @@ impl Note {
 impl Task for Note {
     const NAME: &'static str = "test.note";
     const QUEUE: &'static str = QUEUE;
+    type Services = Db;
 
     fn retry_policy() -> RetryPolicy {
         RetryPolicy {
@@ -51,8 +50,8 @@ impl Task for Note {
         }
     }
 
-    async fn run(self, ctx: TaskContext) -> Result<(), TaskError> {
-        let mut conn = ctx.services.db.conn().await.map_err(TaskError::retry)?;
+    async fn run(self, ctx: TaskContext<Db>) -> Result<(), TaskError> {
+        let mut conn = ctx.services.conn().await.map_err(TaskError::retry)?;
         diesel::sql_query("INSERT INTO task_runs (task_id, attempt, text) VALUES ($1, $2, $3)")
             .bind::<diesel::sql_types::Uuid, _>(ctx.task_id())
             .bind::<Integer, _>(i32::try_from(ctx.attempt()).unwrap_or(i32::MAX))
@@ -79,7 +78,6 @@ struct Fixture {
     _test_db: TestDb,
     db: Db,
     settings: Settings,
-    services: Arc<Context>,
     registry: Arc<Registry>,
     broker: Arc<Broker>,
     /// (task, error) of each dead letter the hook saw.
@@ -114,25 +112,23 @@ impl Fixture {
         overrides.extend_from_slice(extra);
         let settings = keel_testkit::settings(test_db.url(), &overrides);
         let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
-        let services = Arc::new(
-            Context::new(settings.clone(), db.clone(), Cache::memory("test", 100)).unwrap(),
-        );
         let dead = Arc::new(Mutex::new(Vec::new()));
         let seen = dead.clone();
         let mut registry = Registry::new();
-        registry.register::<Note>().on_dead_letter(Arc::new(
-            move |_: Arc<Context>, envelope: Envelope, error: String| -> BoxFuture<'static, ()> {
-                seen.lock().unwrap().push((envelope.task, error));
-                Box::pin(async {})
-            },
-        ));
+        registry
+            .register::<Note>(db.clone())
+            .on_dead_letter(Arc::new(
+                move |envelope: Envelope, error: String| -> BoxFuture<'static, ()> {
+                    seen.lock().unwrap().push((envelope.task, error));
+                    Box::pin(async {})
+                },
+            ));
         let amqp = settings.tasks.amqp_url.clone().unwrap();
         let broker = Arc::new(Broker::new(&settings.tasks, &amqp));
         Self {
             _test_db: test_db,
             db,
             settings,
-            services,
             registry: Arc::new(registry),
             broker,
             dead,
@@ -165,7 +161,6 @@ impl Fixture {
         Worker::new(
             broker,
             self.registry.clone(),
-            self.services.clone(),
             self.settings.tasks.prefetch,
             self.settings.tasks.shutdown_grace,
         )
@@ -416,7 +411,7 @@ async fn shutdown_stops_taking_tasks_and_lets_running_ones_finish() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_broker_the_relay_runs_tasks_in_process_with_retries() {
     let f = Fixture::new().await;
-    let runner = Arc::new(LocalRunner::new(f.registry.clone(), f.services.clone()));
+    let runner = Arc::new(LocalRunner::new(f.registry.clone()));
     let relay = Relay::new(f.db.clone(), RelayTarget::Local(runner.clone()), 100);
     f.enqueue("fail once").await;
     f.enqueue("bad").await;
@@ -487,8 +482,9 @@ struct Tick {
 impl Task for Tick {
     const NAME: &'static str = "test.tick";
     const QUEUE: &'static str = QUEUE;
+    type Services = ();
 
-    async fn run(self, _: TaskContext) -> Result<(), TaskError> {
+    async fn run(self, _: TaskContext<()>) -> Result<(), TaskError> {
         Ok(())
     }
 }
@@ -506,7 +502,7 @@ impl Periodic for Tick {
 async fn two_schedulers_enqueue_each_tick_once() {
     let f = Fixture::new().await;
     let mut registry = Registry::new();
-    registry.register_periodic::<Tick>();
+    registry.register_periodic::<Tick>(());
     let one = Scheduler::new(f.db.clone(), registry.periodic_jobs());
     let two = Scheduler::new(f.db.clone(), registry.periodic_jobs());
     let start = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
@@ -649,10 +645,10 @@ async fn the_relay_and_the_scheduler_leave_query_caches_alone() {
     };
     assert_eq!(read().await, 1);
 
-    let runner = Arc::new(LocalRunner::new(f.registry.clone(), f.services.clone()));
+    let runner = Arc::new(LocalRunner::new(f.registry.clone()));
     let _relay = Relay::new(f.db.clone(), RelayTarget::Local(runner), 10).spawn();
     let mut registry = Registry::new();
-    registry.register_periodic::<Tick>();
+    registry.register_periodic::<Tick>(());
     let _scheduler = Scheduler::new(f.db.clone(), registry.periodic_jobs()).spawn();
     f.enqueue("hello").await; // a business commit here: caches start over, once
     f.until_runs(1).await;
@@ -676,9 +672,10 @@ struct Once {}
 impl Task for Once {
     const NAME: &'static str = "test.once";
     const QUEUE: &'static str = QUEUE;
+    type Services = Db;
 
-    async fn run(self, ctx: TaskContext) -> Result<(), TaskError> {
-        let db = ctx.services.db.clone();
+    async fn run(self, ctx: TaskContext<Db>) -> Result<(), TaskError> {
+        let db = ctx.services.clone();
         db.transaction(|conn| {
             Box::pin(async move {
                 if ctx.claim(conn).await? {
@@ -701,7 +698,7 @@ impl Task for Once {
 async fn a_claimed_task_id_runs_its_effects_once() {
     let f = Fixture::new().await;
     let mut registry = Registry::new();
-    registry.register::<Once>();
+    registry.register::<Once>(f.db.clone());
     let envelope = Envelope {
         id: uuid::Uuid::now_v7(),
         task: Once::NAME.to_owned(),
@@ -713,7 +710,7 @@ async fn a_claimed_task_id_runs_its_effects_once() {
     // Delivered twice (a redelivery after a lost ack), and once more as a retry.
     for envelope in [envelope.clone(), envelope.clone(), envelope.next_attempt()] {
         assert_eq!(
-            registry.run(&envelope, &f.services).await,
+            registry.run(&envelope).await,
             keel_core::tasks::Outcome::Succeeded
         );
     }

@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use keel_activity::models::{EntryRow, activity_entries};
 use keel_activity::{Action, Actor, Entry, record};
 use keel_core::ApiError;
-use keel_core::http::context::{RequestContext, RequestId};
+use keel_core::request::{RequestContext, RequestId};
 use serde_json::json;
 use uuid::Uuid;
 

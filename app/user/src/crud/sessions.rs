@@ -144,3 +144,40 @@ pub async fn is_active(
     .get_result(conn)
     .await
 }
+
+#[derive(QueryableByName)]
+struct Owner {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}
+
+/// Deletes the ended sign-ins (families whose every token was revoked or expired more
+/// than a day ago) of at most `accounts` accounts; returns the rows deleted. Run it in a
+/// transaction: it takes those accounts' locks first, as every writer of token rows
+/// does, and skips accounts busy right now (a refresh, a sign-out) for the next run.
+pub async fn purge_ended(conn: &mut AsyncPgConnection, accounts: i64) -> QueryResult<usize> {
+    // The limit counts accounts taken, after busy ones are skipped.
+    let owners: Vec<Owner> = diesel::sql_query(
+        "SELECT u.id FROM users u WHERE u.id IN ( \
+             SELECT user_id FROM refresh_sessions \
+             GROUP BY family_id, user_id \
+             HAVING max(least(coalesce(revoked_at, expires_at), expires_at)) \
+                    < now() - interval '1 day') \
+         LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(accounts)
+    .load(conn)
+    .await?;
+    let owners: Vec<Uuid> = owners.into_iter().map(|o| o.id).collect();
+    diesel::sql_query(
+        "DELETE FROM refresh_sessions \
+         WHERE user_id = ANY($1) AND family_id IN ( \
+             SELECT family_id FROM refresh_sessions WHERE user_id = ANY($1) \
+             GROUP BY family_id \
+             HAVING max(least(coalesce(revoked_at, expires_at), expires_at)) \
+                    < now() - interval '1 day')",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&owners)
+    .execute(conn)
+    .await
+}

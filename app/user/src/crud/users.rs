@@ -2,6 +2,7 @@
 
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -126,5 +127,27 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<User> {
         .select(User::as_select())
         .for_no_key_update()
         .first(conn)
+        .await
+}
+
+/// Where the welcome email goes (email, full name) and when it was sent, if the account
+/// still exists.
+pub async fn welcome_state(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(String, String, Option<DateTime<Utc>>)>> {
+    users::table
+        .find(id)
+        .select((users::email, users::full_name, users::welcome_sent_at))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Records that the welcome email went out.
+pub async fn mark_welcomed(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::welcome_sent_at.eq(diesel::dsl::now))
+        .execute(conn)
         .await
 }

@@ -8,18 +8,19 @@ mod avatar;
 mod principals;
 mod roles;
 mod seed;
+mod upkeep;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::ApiError;
+use keel_core::Context;
 use keel_core::auth::{Authenticator, TokenKeys};
-use keel_core::cache::Cache;
 use keel_core::db::Db;
-use keel_core::http::context::RequestContext;
+use keel_core::mail::Mailer;
 use keel_core::ratelimit::{self, RateLimiter, Rule};
-use keel_core::settings::Settings;
+use keel_core::request::RequestContext;
 use keel_core::storage::Storage;
 
 pub use admin::{AdminOutcome, NewAccount};
@@ -48,6 +49,7 @@ pub struct UserService {
     limiter: RateLimiter,
     rules: Rules,
     storage: Storage,
+    mailer: Mailer,
     avatar_max_bytes: usize,
 }
 
@@ -62,14 +64,11 @@ struct Rules {
 
 impl UserService {
     /// Builds the service and the authenticator that resolves its tokens; login limits
-    /// and principals live in `cache` (shared by every replica when it is Redis).
-    /// Computes one password hash (the dummy for unknown accounts), so call it once.
-    pub async fn new(
-        db: Db,
-        settings: &Settings,
-        cache: &Cache,
-        storage: Storage,
-    ) -> Result<Self, ApiError> {
+    /// and principals live in the context's cache (shared by every replica when it is
+    /// Redis). Computes one password hash (the dummy for unknown accounts), so call it
+    /// once.
+    pub async fn new(ctx: &Context) -> Result<Self, ApiError> {
+        let (db, settings, cache) = (&ctx.db, &ctx.settings, &ctx.cache);
         let security = &settings.security;
         let passwords = Passwords::new(
             security.password_pepper.expose(),
@@ -77,7 +76,7 @@ impl UserService {
         )
         .await?;
         let authenticator = Authenticator::new(
-            TokenKeys::from_settings(security),
+            TokenKeys::from_settings(security).map_err(ApiError::internal)?,
             cache,
             security.auth_cache_ttl,
             Arc::new(DbPrincipals::new(db.clone())),
@@ -99,13 +98,14 @@ impl UserService {
             ipv6_limit_prefix: security.ipv6_limit_prefix,
         };
         Ok(Self {
-            user_pages: Arc::new(admin::user_pages(&db)),
-            db,
+            user_pages: Arc::new(admin::user_pages(db)),
+            db: db.clone(),
             passwords,
             authenticator,
             limiter: RateLimiter::new(cache.clone()),
             rules,
-            storage,
+            storage: ctx.storage.clone(),
+            mailer: ctx.mailer.clone(),
             avatar_max_bytes: settings.storage.avatar_max_bytes,
         })
     }

@@ -8,6 +8,7 @@ use keel_core::db::changes::Listener;
 use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
 use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared, rules};
 use keel_core::{Context, Feature};
+pub use keel_testkit::Answer;
 use keel_testkit::{TestDb, TestServer};
 use keel_user::UserService;
 use poem::{EndpointExt, Route};
@@ -26,15 +27,7 @@ pub struct TestApp {
     /// The change listener keel-api runs, so cached reads are what the tests exercise.
     _changes: Listener,
     pub db: TestDb,
-    client: reqwest::Client,
-}
-
-/// An answer: status, headers and the JSON body (`Null` when there is none).
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Value,
+    client: keel_testkit::Client,
 }
 
 /// A signed-in user's tokens.
@@ -64,8 +57,8 @@ impl TestApp {
             .await
             .expect("seeding succeeds");
         let cache = Cache::from_settings(&settings.cache).expect("cache settings are valid");
-        let storage = keel_core::storage::Storage::from_settings(&settings.storage, b"test");
-        let service = UserService::new(pool, &settings, &cache, storage)
+        let context = Context::new(settings.clone(), pool, cache).expect("mail settings");
+        let service = UserService::new(&context)
             .await
             .expect("the service starts");
         let api = OpenApiService::new(service.api(), "keel-user", "test");
@@ -83,12 +76,13 @@ impl TestApp {
             .with(HoldToShape(Arc::new(shapes)))
             .with(EnforceDeclared(Arc::new(declared)));
         let server = TestServer::start(ep, &settings).await;
+        let client = keel_testkit::Client::new(server.url(""));
         Self {
             server,
             service,
             _changes: changes,
             db,
-            client: reqwest::Client::new(),
+            client,
         }
     }
 
@@ -99,27 +93,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let mut req = self.client.request(method, self.server.url(path));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("the request is answered");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("a readable body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        self.client.call(method, path, token, body.as_ref()).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
@@ -251,10 +225,11 @@ pub async fn wait_until_live(db: &Db) {
     panic!("the table change listener did not connect");
 }
 
-/// What a task handler gets, on `db` with the test settings plus `overrides`: to run a
-/// handler directly.
-pub fn task_context(db: &TestDb, overrides: &[(&str, &str)]) -> Arc<Context> {
+/// keel-user's service on `db` with the test settings plus `overrides`, as its task
+/// handlers get it: to run a handler directly.
+pub async fn task_services(db: &TestDb, overrides: &[(&str, &str)]) -> UserService {
     let settings = keel_testkit::settings(db.url(), overrides);
     let pool = Db::new(&db.secret_url(), &settings.database, "keel-test");
-    Arc::new(Context::new(settings, pool, Cache::memory("test", 10)).unwrap())
+    let context = Context::new(settings, pool, Cache::memory("test", 10)).unwrap();
+    UserService::new(&context).await.unwrap()
 }

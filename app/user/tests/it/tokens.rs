@@ -161,7 +161,7 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
     .await
     .unwrap();
 
-    let services = crate::support::task_context(&app.db, &[]);
+    let services = crate::support::task_services(&app.db, &[]).await;
     let ctx = TaskContext::new::<PurgeSessions>(services, uuid::Uuid::now_v7(), 1);
     PurgeSessions {}.run(ctx).await.unwrap();
 
@@ -217,7 +217,8 @@ async fn registering_enqueues_a_welcome_email_that_is_sent_once() {
 
     // Run it (twice, as a redelivery would) with the file mailer.
     let dir = std::env::temp_dir().join(format!("keel-mail-{}", uuid::Uuid::now_v7().simple()));
-    let services = crate::support::task_context(&app.db, &[("MAIL_DIR", dir.to_str().unwrap())]);
+    let services =
+        crate::support::task_services(&app.db, &[("MAIL_DIR", dir.to_str().unwrap())]).await;
     for attempt in [1, 2] {
         let ctx =
             TaskContext::new::<SendWelcomeEmail>(services.clone(), uuid::Uuid::now_v7(), attempt);

@@ -1,4 +1,5 @@
-//! Who is asking: the request id and path, reachable from any code a request runs.
+//! Who is asking: the request id and path, reachable from any code a request runs. A
+//! leaf: it imports nothing of keel-core, so errors and audit records can read it.
 //!
 //! The observe middleware sets it for the whole request, so error rendering, audit records
 //! and logs pick it up without every function passing it by hand.
