@@ -73,6 +73,23 @@ pub(super) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A prefix that namespaces keys or queue names (`keel` by default), so several apps or
+    /// environments can share one Redis or one broker.
+    pub(super) fn name_prefix(&mut self, name: &str) -> String {
+        self.parse_where(
+            name,
+            "keel".to_owned(),
+            "keel",
+            |p: &String| {
+                !p.is_empty()
+                    && p.len() <= 64
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            },
+            "must be 1-64 letters, digits, '_', '-' or '.'",
+        )
+    }
+
     pub(super) fn new(vars: &'a HashMap<String, String>, problems: Vec<Problem>) -> Self {
         Self { vars, problems }
     }

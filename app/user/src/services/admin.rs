@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
@@ -198,78 +199,60 @@ impl UserService {
             password_hash,
             ..UserChanges::default()
         };
-        let principal = actor.clone();
-        let actor = Actor::from(actor);
-        let out = self
-            .db
-            .transaction(|conn| {
-                let actor = actor.clone();
-                Box::pin(async move {
-                    let target = crate::crud::users::lock(conn, id).await?;
-                    if principal.user_id == id
-                        && (changes.password_hash.is_some() || changes.email.is_some())
-                    {
-                        // A stolen access token must not become the account for good.
-                        return Err(UserError::OwnCredentials.into());
-                    }
-                    ensure_may_administer(conn, &principal, &target).await?;
-                    let user = UserCrud::update(conn, id, &changes).await?;
-                    if ends_sessions {
-                        sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
-                    }
-                    let summary = format!("{} edited {}", actor.email, user.email);
-                    let entry = Entry::new(actions::USER_UPDATED, "user", summary)
-                        .actor(actor)
-                        .entity(id)
-                        .metadata(metadata);
-                    record(conn, entry).await?;
-                    user_out(conn, user).await
-                })
+        self.administer(actor, id, "edit", |conn, principal, actor| {
+            Box::pin(async move {
+                let target = crate::crud::users::lock(conn, id).await?;
+                if principal.user_id == id
+                    && (changes.password_hash.is_some() || changes.email.is_some())
+                {
+                    // A stolen access token must not become the account for good.
+                    return Err(UserError::OwnCredentials.into());
+                }
+                ensure_may_administer(conn, &principal, &target).await?;
+                let user = UserCrud::update(conn, id, &changes).await?;
+                if ends_sessions {
+                    sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
+                }
+                let summary = format!("{} edited {}", actor.email, user.email);
+                let entry = Entry::new(actions::USER_UPDATED, "user", summary)
+                    .actor(actor)
+                    .entity(id)
+                    .metadata(metadata);
+                record(conn, entry).await?;
+                user_out(conn, user).await
             })
-            .await
-            .map_err(|err| (err, "edit"));
-        let out = self.refusal_audited(&actor, id, out).await?;
-        self.authenticator.user_changed(id).await;
-        Ok(out)
+        })
+        .await
     }
 
     /// Deactivates an account and ends its sessions. Nobody deactivates themselves or
     /// the last active superuser.
     pub async fn deactivate_user(&self, actor: &Principal, id: Uuid) -> Result<UserOut, ApiError> {
-        let principal = actor.clone();
-        let actor = Actor::from(actor);
-        let out = self
-            .db
-            .transaction(|conn| {
-                let actor = actor.clone();
-                Box::pin(async move {
-                    if principal.user_id == id {
-                        return Err(UserError::DeactivateSelf.into());
-                    }
-                    let user = crate::crud::users::lock(conn, id).await?;
-                    ensure_may_administer(conn, &principal, &user).await?;
-                    if user.is_active {
-                        ensure_not_last_superuser(conn, id).await?;
-                    }
-                    let changes = UserChanges {
-                        is_active: Some(false),
-                        ..UserChanges::default()
-                    };
-                    let user = UserCrud::update(conn, id, &changes).await?;
-                    sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
-                    let summary = format!("{} deactivated {}", actor.email, user.email);
-                    let entry = Entry::new(actions::USER_DEACTIVATED, "user", summary)
-                        .actor(actor)
-                        .entity(id);
-                    record(conn, entry).await?;
-                    user_out(conn, user).await
-                })
+        self.administer(actor, id, "deactivate", |conn, principal, actor| {
+            Box::pin(async move {
+                if principal.user_id == id {
+                    return Err(UserError::DeactivateSelf.into());
+                }
+                let user = crate::crud::users::lock(conn, id).await?;
+                ensure_may_administer(conn, &principal, &user).await?;
+                if user.is_active {
+                    ensure_not_last_superuser(conn, id).await?;
+                }
+                let changes = UserChanges {
+                    is_active: Some(false),
+                    ..UserChanges::default()
+                };
+                let user = UserCrud::update(conn, id, &changes).await?;
+                sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
+                let summary = format!("{} deactivated {}", actor.email, user.email);
+                let entry = Entry::new(actions::USER_DEACTIVATED, "user", summary)
+                    .actor(actor)
+                    .entity(id);
+                record(conn, entry).await?;
+                user_out(conn, user).await
             })
-            .await
-            .map_err(|err| (err, "deactivate"));
-        let out = self.refusal_audited(&actor, id, out).await?;
-        self.authenticator.user_changed(id).await;
-        Ok(out)
+        })
+        .await
     }
 
     pub async fn activate_user(&self, actor: &Principal, id: Uuid) -> Result<UserOut, ApiError> {
@@ -277,29 +260,20 @@ impl UserService {
             is_active: Some(true),
             ..UserChanges::default()
         };
-        let principal = actor.clone();
-        let actor = Actor::from(actor);
-        let out = self
-            .db
-            .transaction(|conn| {
-                let actor = actor.clone();
-                Box::pin(async move {
-                    let target = crate::crud::users::lock(conn, id).await?;
-                    ensure_may_administer(conn, &principal, &target).await?;
-                    let user = UserCrud::update(conn, id, &changes).await?;
-                    let summary = format!("{} activated {}", actor.email, user.email);
-                    let entry = Entry::new(actions::USER_ACTIVATED, "user", summary)
-                        .actor(actor)
-                        .entity(id);
-                    record(conn, entry).await?;
-                    user_out(conn, user).await
-                })
+        self.administer(actor, id, "activate", |conn, principal, actor| {
+            Box::pin(async move {
+                let target = crate::crud::users::lock(conn, id).await?;
+                ensure_may_administer(conn, &principal, &target).await?;
+                let user = UserCrud::update(conn, id, &changes).await?;
+                let summary = format!("{} activated {}", actor.email, user.email);
+                let entry = Entry::new(actions::USER_ACTIVATED, "user", summary)
+                    .actor(actor)
+                    .entity(id);
+                record(conn, entry).await?;
+                user_out(conn, user).await
             })
-            .await
-            .map_err(|err| (err, "activate"));
-        let out = self.refusal_audited(&actor, id, out).await?;
-        self.authenticator.user_changed(id).await;
-        Ok(out)
+        })
+        .await
     }
 
     /// Replaces the user's roles. `actor` must hold every permission of the roles being
@@ -310,84 +284,97 @@ impl UserService {
         id: Uuid,
         names: Vec<String>,
     ) -> Result<UserOut, ApiError> {
-        let principal = actor.clone();
-        let out = self
-            .db
-            .transaction(|conn| {
-                let actor = principal.clone();
-                Box::pin(async move {
-                    let user = crate::crud::users::lock(conn, id).await?;
-                    ensure_may_administer(conn, &actor, &user).await?;
-                    let wanted = roles_by_name(conn, &names).await?;
-                    let held = access::roles_of(conn, id).await?;
-                    let added: Vec<Role> = wanted
-                        .iter()
-                        .filter(|r| held.iter().all(|h| h.id != r.id))
-                        .cloned()
-                        .collect();
-                    check_can_grant(conn, &actor, &added).await?;
-                    let drops_superuser = held.iter().any(|r| r.name == SUPERUSER_ROLE)
-                        && wanted.iter().all(|r| r.name != SUPERUSER_ROLE);
-                    if drops_superuser && user.is_active {
-                        ensure_not_last_superuser(conn, id).await?;
-                    }
-                    let ids: Vec<Uuid> = wanted.iter().map(|r| r.id).collect();
-                    access::set_user_roles(conn, id, &ids).await?;
-                    let out = user_out(conn, user).await?;
-                    let before: Vec<&str> = held.iter().map(|r| r.name.as_str()).collect();
-                    let entry = Entry::new(
-                        actions::USER_ROLES_CHANGED,
-                        "user",
-                        format!(
-                            "{} set the roles of {} to {}",
-                            actor.email,
-                            out.email,
-                            out.roles.join(", ")
-                        ),
-                    )
-                    .actor(&actor)
-                    .entity(id)
-                    .metadata(json!({"before": before, "after": out.roles}));
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(out)
-                })
+        self.administer(actor, id, "set_roles", |conn, actor, _| {
+            Box::pin(async move {
+                let user = crate::crud::users::lock(conn, id).await?;
+                ensure_may_administer(conn, &actor, &user).await?;
+                let wanted = roles_by_name(conn, &names).await?;
+                let held = access::roles_of(conn, id).await?;
+                let added: Vec<Role> = wanted
+                    .iter()
+                    .filter(|r| held.iter().all(|h| h.id != r.id))
+                    .cloned()
+                    .collect();
+                check_can_grant(conn, &actor, &added).await?;
+                let drops_superuser = held.iter().any(|r| r.name == SUPERUSER_ROLE)
+                    && wanted.iter().all(|r| r.name != SUPERUSER_ROLE);
+                if drops_superuser && user.is_active {
+                    ensure_not_last_superuser(conn, id).await?;
+                }
+                let ids: Vec<Uuid> = wanted.iter().map(|r| r.id).collect();
+                access::set_user_roles(conn, id, &ids).await?;
+                let out = user_out(conn, user).await?;
+                let before: Vec<&str> = held.iter().map(|r| r.name.as_str()).collect();
+                let entry = Entry::new(
+                    actions::USER_ROLES_CHANGED,
+                    "user",
+                    format!(
+                        "{} set the roles of {} to {}",
+                        actor.email,
+                        out.email,
+                        out.roles.join(", ")
+                    ),
+                )
+                .actor(&actor)
+                .entity(id)
+                .metadata(json!({"before": before, "after": out.roles}));
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(out)
             })
-            .await
-            .map_err(|err| (err, "set_roles"));
-        let out = self
-            .refusal_audited(&Actor::from(&principal), id, out)
-            .await?;
-        self.authenticator.user_changed(id).await;
-        Ok(out)
+        })
+        .await
     }
 
     /// Ends every session of the user (their access tokens stop working at once).
     pub async fn force_logout(&self, actor: &Principal, id: Uuid) -> Result<(), ApiError> {
-        let principal = actor.clone();
-        let actor = Actor::from(actor);
-        let done = self
-            .db
-            .transaction(|conn| {
-                let actor = actor.clone();
-                Box::pin(async move {
-                    let user = crate::crud::users::lock(conn, id).await?;
-                    ensure_may_administer(conn, &principal, &user).await?;
-                    let ended =
-                        sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
-                    let summary = format!("{} signed {} out everywhere", actor.email, user.email);
-                    let entry = Entry::new(actions::USER_SESSIONS_REVOKED, "user", summary)
-                        .actor(actor)
-                        .entity(id)
-                        .metadata(json!({"sessions_ended": ended.len()}));
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(())
-                })
+        self.administer(actor, id, "force_logout", |conn, principal, actor| {
+            Box::pin(async move {
+                let user = crate::crud::users::lock(conn, id).await?;
+                ensure_may_administer(conn, &principal, &user).await?;
+                let ended =
+                    sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
+                let summary = format!("{} signed {} out everywhere", actor.email, user.email);
+                let entry = Entry::new(actions::USER_SESSIONS_REVOKED, "user", summary)
+                    .actor(actor)
+                    .entity(id)
+                    .metadata(json!({"sessions_ended": ended.len()}));
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(())
             })
+        })
+        .await
+    }
+
+    /// Runs `change` on account `target` in one transaction, as `actor` (given to it as
+    /// the principal and as the audit actor): a refusal (403) is audited as an attempt at
+    /// `attempted`, and a change makes every replica forget what it cached of the account.
+    async fn administer<T, F>(
+        &self,
+        actor: &Principal,
+        target: Uuid,
+        attempted: &'static str,
+        change: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send,
+        F: for<'c> FnOnce(
+                &'c mut AsyncPgConnection,
+                Principal,
+                Actor,
+            ) -> BoxFuture<'c, Result<T, ApiError>>
+            + Send,
+    {
+        let principal = actor.clone();
+        let audited = Actor::from(actor);
+        let snapshot = audited.clone();
+        let outcome = self
+            .db
+            .transaction(move |conn| change(conn, principal, snapshot))
             .await
-            .map_err(|err| (err, "force_logout"));
-        self.refusal_audited(&actor, id, done).await?;
-        self.authenticator.user_changed(id).await;
-        Ok(())
+            .map_err(|err| (err, attempted));
+        let out = self.refusal_audited(&audited, target, outcome).await?;
+        self.authenticator.user_changed(target).await;
+        Ok(out)
     }
 
     /// Passes `outcome` through; a refusal (403) is first recorded in the audit trail as

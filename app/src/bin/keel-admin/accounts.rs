@@ -1,0 +1,98 @@
+//! Accounts: `create-admin`.
+
+use std::io::{BufRead, IsTerminal};
+
+use keel_core::ApiError;
+use keel_core::feature::Feature;
+use keel_core::settings::Settings;
+use keel_user::UserService;
+use keel_user::services::AdminOutcome;
+
+use crate::BoxError;
+use crate::composed::{Signed, describe, open_with, seed, stop};
+
+/// `keel-admin create-admin`: a superuser, or `promote`d an existing account.
+pub async fn create_admin(
+    email: Option<String>,
+    password_stdin: bool,
+    promote: bool,
+) -> Result<(), BoxError> {
+    // A configuration problem is told before anyone types a password.
+    let settings = Settings::load()?;
+    let email = match email {
+        Some(email) => email,
+        None => prompt_line("Email: ")?,
+    };
+    let password = if password_stdin {
+        read_stdin_password()?
+    } else {
+        prompt_new_password()?
+    };
+    let (root, server) = open_with(settings, Signed::AsRuntime).await?;
+    seed(&root).await?;
+    // The API's cache, so replicas see a promotion at once.
+    let users = UserService::build(&root.context)
+        .await
+        .map_err(|e| describe(&e))?;
+    let outcome = users
+        .create_admin(&email, password, promote)
+        .await
+        .map_err(|e| match e {
+            ApiError::Conflict { .. } => {
+                format!("an account with {email} exists; pass --promote to make it a superuser")
+            }
+            other => describe(&other),
+        })?;
+    match outcome {
+        AdminOutcome::Created(user) => {
+            eprintln!("keel-admin: created superuser {} ({})", user.email, user.id);
+        }
+        AdminOutcome::Promoted(user) => {
+            eprintln!(
+                "keel-admin: promoted {} ({}) to superuser",
+                user.email, user.id
+            );
+        }
+        AdminOutcome::AlreadySuperuser(user) => {
+            eprintln!(
+                "keel-admin: {} ({}) already is a superuser; nothing changed",
+                user.email, user.id
+            );
+        }
+    }
+    stop(server).await
+}
+
+fn prompt_line(prompt: &str) -> Result<String, BoxError> {
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to prompt on: pass --email (and --password-stdin)".into());
+    }
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+/// Asks twice, without echo, and insists the two match.
+fn prompt_new_password() -> Result<String, BoxError> {
+    if !std::io::stdin().is_terminal() {
+        return Err("no terminal to prompt on: pass --password-stdin".into());
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Password (again): ")?;
+    if first != second {
+        return Err("the passwords do not match".into());
+    }
+    Ok(first)
+}
+
+/// The first line of standard input, without its line ending.
+fn read_stdin_password() -> Result<String, BoxError> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(password)
+}
