@@ -48,7 +48,7 @@ git init -q && git add -A && git -c user.name=keel -c user.email=keel@localhost 
 # Names that must be refused, changing nothing: a crate keel has, a schema the API
 # has (SessionOut), digits (the audit trail takes letters only), a type the generated
 # code imports, a column, an SQL key word, a table an old migration made.
-for refused in testkit sessions oauth2_clients uuids name verbose users; do
+for refused in testkit sessions oauth2_clients uuids name verbose refresh_sessions; do
   if cargo run -q --locked --bin keel-admin -- new-feature "$refused" >/dev/null 2>"$log"; then
     fail "keel-admin new-feature $refused should have been refused"
   fi

@@ -3,9 +3,19 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use keel_core::settings::Settings;
+use keel_core::auth::TokenKeys;
+use keel_core::settings::{Settings, SettingsError};
 
 pub type BoxError = Box<dyn std::error::Error>;
+
+/// Settings as every keel process loads them, before doing anything else: the
+/// environment (every problem reported at once), then the JWT key pair it names, which
+/// auth builds and checks (settings are plain data), reported the same way.
+pub fn load_settings() -> Result<Settings, SettingsError> {
+    let settings = Settings::load()?;
+    TokenKeys::from_settings(&settings.security)?;
+    Ok(settings)
+}
 
 /// Loads settings (every problem printed, exit 1), starts the multi-thread runtime and
 /// runs `main` on it; an error it returns is printed as one line `name: error`, exit 1.
@@ -14,7 +24,7 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,
 {
-    let settings = match Settings::load() {
+    let settings = match load_settings() {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("{name}: {err}");

@@ -59,7 +59,8 @@ impl Root {
     }
 
     async fn of(context: Context) -> Result<Self, RootError> {
-        // Unusable JWT keys are a configuration problem, told as one before anything runs.
+        // Unusable JWT keys are a configuration problem. Processes check them as they load
+        // settings (`process::load_settings`); this covers a root built any other way.
         TokenKeys::from_settings(&context.settings.security)?;
         let context = context.declaring(crate::api::declared());
         let features = All::build(&context).await?;

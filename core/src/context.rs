@@ -1,4 +1,4 @@
-//! What every feature and every task handler is built from: one per process.
+//! What every feature is built from: one per process.
 
 use std::sync::Arc;
 
@@ -9,8 +9,8 @@ use crate::settings::Settings;
 use crate::storage::Storage;
 
 /// The process's shared services. keel-app's composition root builds it once (keel-api,
-/// keel-worker, keel-admin and the spec all go through that one function), features
-/// build their services from it, and task handlers run with it.
+/// keel-worker, keel-admin and the spec all go through that one function) and features
+/// build their services from it; task handlers run with their feature's service.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub settings: Arc<Settings>,

@@ -121,6 +121,11 @@ pub trait Features: Send + Sync + Sized + 'static {
     fn wrap(&self, endpoint: Endpoint) -> Endpoint;
 
     fn spawn(&self) -> Vec<Running>;
+
+    /// The built feature of type `F`, if it is listed: for code that drives one feature
+    /// of a composed application (keel-admin's account commands) without building it
+    /// again.
+    fn get<F: Feature>(&self) -> Option<&F>;
 }
 
 fn named<F: Feature>(source: ApiError) -> FeatureError {
@@ -176,6 +181,15 @@ macro_rules! features_tuple {
 
             fn spawn(&self) -> Vec<Running> {
                 [$(self.$i.spawn()),+].into_iter().flatten().collect()
+            }
+
+            fn get<T: Feature>(&self) -> Option<&T> {
+                $(
+                    if let Some(feature) = (&self.$i as &dyn std::any::Any).downcast_ref::<T>() {
+                        return Some(feature);
+                    }
+                )+
+                None
             }
         }
     };

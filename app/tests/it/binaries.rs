@@ -63,6 +63,41 @@ fn bad_settings_exit_non_zero_with_one_line_per_problem() {
     assert!(!text.contains("panicked"), "{text}");
 }
 
+/// A key pair that doesn't belong together is a configuration problem like any other:
+/// every binary refuses it before touching anything (here, before even trying the
+/// database, which doesn't exist), naming the variable.
+#[test]
+fn a_mismatched_jwt_key_pair_is_refused_before_anything_runs() {
+    let fixture = |name: &str| {
+        format!(
+            "{}/../core/tests/fixtures/jwt/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let (private, public) = (
+        fixture("ed25519-private.pem"),
+        fixture("other-ed25519-public.pem"),
+    );
+    let vars = [
+        ("JWT_ALGORITHM", "EdDSA"),
+        ("JWT_PRIVATE_KEY_FILE", private.as_str()),
+        ("JWT_PUBLIC_KEY_FILE", public.as_str()),
+        ("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none"),
+    ];
+    for (program, args) in [
+        (API, &[][..]),
+        (ADMIN, &["migrate"][..]),
+        (ADMIN, &["seed"][..]),
+    ] {
+        let output = run(program, args, &vars);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{program} {args:?}: {text}");
+        assert!(text.contains("invalid configuration (1 problem)"), "{text}");
+        assert!(text.contains("JWT_PUBLIC_KEY_FILE: "), "{text}");
+        assert!(text.contains("does not belong"), "{text}");
+    }
+}
+
 #[test]
 fn a_non_utf8_environment_variable_does_not_crash_start_up() {
     use std::os::unix::ffi::OsStrExt;

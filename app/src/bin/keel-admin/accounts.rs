@@ -2,9 +2,9 @@
 
 use std::io::{BufRead, IsTerminal};
 
+use keel_app::process::load_settings;
 use keel_core::ApiError;
-use keel_core::feature::Feature;
-use keel_core::settings::Settings;
+use keel_core::feature::Features;
 use keel_user::UserService;
 use keel_user::services::AdminOutcome;
 
@@ -18,7 +18,7 @@ pub async fn create_admin(
     promote: bool,
 ) -> Result<(), BoxError> {
     // A configuration problem is told before anyone types a password.
-    let settings = Settings::load()?;
+    let settings = load_settings()?;
     let email = match email {
         Some(email) => email,
         None => prompt_line("Email: ")?,
@@ -31,9 +31,10 @@ pub async fn create_admin(
     let (root, server) = open_with(settings, Signed::AsRuntime).await?;
     seed(&root).await?;
     // The API's cache, so replicas see a promotion at once.
-    let users = UserService::build(&root.context)
-        .await
-        .map_err(|e| describe(&e))?;
+    let users = root
+        .features
+        .get::<UserService>()
+        .ok_or("keel-user is not among the features (app/Cargo.toml)")?;
     let outcome = users
         .create_admin(&email, password, promote)
         .await

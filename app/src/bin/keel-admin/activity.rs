@@ -6,7 +6,7 @@ use clap::Subcommand;
 use keel_activity::ActivityService;
 use keel_activity::chain::Verdict;
 use keel_core::db::local::PrivateServer;
-use keel_core::feature::Feature;
+use keel_core::feature::Features;
 
 use crate::BoxError;
 use crate::composed::{Signed, describe, open, stop};
@@ -96,9 +96,11 @@ async fn verify(since: Option<keel_activity::chain::Anchor>) -> Result<(), BoxEr
 /// keel started one), to stop when done.
 async fn sealed_trail() -> Result<(ActivityService, Option<PrivateServer>), BoxError> {
     let (root, server) = open(Signed::AsRuntime).await?;
-    let activity = ActivityService::build(&root.context)
-        .await
-        .map_err(|e| describe(&e))?;
+    let activity = root
+        .features
+        .get::<ActivityService>()
+        .ok_or("keel-activity is not among the features (app/Cargo.toml)")?
+        .clone();
     activity.seal_all().await.map_err(|e| describe(&e))?;
     Ok((activity, server))
 }

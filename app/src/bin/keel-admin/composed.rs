@@ -2,6 +2,7 @@
 //! server when none is configured) and the root on it; and how errors read.
 
 use keel_app::features::All;
+use keel_app::process::load_settings;
 use keel_app::{Root, database};
 use keel_core::ApiError;
 use keel_core::db::local::PrivateServer;
@@ -22,7 +23,7 @@ pub enum Signed {
 /// The composed process on the configured database (or keel's private server, which
 /// the caller stops when done).
 pub async fn open(signed: Signed) -> Result<(Root, Option<PrivateServer>), BoxError> {
-    open_with(Settings::load()?, signed).await
+    open_with(load_settings()?, signed).await
 }
 
 pub async fn open_with(

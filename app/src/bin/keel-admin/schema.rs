@@ -3,16 +3,16 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use keel_app::process::load_settings;
 use keel_app::{api, database};
 use keel_core::db::migrate;
-use keel_core::settings::Settings;
 
 use crate::BoxError;
 use crate::composed::{Signed, open, seed, stop};
 
 /// `keel-admin migrate [--pending]`.
 pub async fn migrate(pending: bool) -> Result<(), BoxError> {
-    let settings = Settings::load()?;
+    let settings = load_settings()?;
     let database = database::resolve(&settings).await?;
     let owner = settings.database.owner_url.as_ref();
     let versions = if pending {

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use clap::Subcommand;
 use keel_app::Root;
+use keel_app::process::load_settings;
 use keel_core::ApiError;
-use keel_core::settings::Settings;
 use keel_core::tasks::{self, Broker, Ping};
 
 use crate::BoxError;
@@ -81,7 +81,7 @@ async fn ping(count: u32, hold_ms: u64) -> Result<(), BoxError> {
 
 /// `keel-admin tasks dead …`: one line per dead letter or per queue.
 async fn dead_letters(command: DeadCommand) -> Result<(), BoxError> {
-    let settings = Settings::load()?;
+    let settings = load_settings()?;
     let Some(url) = settings.tasks.amqp_url.clone() else {
         return Err(
             "AMQP_URL is not set: without a broker, tasks given up on are only \
