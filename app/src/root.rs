@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use keel_core::auth::TokenKeys;
 use keel_core::cache::{Cache, CacheError};
 use keel_core::db::Db;
 use keel_core::feature::{FeatureError, Features};
 use keel_core::mail::MailError;
-use keel_core::settings::{Secret, SettingsError};
+use keel_core::settings::Secret;
 use keel_core::tasks::local::LocalRunner;
 use keel_core::tasks::{Broker, Ping, PurgeTasksDone, Registry, Relay, RelayTarget};
 use keel_core::{Context, Settings};
@@ -22,8 +21,6 @@ pub enum RootError {
     Cache(#[from] CacheError),
     #[error("{0}")]
     Mail(#[from] MailError),
-    #[error("{0}")]
-    Settings(#[from] SettingsError),
     #[error("cannot build feature {0}")]
     Feature(#[from] FeatureError),
 }
@@ -59,9 +56,6 @@ impl Root {
     }
 
     async fn of(context: Context) -> Result<Self, RootError> {
-        // Unusable JWT keys are a configuration problem. Processes check them as they load
-        // settings (`process::load_settings`); this covers a root built any other way.
-        TokenKeys::from_settings(&context.settings.security)?;
         let context = context.declaring(crate::api::declared());
         let features = All::build(&context).await?;
         let registry = registry(&context, &features);
@@ -82,6 +76,12 @@ impl Root {
         };
         Relay::new(self.context.db.clone(), target, settings.tasks.relay_batch)
     }
+}
+
+/// Seeds every feature (roles, permissions) with what the context declares; returns what
+/// changed. keel-api runs it at start, `keel-admin seed` on demand.
+pub async fn seed(context: &Context) -> Result<Vec<String>, FeatureError> {
+    All::seed(&context.db, &context.declared.permissions).await
 }
 
 /// keel-core's own tasks and every feature's, each with the services it runs with.

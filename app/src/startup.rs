@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use keel_core::Context;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
 use keel_core::feature::{FeatureError, Features, Running};
@@ -20,8 +21,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::{EndpointExt, Response};
 
 use crate::api;
-use crate::features::All;
-use crate::root::{Root, RootError};
+use crate::root::{self, Root, RootError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,8 +31,6 @@ pub enum StartError {
     Metrics(String),
     #[error("{0}")]
     Root(#[from] RootError),
-    #[error("cannot build feature {0}")]
-    Feature(#[from] FeatureError),
     #[error("cannot seed roles and permissions ({feature}): {source}")]
     Seed {
         feature: &'static str,
@@ -76,20 +74,20 @@ impl std::fmt::Debug for Application {
 
 /// Seeds roles and permissions. With the database down the API still starts (and says
 /// so on /health/ready); seeding then retries in the background until it succeeds.
-async fn seed_or_retry(db: &Db) -> Result<(), StartError> {
+async fn seed_or_retry(context: &Arc<Context>) -> Result<(), StartError> {
     const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
-    match seed(db).await {
+    match seed(context).await {
         Ok(()) => Ok(()),
         Err(FeatureError {
             source: keel_core::ApiError::Unavailable { .. },
             ..
         }) => {
             tracing::warn!(retry_in = ?RETRY, "database unavailable: seeding later");
-            let db = db.clone();
+            let context = context.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(RETRY).await;
-                    match seed(&db).await {
+                    match seed(&context).await {
                         Ok(()) => break,
                         Err(err) => tracing::warn!(error = %err, "seeding failed; retrying"),
                     }
@@ -124,8 +122,8 @@ fn report_trail_guard(db: Db) {
     });
 }
 
-async fn seed(db: &Db) -> Result<(), FeatureError> {
-    let changes = All::seed(db, &api::declared().permissions).await?;
+async fn seed(context: &Context) -> Result<(), FeatureError> {
+    let changes = root::seed(context).await?;
     if !changes.is_empty() {
         tracing::info!(?changes, "seeded");
     }
@@ -150,7 +148,7 @@ impl Application {
         let db = root.context.db.clone();
         report_trail_guard(db.clone());
         let changes = db.listen_for_changes();
-        seed_or_retry(&db).await?;
+        seed_or_retry(&root.context).await?;
         tracing::info!(backend = root.context.cache.backend(), "cache");
         let storage = root.context.storage.clone();
         tracing::info!(backend = storage.backend(), "object storage");

@@ -1,12 +1,11 @@
 //! The composed process a command runs against: settings, the database (keel's private
 //! server when none is configured) and the root on it; and how errors read.
 
-use keel_app::features::All;
 use keel_app::process::load_settings;
 use keel_app::{Root, database};
 use keel_core::ApiError;
 use keel_core::db::local::PrivateServer;
-use keel_core::feature::{FeatureError, Features};
+use keel_core::feature::FeatureError;
 use keel_core::settings::Settings;
 
 use crate::BoxError;
@@ -47,7 +46,7 @@ pub async fn open_with(
 
 /// Seeds every feature; returns what changed.
 pub async fn seed(root: &Root) -> Result<Vec<String>, BoxError> {
-    All::seed(&root.context.db, &root.context.declared.permissions)
+    keel_app::root::seed(&root.context)
         .await
         .map_err(|FeatureError { feature, source }| {
             format!("seeding {feature}: {}", describe(&source)).into()
