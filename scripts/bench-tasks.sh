@@ -26,21 +26,14 @@ WORKER_PORT="${BENCH_WORKER_PORT:-18091}"
 PREFIX="keel-bench-$$"
 WORK="$(mktemp -d)"
 
-for tool in psql curl python3; do
-  command -v "$tool" >/dev/null || {
-    echo "bench-tasks: $tool is missing (psql: apt-get install postgresql-client)" >&2
-    exit 1
-  }
-done
-psql "$PG/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1 || {
-  echo "bench-tasks: PostgreSQL is not reachable at $PG (start it, or set BENCH_PG)" >&2
-  exit 1
-}
+me=bench-tasks
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+require psql curl python3
+require_postgres "$PG" BENCH_PG
 amqp_hostport=${AMQP#*@}; amqp_hostport=${amqp_hostport%%/*}
-timeout 2 bash -c "exec 3<>/dev/tcp/${amqp_hostport%%:*}/${amqp_hostport##*:}" 2>/dev/null || {
-  echo "bench-tasks: RabbitMQ is not reachable at $amqp_hostport (rabbitmq-server -detached, or set BENCH_AMQP)" >&2
-  exit 1
-}
+answers "${amqp_hostport%%:*}" "${amqp_hostport##*:}" \
+  || fail "RabbitMQ is not reachable at $amqp_hostport (rabbitmq-server -detached, or set BENCH_AMQP)"
 
 echo "bench-tasks: building release binaries" >&2
 cargo build --release --quiet --bin keel-api --bin keel-admin --bin keel-worker

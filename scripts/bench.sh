@@ -26,16 +26,11 @@ WORK="$(mktemp -d)"
 EMAIL="bench-admin@example.com"
 PASSWORD="bench password 0123"
 
-for tool in wrk psql curl python3; do
-  command -v "$tool" >/dev/null || {
-    echo "bench: $tool is missing (wrk: apt-get install wrk; psql: apt-get install postgresql-client)" >&2
-    exit 1
-  }
-done
-psql "$PG/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1 || {
-  echo "bench: PostgreSQL is not reachable at $PG (start it, or set BENCH_PG)" >&2
-  exit 1
-}
+me=bench
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+require wrk psql curl python3
+require_postgres "$PG" BENCH_PG
 
 echo "bench: building release binaries" >&2
 cargo build --release --quiet --bin keel-api --bin keel-admin

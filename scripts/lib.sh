@@ -17,6 +17,29 @@ wait_for() {
   say "$1 is up on $2:$3"
 }
 
+# require TOOL...: fails naming each missing command and the Debian package that has it.
+require() {
+  local tool missing=()
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null && continue
+    case $tool in
+      psql) missing+=("psql (apt-get install postgresql-client)") ;;
+      *) missing+=("$tool (apt-get install $tool)") ;;
+    esac
+  done
+  ((${#missing[@]} == 0)) && return
+  local list
+  list=$(printf '; %s' "${missing[@]}")
+  fail "missing: ${list#; }"
+}
+
+# require_postgres URL VARIABLE: PostgreSQL answers at URL (a server URL, no database),
+# else fails saying which variable points elsewhere.
+require_postgres() {
+  psql "$1/postgres" -qAtc 'SELECT 1' >/dev/null 2>&1 \
+    || fail "PostgreSQL is not reachable at $1 (start it, or set $2)"
+}
+
 # The Python tools the suites and the contract checks run, in a venv of their own under
 # target/ (made on first use, and again when the pins change): moto's S3 server,
 # aiosmtpd's SMTP server, the OpenAPI validator, schemathesis and the Python client
