@@ -4,6 +4,7 @@ use keel_core::context::Declared;
 use keel_core::feature::Features;
 use keel_core::http::health::Checks;
 use keel_core::http::system::SystemApi;
+use keel_core::http::versioned::V1;
 use keel_core::tasks::routes::{TaskPermission, TasksApi};
 use poem::Route;
 use poem::web::Html;
@@ -11,10 +12,10 @@ use poem_openapi::{ApiResponse, OpenApi, OpenApiService};
 
 use crate::features::All;
 
-/// The versioned API: every feature (each `#[OpenApi]` declares
-/// `prefix_path = "/api/v1/<feature>"`), then the task overview.
+/// The versioned API: every feature, then the task overview, under `/api/v1` (each
+/// `#[OpenApi]` declares its `prefix_path` relative to it).
 pub fn v1(features: &All, tasks: TasksApi) -> impl OpenApi + use<> {
-    (features.api(), tasks)
+    V1((features.api(), tasks))
 }
 
 /// What the application declares: the features' permissions and `tasks:read`, and

@@ -4,15 +4,19 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use keel_core::auth::TokenKeys;
+use keel_core::feature::Features;
 use keel_core::settings::{Settings, SettingsError};
+
+use crate::features::All;
 
 pub type BoxError = Box<dyn std::error::Error>;
 
 /// Settings as every keel process loads them, before doing anything else: the
-/// environment (every problem reported at once), then the JWT key pair it names, which
-/// auth builds and checks (settings are plain data), reported the same way.
+/// environment, keel-core's sections and every feature's (every problem reported at
+/// once), then the JWT key pair it names, which auth builds and checks (settings are
+/// plain data), reported the same way.
 pub fn load_settings() -> Result<Settings, SettingsError> {
-    let settings = Settings::load()?;
+    let settings = Settings::load_with(All::read_settings)?;
     TokenKeys::from_settings(&settings.security)?;
     Ok(settings)
 }

@@ -14,6 +14,7 @@ use poem_openapi::OpenApi;
 use crate::ApiError;
 use crate::context::Context;
 use crate::db::Db;
+use crate::settings::{AppEnv, Reader, Section};
 use crate::tasks::Registry;
 
 /// keel-api's endpoint as a feature sees it in [`Feature::wrap`].
@@ -28,13 +29,20 @@ pub trait Feature: Send + Sync + Sized + 'static {
     /// Short and unique (`user`, `release_notes`): names the feature in errors.
     const NAME: &'static str;
 
-    /// Its operations. Each `#[OpenApi]` declares `prefix_path = "/api/v1/<feature>"`
-    /// and its own tag.
+    /// Its operations, mounted under `/api/v1`: each `#[OpenApi]` declares its
+    /// `prefix_path` relative to it (`/widgets`) and its own tag.
     type Api: OpenApi + 'static;
+
+    /// Its own settings section, `()` when it has none: read and checked with
+    /// keel-core's when the process loads its settings.
+    type Settings: Section;
 
     /// Builds the feature's services. Runs once per process, and on an offline context
     /// for the OpenAPI document, so it must not need the database to answer.
-    fn build(ctx: &Context) -> impl Future<Output = Result<Self, ApiError>> + Send;
+    fn build(
+        ctx: &Context,
+        settings: Self::Settings,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send;
 
     fn api(&self) -> Self::Api;
 
@@ -99,6 +107,11 @@ pub trait Features: Send + Sync + Sized + 'static {
 
     fn api(&self) -> Self::Api;
 
+    /// Reads every feature's settings section: pass it to
+    /// [`Settings::load_with`](crate::Settings::load_with) so their problems are
+    /// reported with keel-core's.
+    fn read_settings(r: &mut Reader<'_>, env: AppEnv);
+
     /// The features' names, in order.
     fn names() -> Vec<&'static str>;
 
@@ -128,6 +141,13 @@ pub trait Features: Send + Sync + Sized + 'static {
     fn get<F: Feature>(&self) -> Option<&F>;
 }
 
+/// `F`'s settings section, from the variables the context's settings were read from.
+fn own_settings<F: Feature>(ctx: &Context) -> Result<F::Settings, FeatureError> {
+    ctx.settings
+        .section()
+        .map_err(|err| named::<F>(ApiError::internal(err)))
+}
+
 fn named<F: Feature>(source: ApiError) -> FeatureError {
     FeatureError {
         feature: F::NAME,
@@ -142,7 +162,15 @@ macro_rules! features_tuple {
             type Api = ($($F::Api,)+ ());
 
             async fn build(ctx: &Context) -> Result<Self, FeatureError> {
-                Ok(($($F::build(ctx).await.map_err(named::<$F>)?,)+))
+                Ok(($(
+                    $F::build(ctx, own_settings::<$F>(ctx)?)
+                        .await
+                        .map_err(named::<$F>)?,
+                )+))
+            }
+
+            fn read_settings(r: &mut Reader<'_>, env: AppEnv) {
+                $(let _: $F::Settings = Section::read(r, env);)+
             }
 
             fn api(&self) -> Self::Api {

@@ -19,19 +19,18 @@ mod tasks;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use cache::CacheSettings;
 pub use database::DatabaseSettings;
 pub use http::HttpSettings;
 pub use log::{LogFormat, LogSettings};
 pub use mail::{MailSettings, SmtpSecurity, SmtpSettings};
-pub use reader::{Problem, SettingsError};
+pub use reader::{Problem, Reader, SettingsError};
 pub use secret::Secret;
 pub use security::{JwtAlgorithm, JwtKeys, KeyPair, SecuritySettings};
 pub use storage::{S3Settings, StorageBackend, StorageSettings};
 pub use tasks::TaskSettings;
-
-use reader::Reader;
 
 /// Secrets shorter than this are refused in production (256 bits of base64-ish text).
 const MIN_SECRET_LEN: usize = 32;
@@ -71,6 +70,28 @@ impl std::str::FromStr for AppEnv {
     }
 }
 
+/// A feature's own settings: read from the same variables as keel-core's sections and
+/// checked with them, so a bad value is refused, with every other problem, before
+/// anything runs. `()` is the section of a feature without settings.
+pub trait Section: Sized + Send + Sync + 'static {
+    fn read(r: &mut Reader<'_>, env: AppEnv) -> Self;
+}
+
+impl Section for () {
+    fn read(_: &mut Reader<'_>, _: AppEnv) -> Self {}
+}
+
+/// The variables settings were read from, kept so features read their sections later.
+/// Debug shows how many there are, never their values.
+#[derive(Clone)]
+struct Vars(Arc<HashMap<String, String>>);
+
+impl fmt::Debug for Vars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Vars({} variables)", self.0.len())
+    }
+}
+
 /// The whole configuration of a keel process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -83,12 +104,19 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub tasks: TaskSettings,
     pub mail: MailSettings,
+    vars: Vars,
 }
 
 impl Settings {
     /// Reads the process environment, with `.env` (if present in the working directory)
     /// filling in what the environment does not set.
     pub fn load() -> Result<Self, SettingsError> {
+        Self::load_with(|_, _| {})
+    }
+
+    /// [`Settings::load`], checking also the sections `sections` reads (the features'),
+    /// so their problems are reported with keel-core's.
+    pub fn load_with(sections: fn(&mut Reader<'_>, AppEnv)) -> Result<Self, SettingsError> {
         let mut vars: HashMap<String, String> = HashMap::new();
         let mut problems = Vec::new();
         match dotenvy::from_path_iter(Path::new(".env")) {
@@ -121,7 +149,7 @@ impl Settings {
                 value.to_string_lossy().into_owned(),
             )
         }));
-        Self::build(&vars, problems)
+        Self::build(vars, problems, sections)
     }
 
     /// Builds settings from explicit variables; tests use this instead of the process env.
@@ -134,14 +162,23 @@ impl Settings {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect::<HashMap<_, _>>();
-        Self::build(&vars, Vec::new())
+        Self::build(vars, Vec::new(), |_, _| {})
+    }
+
+    /// A feature's section, read from the variables these settings came from.
+    pub fn section<S: Section>(&self) -> Result<S, SettingsError> {
+        let mut r = Reader::new(&self.vars.0, Vec::new());
+        let section = S::read(&mut r, self.env);
+        r.finish()?;
+        Ok(section)
     }
 
     fn build(
-        vars: &HashMap<String, String>,
+        vars: HashMap<String, String>,
         problems: Vec<Problem>,
+        sections: fn(&mut Reader<'_>, AppEnv),
     ) -> Result<Self, SettingsError> {
-        let mut r = Reader::new(vars, problems);
+        let mut r = Reader::new(&vars, problems);
         let env = r.parse("APP_ENV", AppEnv::Development, "production");
         let prod = env.is_production();
         let http = HttpSettings::read(&mut r);
@@ -152,6 +189,7 @@ impl Settings {
         let storage = StorageSettings::read(&mut r);
         let tasks = TaskSettings::read(&mut r);
         let mail = MailSettings::read(&mut r);
+        sections(&mut r, env);
         r.finish()?;
         Ok(Self {
             env,
@@ -163,6 +201,7 @@ impl Settings {
             storage,
             tasks,
             mail,
+            vars: Vars(Arc::new(vars)),
         })
     }
 }

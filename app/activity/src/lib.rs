@@ -34,7 +34,9 @@ impl keel_core::Feature for ActivityService {
     const NAME: &'static str = "activity";
     type Api = routes::ActivityApi;
 
-    async fn build(ctx: &Context) -> Result<Self, ApiError> {
+    type Settings = ();
+
+    async fn build(ctx: &Context, (): ()) -> Result<Self, ApiError> {
         Ok(Self::new(ctx.db.clone()).recording(&ctx.declared.audit_actions))
     }
 

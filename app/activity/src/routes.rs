@@ -38,7 +38,7 @@ impl ActivityApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/v1", tag = "ActivityTags::Activity")]
+#[OpenApi(tag = "ActivityTags::Activity")]
 impl ActivityApi {
     /// Audit trail
     ///

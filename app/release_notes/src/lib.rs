@@ -23,7 +23,9 @@ impl keel_core::Feature for ReleaseNoteService {
     const NAME: &'static str = "release_notes";
     type Api = routes::ReleaseNotesApi;
 
-    async fn build(ctx: &Context) -> Result<Self, ApiError> {
+    type Settings = ();
+
+    async fn build(ctx: &Context, (): ()) -> Result<Self, ApiError> {
         Ok(Self::new(ctx.db.clone(), ctx.cache.clone()))
     }
 

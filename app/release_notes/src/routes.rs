@@ -55,7 +55,7 @@ impl ReleaseNotesApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/v1/release-notes", tag = "NoteTags::ReleaseNotes")]
+#[OpenApi(prefix_path = "/release-notes", tag = "NoteTags::ReleaseNotes")]
 impl ReleaseNotesApi {
     /// List release notes
     ///

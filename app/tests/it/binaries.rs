@@ -8,6 +8,7 @@ use keel_testkit::TestDb;
 
 const API: &str = env!("CARGO_BIN_EXE_keel-api");
 const ADMIN: &str = env!("CARGO_BIN_EXE_keel-admin");
+const WORKER: &str = env!("CARGO_BIN_EXE_keel-worker");
 
 /// A command with a clean environment, so the developer's own settings can't leak in.
 fn command(program: &str, vars: &[(&str, &str)]) -> Command {
@@ -95,6 +96,35 @@ fn a_mismatched_jwt_key_pair_is_refused_before_anything_runs() {
         assert!(text.contains("invalid configuration (1 problem)"), "{text}");
         assert!(text.contains("JWT_PUBLIC_KEY_FILE: "), "{text}");
         assert!(text.contains("does not belong"), "{text}");
+    }
+}
+
+/// A feature's own settings (keel-user's sign-in limits, avatar size) are read and
+/// checked with keel-core's: every binary reports both kinds together, before anything
+/// runs.
+#[test]
+fn a_features_bad_setting_is_reported_with_keel_cores_before_anything_runs() {
+    let vars = [
+        ("ACCESS_TOKEN_TTL", "2d"),
+        ("LOGIN_MAX_FAILURES_PER_ACCOUNT", "0"),
+        ("AVATAR_MAX_BYTES", "huge"),
+        ("DATABASE_URL", "postgres://nobody@127.0.0.1:9/none"),
+    ];
+    for (program, args) in [(API, &[][..]), (WORKER, &[][..]), (ADMIN, &["migrate"][..])] {
+        let output = run(program, args, &vars);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{program} {args:?}: {text}");
+        assert!(
+            text.contains("invalid configuration (3 problems)"),
+            "{text}"
+        );
+        for var in [
+            "ACCESS_TOKEN_TTL",
+            "LOGIN_MAX_FAILURES_PER_ACCOUNT",
+            "AVATAR_MAX_BYTES",
+        ] {
+            assert!(text.contains(&format!("{var}: ")), "{var} missing: {text}");
+        }
     }
 }
 

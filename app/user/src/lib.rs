@@ -13,6 +13,7 @@ pub mod permissions;
 pub mod routes;
 pub mod schemas;
 pub mod services;
+pub mod settings;
 pub mod tasks;
 pub mod tokens;
 
@@ -37,8 +38,10 @@ impl keel_core::Feature for UserService {
         routes::PermissionsApi,
     );
 
-    async fn build(ctx: &Context) -> Result<Self, ApiError> {
-        Self::new(ctx).await
+    type Settings = settings::UserSettings;
+
+    async fn build(ctx: &Context, settings: Self::Settings) -> Result<Self, ApiError> {
+        Self::new(ctx, &settings).await
     }
 
     fn api(&self) -> Self::Api {

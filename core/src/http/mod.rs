@@ -12,6 +12,7 @@ pub mod problems;
 pub mod server;
 pub mod system;
 pub mod text;
+pub mod versioned;
 
 use std::any::Any;
 

@@ -67,15 +67,26 @@ impl fmt::Display for SettingsError {
     }
 }
 
-pub(super) struct Reader<'a> {
+/// Reads variables for keel-core's sections and for the features' own ([`super::Section`]):
+/// each getter falls back to its default and records what is wrong instead of failing.
+pub struct Reader<'a> {
     vars: &'a HashMap<String, String>,
     problems: Vec<Problem>,
+}
+
+/// Shows what it found wrong, never the values it reads (some are secrets).
+impl fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("problems", &self.problems)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Reader<'a> {
     /// A prefix that namespaces keys or queue names (`keel` by default), so several apps or
     /// environments can share one Redis or one broker.
-    pub(super) fn name_prefix(&mut self, name: &str) -> String {
+    pub fn name_prefix(&mut self, name: &str) -> String {
         self.parse_where(
             name,
             "keel".to_owned(),
@@ -102,16 +113,16 @@ impl<'a> Reader<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    pub(super) fn problem(&mut self, name: &str, message: &str, example: &str) {
+    pub fn problem(&mut self, name: &str, message: &str, example: &str) {
         self.problems.push(Problem::new(name, message, example));
     }
 
     /// No problem has been recorded for this variable yet.
-    pub(super) fn is_fine(&self, name: &str) -> bool {
+    pub fn is_fine(&self, name: &str) -> bool {
         self.problems.iter().all(|p| p.variable != name)
     }
 
-    pub(super) fn parse<T>(&mut self, name: &str, default: T, example: &str) -> T
+    pub fn parse<T>(&mut self, name: &str, default: T, example: &str) -> T
     where
         T: FromStr,
         T::Err: fmt::Display,
@@ -128,7 +139,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn parse_where<T>(
+    pub fn parse_where<T>(
         &mut self,
         name: &str,
         default: T,
@@ -147,18 +158,13 @@ impl<'a> Reader<'a> {
         value
     }
 
-    pub(super) fn string(&mut self, name: &str, default: &str) -> String {
+    pub fn string(&mut self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or(default).to_owned()
     }
 
     /// The contents of the file this variable names, which must be set (`why` says
     /// when) and readable.
-    pub(super) fn required_file(
-        &mut self,
-        name: &str,
-        why: &str,
-        example: &str,
-    ) -> Option<Vec<u8>> {
+    pub fn required_file(&mut self, name: &str, why: &str, example: &str) -> Option<Vec<u8>> {
         let Some(path) = self.get(name) else {
             self.problem(name, &format!("is required {why}"), example);
             return None;
@@ -172,12 +178,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn optional_string(&mut self, name: &str) -> Option<String> {
+    pub fn optional_string(&mut self, name: &str) -> Option<String> {
         self.get(name).map(str::to_owned)
     }
 
     /// A comma-separated list; blanks between commas are ignored.
-    pub(super) fn list(&mut self, name: &str) -> Vec<String> {
+    pub fn list(&mut self, name: &str) -> Vec<String> {
         self.get(name)
             .map(|raw| {
                 raw.split(',')
@@ -190,7 +196,7 @@ impl<'a> Reader<'a> {
     }
 
     /// CORS origins: `*` or full `scheme://host[:port]` origins without a path.
-    pub(super) fn origins(&mut self, name: &str) -> Vec<String> {
+    pub fn origins(&mut self, name: &str) -> Vec<String> {
         let origins = self.list(name);
         for origin in &origins {
             let valid = origin == "*"
@@ -212,7 +218,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Durations as `500ms`, `30s`, `5m`, `1h` or `7d`; a bare number is seconds.
-    pub(super) fn duration(&mut self, name: &str, default: Duration, example: &str) -> Duration {
+    pub fn duration(&mut self, name: &str, default: Duration, example: &str) -> Duration {
         let Some(raw) = self.get(name) else {
             return default;
         };
@@ -230,7 +236,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A duration that must fall within `range` (which may admit zero, e.g. "no cache").
-    pub(super) fn duration_within(
+    pub fn duration_within(
         &mut self,
         name: &str,
         default: Duration,
@@ -266,7 +272,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Proxy addresses as IPs or CIDR blocks (`10.0.0.0/8`, `::1`).
-    pub(super) fn networks(&mut self, name: &str) -> Vec<IpNetwork> {
+    pub fn networks(&mut self, name: &str) -> Vec<IpNetwork> {
         let mut networks = Vec::new();
         for item in self.list(name) {
             match item.parse() {
@@ -278,7 +284,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Sizes as `512KiB`, `1MiB`, `2MB` or plain bytes.
-    pub(super) fn byte_size(&mut self, name: &str, default: usize, example: &str) -> usize {
+    pub fn byte_size(&mut self, name: &str, default: usize, example: &str) -> usize {
         let Some(raw) = self.get(name) else {
             return default;
         };
@@ -298,7 +304,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A PostgreSQL URL; the value is never echoed because it may hold a password.
-    pub(super) fn postgres_url(&mut self, name: &str) -> Option<Secret> {
+    pub fn postgres_url(&mut self, name: &str) -> Option<Secret> {
         self.url(
             name,
             &["postgres", "postgresql"],
@@ -307,7 +313,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A URL with one of `schemes`, kept secret (it may carry a password).
-    pub(super) fn url(&mut self, name: &str, schemes: &[&str], example: &str) -> Option<Secret> {
+    pub fn url(&mut self, name: &str, schemes: &[&str], example: &str) -> Option<Secret> {
         let raw = self.get(name)?;
         match url::Url::parse(raw) {
             Ok(url) if schemes.contains(&url.scheme()) => Some(Secret::new(raw)),
@@ -327,7 +333,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A secret with a development default that production refuses.
-    pub(super) fn secret(&mut self, name: &str, dev_default: &str, production: bool) -> Secret {
+    pub fn secret(&mut self, name: &str, dev_default: &str, production: bool) -> Secret {
         let example = "$(openssl rand -base64 48)";
         match self.get(name) {
             None if production => {

@@ -1,5 +1,5 @@
-//! `JWT_*`, `PASSWORD_*`, token lifetimes and sign-in limits. Plain data: auth builds
-//! (and checks) the signing keys from it.
+//! `JWT_*`, `PASSWORD_PEPPER` and token lifetimes. Plain data: auth builds (and checks)
+//! the signing keys from it.
 
 use std::fmt;
 use std::time::Duration;
@@ -87,19 +87,6 @@ pub struct SecuritySettings {
     /// How long a replica may serve an authenticated principal from memory before it
     /// re-reads it; bounds staleness across replicas that share no cache.
     pub auth_cache_ttl: Duration,
-    /// Password hashes computed at once; the rest queue, then get 503.
-    pub password_hash_concurrency: usize,
-    /// Failed logins allowed per account, and per client IP, within `login_window`.
-    pub login_max_failures_per_account: u32,
-    pub login_max_failures_per_ip: u32,
-    pub login_window: Duration,
-    /// IPv6 clients are counted per network of this prefix length (one customer's
-    /// allocation, typically a /64), since one host can use every address in it.
-    pub ipv6_limit_prefix: u8,
-    /// Registrations allowed per client IP (network, for IPv6) within
-    /// `register_window`.
-    pub register_max_per_ip: u32,
-    pub register_window: Duration,
 }
 
 /// HS256 with `JWT_SECRET`, or the PEM key pair an asymmetric `JWT_ALGORITHM` names
@@ -121,12 +108,6 @@ fn jwt_keys(r: &mut Reader<'_>, prod: bool) -> JwtKeys {
         // The missing file is already reported.
         _ => JwtKeys::Secret(Secret::new(DEV_JWT_SECRET)),
     }
-}
-
-/// Half the cores, at least one: argon2 is pure CPU, and the async reactor must keep a
-/// core to itself or every other request stalls behind the hashes.
-fn default_hash_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 impl SecuritySettings {
@@ -154,53 +135,6 @@ impl SecuritySettings {
                 Duration::from_secs(30),
                 "30s",
                 Duration::ZERO..=Duration::from_secs(3600),
-            ),
-            password_hash_concurrency: r.parse_where(
-                "PASSWORD_HASH_CONCURRENCY",
-                default_hash_concurrency(),
-                "1",
-                |n: &usize| (1..=256).contains(n),
-                "must be between 1 and 256",
-            ),
-            login_max_failures_per_account: r.parse_where(
-                "LOGIN_MAX_FAILURES_PER_ACCOUNT",
-                5,
-                "5",
-                |n: &u32| *n >= 1,
-                "must be at least 1",
-            ),
-            login_max_failures_per_ip: r.parse_where(
-                "LOGIN_MAX_FAILURES_PER_IP",
-                50,
-                "50",
-                |n: &u32| *n >= 1,
-                "must be at least 1",
-            ),
-            login_window: r.duration_within(
-                "LOGIN_FAILURE_WINDOW",
-                Duration::from_secs(15 * 60),
-                "15m",
-                Duration::from_secs(1)..=Duration::from_secs(86_400),
-            ),
-            ipv6_limit_prefix: r.parse_where(
-                "RATE_LIMIT_IPV6_PREFIX",
-                64,
-                "64",
-                |n: &u8| (1..=128).contains(n),
-                "must be between 1 and 128",
-            ),
-            register_max_per_ip: r.parse_where(
-                "REGISTER_MAX_PER_IP",
-                10,
-                "10",
-                |n: &u32| *n >= 1,
-                "must be at least 1",
-            ),
-            register_window: r.duration_within(
-                "REGISTER_WINDOW",
-                Duration::from_secs(3600),
-                "1h",
-                Duration::from_secs(1)..=Duration::from_secs(86_400),
             ),
         }
     }

@@ -1,4 +1,4 @@
-//! `S3_*`, `STORAGE_DIR`, `PUBLIC_URL`, `AVATAR_MAX_BYTES`: where uploads go.
+//! `S3_*`, `STORAGE_DIR`, `PUBLIC_URL`: where uploads go.
 
 use std::path::PathBuf;
 
@@ -11,8 +11,6 @@ pub struct StorageSettings {
     /// How clients reach keel-api (`PUBLIC_URL`), which local-disk links start with;
     /// empty: the links are relative (`/storage/…`).
     pub public_url: String,
-    /// Largest avatar upload accepted; larger ones get 413.
-    pub avatar_max_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -99,7 +97,6 @@ impl StorageSettings {
                 .url("PUBLIC_URL", &["http", "https"], "https://api.example.com")
                 .map(|url| url.expose().trim_end_matches('/').to_owned())
                 .unwrap_or_default(),
-            avatar_max_bytes: r.byte_size("AVATAR_MAX_BYTES", 1024 * 1024, "1MiB"),
         }
     }
 }

@@ -110,7 +110,7 @@ impl TasksApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/v1/admin", tag = "TaskTags::Tasks")]
+#[OpenApi(prefix_path = "/admin", tag = "TaskTags::Tasks")]
 impl TasksApi {
     /// Task queues
     ///

@@ -13,6 +13,7 @@ use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
 use keel_core::http::contract::{
     AllowedMethods, AnswerAllow, DeclaredStatuses, EnforceDeclared, rules,
 };
+use keel_core::http::versioned::V1;
 use poem::{EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
@@ -61,7 +62,7 @@ impl<F: Features> FeatureApp<F> {
             .declaring(declared.clone());
         let features = F::build(&context).await.expect("the features build");
         let running = features.spawn();
-        let api = OpenApiService::new(features.api(), "keel-test", "test");
+        let api = OpenApiService::new(V1(features.api()), "keel-test", "test");
         let mut document: serde_json::Value =
             serde_json::from_str(&api.spec()).expect("the spec reads");
         let codes: Vec<&str> = declared

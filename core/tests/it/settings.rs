@@ -193,19 +193,13 @@ fn auth_settings_have_safe_defaults_and_checked_ranges() {
         settings.security.refresh_token_ttl,
         Duration::from_secs(30 * 86_400)
     );
-    assert!(settings.security.password_hash_concurrency >= 1);
     let err = load(&[
         ("ACCESS_TOKEN_TTL", "2d"),
         ("TRUSTED_PROXIES", "10.0.0.0/8,nonsense"),
-        ("PASSWORD_HASH_CONCURRENCY", "0"),
     ])
     .unwrap_err()
     .to_string();
-    for var in [
-        "ACCESS_TOKEN_TTL",
-        "TRUSTED_PROXIES",
-        "PASSWORD_HASH_CONCURRENCY",
-    ] {
+    for var in ["ACCESS_TOKEN_TTL", "TRUSTED_PROXIES"] {
         assert!(err.contains(var), "{var} missing from: {err}");
     }
 }

@@ -94,7 +94,7 @@ impl AuthApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/v1/auth", tag = "UserTags::Auth")]
+#[OpenApi(prefix_path = "/auth", tag = "UserTags::Auth")]
 impl AuthApi {
     /// Create an account
     ///

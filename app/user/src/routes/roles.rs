@@ -37,7 +37,7 @@ impl RolesApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/v1/roles", tag = "UserTags::Roles")]
+#[OpenApi(prefix_path = "/roles", tag = "UserTags::Roles")]
 impl RolesApi {
     /// List roles
     ///
@@ -165,7 +165,7 @@ impl PermissionsApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/v1/permissions", tag = "UserTags::Roles")]
+#[OpenApi(prefix_path = "/permissions", tag = "UserTags::Roles")]
 impl PermissionsApi {
     /// List permissions
     ///

@@ -35,7 +35,7 @@ impl UsersApi {
     }
 }
 
-#[OpenApi(prefix_path = "/api/v1/users", tag = "UserTags::Users")]
+#[OpenApi(prefix_path = "/users", tag = "UserTags::Users")]
 impl UsersApi {
     /// List users
     ///

@@ -37,6 +37,7 @@ use crate::crud::users::UserCrud;
 use crate::fields::{self, Email};
 use crate::models::{NewUser, User};
 use crate::password::{self, Passwords};
+use crate::settings::UserSettings;
 
 /// Everything keel-user's services need; cheap to clone.
 #[derive(Clone, Debug)]
@@ -67,12 +68,12 @@ impl UserService {
     /// and principals live in the context's cache (shared by every replica when it is
     /// Redis). Computes one password hash (the dummy for unknown accounts), so call it
     /// once.
-    pub async fn new(ctx: &Context) -> Result<Self, ApiError> {
-        let (db, settings, cache) = (&ctx.db, &ctx.settings, &ctx.cache);
-        let security = &settings.security;
+    pub async fn new(ctx: &Context, own: &UserSettings) -> Result<Self, ApiError> {
+        let (db, cache) = (&ctx.db, &ctx.cache);
+        let security = &ctx.settings.security;
         let passwords = Passwords::new(
             security.password_pepper.expose(),
-            security.password_hash_concurrency,
+            own.password_hash_concurrency,
         )
         .await?;
         let authenticator = Authenticator::new(
@@ -84,18 +85,18 @@ impl UserService {
         let rules = Rules {
             refresh_ttl: security.refresh_token_ttl,
             failures_per_account: Rule {
-                limit: security.login_max_failures_per_account,
-                window: security.login_window,
+                limit: own.login_max_failures_per_account,
+                window: own.login_window,
             },
             failures_per_ip: Rule {
-                limit: security.login_max_failures_per_ip,
-                window: security.login_window,
+                limit: own.login_max_failures_per_ip,
+                window: own.login_window,
             },
             registrations_per_ip: Rule {
-                limit: security.register_max_per_ip,
-                window: security.register_window,
+                limit: own.register_max_per_ip,
+                window: own.register_window,
             },
-            ipv6_limit_prefix: security.ipv6_limit_prefix,
+            ipv6_limit_prefix: own.ipv6_limit_prefix,
         };
         Ok(Self {
             user_pages: Arc::new(admin::user_pages(db)),
@@ -106,7 +107,7 @@ impl UserService {
             rules,
             storage: ctx.storage.clone(),
             mailer: ctx.mailer.clone(),
-            avatar_max_bytes: settings.storage.avatar_max_bytes,
+            avatar_max_bytes: own.avatar_max_bytes,
         })
     }
 

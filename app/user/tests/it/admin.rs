@@ -1,5 +1,6 @@
 //! `/api/v1/users`, `/roles`, `/permissions`: guards, guard rails, effects.
 
+use keel_core::http::versioned::V1;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -43,7 +44,8 @@ fn body_for(operation_id: &str) -> Option<Value> {
 async fn every_guarded_operation_enforces_the_permission_it_documents() {
     let app = TestApp::spawn().await;
     let spec: Value = serde_json::from_str(
-        &poem_openapi::OpenApiService::new(keel_core::Feature::api(&app.service), "t", "1").spec(),
+        &poem_openapi::OpenApiService::new(V1(keel_core::Feature::api(&app.service)), "t", "1")
+            .spec(),
     )
     .unwrap();
     let nobody = app.sign_up("nobody@example.com").await;

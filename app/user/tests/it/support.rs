@@ -7,6 +7,7 @@ use keel_core::db::Db;
 use keel_core::db::changes::Listener;
 use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
 use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared, rules};
+use keel_core::http::versioned::V1;
 use keel_core::{Context, Feature};
 pub use keel_testkit::Answer;
 use keel_testkit::{TestDb, TestServer};
@@ -58,10 +59,14 @@ impl TestApp {
             .expect("seeding succeeds");
         let cache = Cache::from_settings(&settings.cache).expect("cache settings are valid");
         let context = Context::new(settings.clone(), pool, cache).expect("mail settings");
-        let service = UserService::new(&context)
+        let own = context
+            .settings
+            .section()
+            .expect("keel-user's settings are valid");
+        let service = UserService::new(&context, &own)
             .await
             .expect("the service starts");
-        let api = OpenApiService::new(service.api(), "keel-user", "test");
+        let api = OpenApiService::new(V1(service.api()), "keel-user", "test");
         // As keel-api under test: a status an operation doesn't declare fails, and bodies
         // are held to the shape the published document gives them.
         let mut spec: Value = serde_json::from_str(&api.spec()).expect("the spec reads");
@@ -231,5 +236,6 @@ pub async fn task_services(db: &TestDb, overrides: &[(&str, &str)]) -> UserServi
     let settings = keel_testkit::settings(db.url(), overrides);
     let pool = Db::new(&db.secret_url(), &settings.database, "keel-test");
     let context = Context::new(settings, pool, Cache::memory("test", 10)).unwrap();
-    UserService::new(&context).await.unwrap()
+    let own = context.settings.section().unwrap();
+    UserService::new(&context, &own).await.unwrap()
 }
