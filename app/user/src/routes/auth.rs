@@ -7,6 +7,7 @@ use keel_core::auth::Auth;
 use keel_core::http::json::{FormBody, JsonBody, OptionalJsonBody};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
+use keel_core::request::RequestContext;
 use poem::{Body, Request};
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Binary, Json};
@@ -18,7 +19,7 @@ use crate::schemas::{
     Accepted, ChangePassword, Credentials, LogoutRequest, Me, PasswordGrant, RefreshRequest,
     RegisterRequest, SessionOut, TokenPair, UpdateMe,
 };
-use crate::services::UserService;
+use crate::services::{Device, UserService};
 
 problem_statuses!(RegisterProblems = [400, 413, 415, 422, 429, 503]);
 problem_statuses!(LoginProblems = [400, 401, 413, 415, 422, 429, 503]);
@@ -111,7 +112,9 @@ impl AuthApi {
             password,
             full_name,
         } = body.0;
-        self.service.register(&email, password, &full_name).await?;
+        self.service
+            .register(&email, password, &full_name, &device())
+            .await?;
         Ok(RegisterResponse::Accepted(Json(Accepted {
             detail: "Registration accepted; sign in with your email and password.".to_owned(),
         })))
@@ -127,7 +130,7 @@ impl AuthApi {
         body: JsonBody<Credentials>,
     ) -> Result<TokenResponse, Problems<LoginProblems>> {
         let Credentials { email, password } = body.0;
-        let pair = self.service.login(&email, password).await?;
+        let pair = self.service.login(&email, password, device()).await?;
         Ok(TokenResponse::new(pair))
     }
 
@@ -144,7 +147,7 @@ impl AuthApi {
         let PasswordGrant {
             username, password, ..
         } = body.0;
-        let pair = self.service.login(&username, password).await?;
+        let pair = self.service.login(&username, password, device()).await?;
         Ok(TokenResponse::new(pair))
     }
 
@@ -157,7 +160,7 @@ impl AuthApi {
         &self,
         body: JsonBody<RefreshRequest>,
     ) -> Result<TokenResponse, Problems<RefreshProblems>> {
-        let pair = self.service.refresh(&body.refresh_token).await?;
+        let pair = self.service.refresh(&body.refresh_token, device()).await?;
         Ok(TokenResponse::new(pair))
     }
 
@@ -290,4 +293,11 @@ impl AuthApi {
         self.service.revoke_my_session(&auth, id.0).await?;
         Ok(Done::NoContent)
     }
+}
+
+/// Where the request being served comes from (observe's request context).
+fn device() -> Device {
+    RequestContext::current()
+        .map(|request| Device::from(&request))
+        .unwrap_or_default()
 }

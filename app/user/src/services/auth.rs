@@ -56,9 +56,10 @@ impl UserService {
         email: &str,
         password: String,
         full_name: &str,
+        device: &Device,
     ) -> Result<(), ApiError> {
         let (email, full_name) = check_new_account(email, &password, full_name)?;
-        if let Some(ip_key) = self.client_limit_key("register", &Device::current())
+        if let Some(ip_key) = self.client_limit_key("register", device)
             && let Err(retry_after) = self
                 .limiter
                 .reserve(&[(&ip_key, self.rules.registrations_per_ip)])
@@ -111,8 +112,12 @@ impl UserService {
     /// Signs in with email and password. Unknown emails are checked against a dummy hash
     /// and answered like wrong passwords; failures count against the account and the
     /// client IP, and either limit being spent is a 429.
-    pub async fn login(&self, email: &str, password: String) -> Result<TokenPair, ApiError> {
-        let device = Device::current();
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        device: Device,
+    ) -> Result<TokenPair, ApiError> {
         let email = email.trim().to_lowercase();
         let account_key = format!("login:account:{email}");
         let ip_key = self.client_limit_key("login", &device);
@@ -249,9 +254,8 @@ impl UserService {
 
     /// Trades a refresh token for a new pair. The presented token stops working; a
     /// token that was already traded revokes its whole session (someone holds a copy).
-    pub async fn refresh(&self, presented: &str) -> Result<TokenPair, ApiError> {
+    pub async fn refresh(&self, presented: &str, device: Device) -> Result<TokenPair, ApiError> {
         let hash = tokens::digest(presented);
-        let device = Device::current();
         let ttl = self.rules.refresh_ttl;
         let outcome = self
             .db

@@ -133,21 +133,20 @@ async fn actor_of(
     })
 }
 
-/// Device details of the current request, stored with the sessions it opens.
+/// Where a sign-in or registration comes from: the client's address (rate limits) and
+/// user agent, stored with the sessions it opens. Routes take it from the request.
 #[derive(Debug, Default, Clone)]
-struct Device {
-    ip: Option<IpAddr>,
-    user_agent: Option<String>,
+pub struct Device {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
 }
 
-impl Device {
-    fn current() -> Self {
-        RequestContext::current()
-            .map(|ctx| Self {
-                ip: ctx.client_ip,
-                user_agent: ctx.user_agent,
-            })
-            .unwrap_or_default()
+impl From<&RequestContext> for Device {
+    fn from(request: &RequestContext) -> Self {
+        Self {
+            ip: request.client_ip,
+            user_agent: request.user_agent.clone(),
+        }
     }
 }
 

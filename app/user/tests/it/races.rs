@@ -10,6 +10,7 @@ use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_user::UserService;
 use keel_user::models::refresh_sessions;
+use keel_user::services::Device;
 use uuid::Uuid;
 
 use crate::support::{PASSWORD, Session, TestApp};
@@ -55,7 +56,7 @@ fn refresh_loop(service: UserService, start: Session) -> Loop {
             let mut got = vec![start];
             while !stop.load(Ordering::Acquire) {
                 let presented = got.last().map(|s| s.refresh.clone()).unwrap_or_default();
-                match service.refresh(&presented).await {
+                match service.refresh(&presented, Device::default()).await {
                     Ok(pair) => {
                         got.push(Session {
                             access: pair.access_token,
@@ -162,7 +163,7 @@ async fn race_on(kind: Revocation, overrides: &[(&str, &str)]) {
                 .map(drop),
             Revocation::Deactivate => service.deactivate_user(&admin, user).await.map(drop),
             Revocation::ForceLogout => service.force_logout(&admin, user).await,
-            Revocation::Reuse => match service.refresh(&looping.refresh).await {
+            Revocation::Reuse => match service.refresh(&looping.refresh, Device::default()).await {
                 Err(ApiError::Unauthorized(_)) => Ok(()),
                 other => panic!("a reused token was not refused: {other:?}"),
             },
@@ -194,7 +195,10 @@ async fn race_on(kind: Revocation, overrides: &[(&str, &str)]) {
         );
         let last = got.last().expect("at least the first pair");
         assert!(
-            service.refresh(&last.refresh).await.is_err(),
+            service
+                .refresh(&last.refresh, Device::default())
+                .await
+                .is_err(),
             "trial {trial}: {kind:?}: the newest refresh token still works"
         );
         for pair in [got.first(), got.last()].into_iter().flatten() {
@@ -395,7 +399,11 @@ async fn logins_in_flight_race(deactivate: bool) {
         let logins: Vec<_> = (0..6)
             .map(|_| {
                 let (service, email) = (app.service.clone(), email.clone());
-                tokio::spawn(async move { service.login(&email, PASSWORD.to_owned()).await })
+                tokio::spawn(async move {
+                    service
+                        .login(&email, PASSWORD.to_owned(), Device::default())
+                        .await
+                })
             })
             .collect();
         for _ in 0..trial * 50 {
@@ -423,7 +431,12 @@ async fn logins_in_flight_race(deactivate: bool) {
                             .is_err(),
                         "trial {trial}: a sign-in outlived the revocation"
                     );
-                    assert!(app.service.refresh(&pair.refresh_token).await.is_err());
+                    assert!(
+                        app.service
+                            .refresh(&pair.refresh_token, Device::default())
+                            .await
+                            .is_err()
+                    );
                 }
                 Err(ApiError::Unauthorized(_)) => {}
                 Err(err) => panic!("trial {trial}: a login failed with {err:?}"),
