@@ -7,8 +7,7 @@ use keel_core::Context;
 use keel_core::db::changes::Listener;
 use keel_core::db::{Db, migrate};
 use keel_core::feature::{FeatureError, Features, Running};
-use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
-use keel_core::http::contract::{AllowedMethods, AnswerAllow, DeclaredStatuses, EnforceDeclared};
+use keel_core::http::contract;
 use keel_core::http::health::Checks;
 use keel_core::http::server::Bound;
 use keel_core::http::system::SystemApi;
@@ -181,20 +180,10 @@ impl Application {
         .map_err(document_error)?;
         let document: serde_json::Value = serde_json::from_str(&document)
             .map_err(|e| document_error(format!("the published document: {e}")))?;
-        // Under test, an operation answering a status its entry doesn't declare fails.
-        let declared = (settings.env == AppEnv::Test)
-            .then(|| Arc::new(DeclaredStatuses::from_document(&document)));
-        let allowed = AllowedMethods::from_document(&document);
-        let shapes = RequestShapes::from_document(&document);
         let routes = features.wrap(routes.at("/storage/*key", links::endpoint(storage)).boxed());
+        // Under test, an operation answering a status its entry doesn't declare fails.
         let endpoint = keel_core::http::stack(
-            routes
-                .with_if(
-                    declared.is_some(),
-                    EnforceDeclared(declared.unwrap_or_default()),
-                )
-                .with(HoldToShape(Arc::new(shapes)))
-                .with(AnswerAllow(Arc::new(allowed))),
+            contract::hold(routes, &document, settings.env == AppEnv::Test),
             &settings.http,
             settings.env,
         );

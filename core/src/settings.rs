@@ -109,7 +109,9 @@ pub struct Settings {
 
 impl Settings {
     /// Reads the process environment, with `.env` (if present in the working directory)
-    /// filling in what the environment does not set.
+    /// filling in what the environment does not set. keel-core's sections only: a
+    /// process with features loads through [`Settings::load_with`] (keel-app's
+    /// `process::load_settings`), or a feature's bad value shows only as it is built.
     pub fn load() -> Result<Self, SettingsError> {
         Self::load_with(|_, _| {})
     }

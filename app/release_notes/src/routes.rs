@@ -147,7 +147,6 @@ impl ReleaseNotesApi {
         #[oai(scope = "ReleaseNotesPermission::Write")] auth: Auth,
         body: JsonBody<CreateNote>,
     ) -> Result<Created, Problems<CreateProblems>> {
-        auth.require(ReleaseNotesPermission::Write)?;
         Ok(Created::Created(Json(
             self.service.create(&auth, body.0).await?,
         )))
@@ -161,7 +160,6 @@ impl ReleaseNotesApi {
         id: Path<Uuid>,
         body: JsonBody<UpdateNote>,
     ) -> Result<Json<NoteOut>, Problems<EditProblems>> {
-        auth.require(ReleaseNotesPermission::Write)?;
         Ok(Json(self.service.update(&auth, id.0, body.0).await?))
     }
 
@@ -178,7 +176,6 @@ impl ReleaseNotesApi {
         #[oai(scope = "ReleaseNotesPermission::Write")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<NoteOut>, Problems<StateProblems>> {
-        auth.require(ReleaseNotesPermission::Write)?;
         Ok(Json(self.service.publish(&auth, id.0).await?))
     }
 
@@ -195,7 +192,6 @@ impl ReleaseNotesApi {
         #[oai(scope = "ReleaseNotesPermission::Write")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<NoteOut>, Problems<StateProblems>> {
-        auth.require(ReleaseNotesPermission::Write)?;
         Ok(Json(self.service.unpublish(&auth, id.0).await?))
     }
 
@@ -212,7 +208,6 @@ impl ReleaseNotesApi {
         #[oai(scope = "ReleaseNotesPermission::Write")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Done, Problems<StateProblems>> {
-        auth.require(ReleaseNotesPermission::Write)?;
         self.service.delete(&auth, id.0).await?;
         Ok(Done::NoContent)
     }

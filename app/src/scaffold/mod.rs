@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use keel_core::http::versioned::PREFIX;
+
 /// The templates, by the path they are written to inside the new crate.
 const CRATE_FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("template/Cargo.toml.tmpl")),
@@ -377,7 +379,7 @@ impl Names {
                 "{what} {name} already exists in the API; pick another NAME (or --singular)"
             ))
         };
-        let prefix = format!("/api/v1/{}", self.kebab());
+        let prefix = format!("{PREFIX}/{}", self.kebab());
         let paths = document["paths"].as_object().into_iter().flatten();
         for (path, item) in paths {
             if path == &prefix || path.starts_with(&format!("{prefix}/")) {
@@ -408,7 +410,7 @@ impl Names {
             }
         }
         let noun = format!("{}.", self.item);
-        let actions = document["paths"]["/api/v1/activity"]["get"]["parameters"]
+        let actions = document["paths"][format!("{PREFIX}/activity")]["get"]["parameters"]
             .as_array()
             .into_iter()
             .flatten()

@@ -86,3 +86,50 @@ impl Section for UserSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use keel_core::Settings;
+
+    use super::*;
+
+    fn section(vars: &[(&str, &str)]) -> Result<UserSettings, String> {
+        let settings = Settings::from_vars(vars.iter().copied()).map_err(|e| e.to_string())?;
+        settings.section().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let own = section(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(own.password_hash_concurrency >= 1);
+        assert_eq!(own.login_max_failures_per_account, 5);
+        assert_eq!(own.login_window, Duration::from_secs(15 * 60));
+        assert_eq!(own.ipv6_limit_prefix, 64);
+        assert_eq!(own.avatar_max_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn every_bad_value_is_named_at_once() {
+        let err = section(&[
+            ("PASSWORD_HASH_CONCURRENCY", "0"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "0"),
+            ("LOGIN_FAILURE_WINDOW", "2d"),
+            ("RATE_LIMIT_IPV6_PREFIX", "129"),
+            ("REGISTER_MAX_PER_IP", "-1"),
+            ("AVATAR_MAX_BYTES", "lots"),
+        ])
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("(6 problems)"), "{err}");
+        for var in [
+            "PASSWORD_HASH_CONCURRENCY",
+            "LOGIN_MAX_FAILURES_PER_IP",
+            "LOGIN_FAILURE_WINDOW",
+            "RATE_LIMIT_IPV6_PREFIX",
+            "REGISTER_MAX_PER_IP",
+            "AVATAR_MAX_BYTES",
+        ] {
+            assert!(err.contains(&format!("{var}: ")), "{var} missing: {err}");
+        }
+    }
+}

@@ -2,13 +2,15 @@
 //! principal (from memory when possible), and check permissions.
 //!
 //! Handlers take an [`Auth`] parameter, which documents the bearer (OAuth2 password)
-//! scheme in OpenAPI and answers 401 on its own, and call [`Principal::require`] for
-//! the permission they list in `#[oai(scope = "..")]`:
+//! scheme in OpenAPI, answers 401 on its own, and holds the caller to the permissions
+//! the operation lists as scopes (403), read from the published document
+//! ([`RequiredScopes`]): the one declaration is both what clients see and what runs.
 //!
 //! ```ignore
-//! async fn list(&self, #[oai(scope = "UserPermission::UsersRead")] auth: Auth) -> .. {
-//!     auth.require(UserPermission::UsersRead)?;
+//! async fn list(&self, #[oai(scope = "UserPermission::UsersRead")] _auth: Auth) -> .. {
 //! ```
+//! [`Principal::has`] and [`Principal::require`] serve checks that depend on the data
+//! (drafts only editors see).
 //! The feature that owns users (keel-user) provides the [`PrincipalSource`].
 
 pub mod cache;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use poem::Request;
+use poem::{PathPattern, Request};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{Bearer, BearerAuthorization};
 use uuid::Uuid;
@@ -32,6 +34,7 @@ pub use shared::SharedPrincipals;
 
 use crate::cache::Cache;
 use crate::error::ApiError;
+use crate::http::contract::RequiredScopes;
 
 /// Loads the principal of a verified token from the source of truth.
 pub trait PrincipalSource: Send + Sync + 'static {
@@ -187,8 +190,33 @@ pub async fn optional_caller(req: &Request) -> Result<Option<Arc<Principal>>, Ap
     principal_of(req, &bearer.token).await.map(Some)
 }
 
+/// The `Auth` checker: the token's principal, held to every permission the operation
+/// lists as its scope (403 naming the first it lacks).
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Arc<Principal>> {
-    Ok(principal_of(req, &bearer.token).await?)
+    let principal = principal_of(req, &bearer.token).await?;
+    if let Some(missing) = required_scopes(req)?
+        .iter()
+        .find(|scope| !principal.has(scope))
+    {
+        return Err(principal::forbidden(missing).into());
+    }
+    Ok(principal)
+}
+
+/// The scopes of the operation being served, from the [`RequiredScopes`] installed as
+/// request data. Fails closed: without the table, or for an operation it doesn't know,
+/// nothing is served.
+fn required_scopes(req: &Request) -> Result<&[String], ApiError> {
+    let table = req
+        .data::<Arc<RequiredScopes>>()
+        .ok_or_else(|| ApiError::internal("no RequiredScopes installed as request data"))?;
+    let pattern = req
+        .data::<PathPattern>()
+        .ok_or_else(|| ApiError::internal("Auth used outside a routed operation"))?;
+    table.of(req.method(), &pattern.0).ok_or_else(|| {
+        let operation = format!("{} {}", req.method(), pattern.0);
+        ApiError::internal(format!("{operation} is not in the OpenAPI document"))
+    })
 }
 
 /// Resolves `token` with the [`Authenticator`] installed as request data.
@@ -197,4 +225,46 @@ async fn principal_of(req: &Request, token: &str) -> Result<Arc<Principal>, ApiE
         .ok_or_else(|| ApiError::internal("no Authenticator installed as request data"))?
         .authenticate(token)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::http::Method;
+
+    use super::*;
+
+    fn request(scopes: Option<serde_json::Value>, pattern: Option<&str>) -> Request {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri_str("/a/1")
+            .finish();
+        if let Some(document) = scopes {
+            req.set_data(Arc::new(RequiredScopes::from_document(&document)));
+        }
+        if let Some(pattern) = pattern {
+            req.set_data(PathPattern(pattern.into()));
+        }
+        req
+    }
+
+    /// A harness that forgot the table, or an operation the document doesn't have,
+    /// serves nothing rather than skipping the permission check.
+    #[test]
+    fn the_scope_check_fails_closed() {
+        let document = serde_json::json!(
+            {"paths": {"/a/{id}": {"post": {"security": [{"OAuth2": ["a:write"]}]}}}}
+        );
+        let internal = |req: &Request| matches!(required_scopes(req), Err(ApiError::Internal(_)));
+        assert!(internal(&request(None, Some("/a/:param0"))));
+        assert!(internal(&request(Some(document.clone()), None)));
+        assert!(internal(&request(
+            Some(document.clone()),
+            Some("/b/:param0")
+        )));
+        let served = request(Some(document), Some("/a/:param0"));
+        assert_eq!(
+            required_scopes(&served).ok(),
+            Some(&["a:write".to_owned()][..])
+        );
+    }
 }

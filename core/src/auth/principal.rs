@@ -31,19 +31,21 @@ impl Principal {
         self.permissions.contains(code)
     }
 
-    /// 403 unless the principal holds `permission`. Permissions are declared by the
-    /// features as [`OAuthScopes`] enums, so the same value lists the permission in the
-    /// operation's OpenAPI security requirement.
+    /// 403 unless the principal holds `permission`: for checks beyond the operation's
+    /// own scopes, which [`super::Auth`] already enforces.
     pub fn require(&self, permission: impl OAuthScopes) -> Result<(), ApiError> {
         let code = permission.name();
         if self.has(code) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "This operation requires the permission {code}."
-            )))
+            Err(forbidden(code))
         }
     }
+}
+
+/// The 403 of a caller without the permission `code`.
+pub(super) fn forbidden(code: &str) -> ApiError {
+    ApiError::Forbidden(format!("This operation requires the permission {code}."))
 }
 
 /// The `(code, description)` pairs a feature's permission enum declares, for seeding.

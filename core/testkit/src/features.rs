@@ -9,10 +9,7 @@ use keel_core::context::Declared;
 use keel_core::db::Db;
 use keel_core::db::changes::Listener;
 use keel_core::feature::{Features, Running};
-use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
-use keel_core::http::contract::{
-    AllowedMethods, AnswerAllow, DeclaredStatuses, EnforceDeclared, rules,
-};
+use keel_core::http::contract::{self, rules};
 use keel_core::http::versioned::V1;
 use poem::{EndpointExt, Route};
 use poem_openapi::OpenApiService;
@@ -71,17 +68,8 @@ impl<F: Features> FeatureApp<F> {
             .map(|(c, _)| c.as_str())
             .collect();
         rules::declare(&mut document, &codes, &declared.audit_actions);
-        let endpoint = features
-            .wrap(Route::new().nest("/", api).boxed())
-            .with(EnforceDeclared(Arc::new(DeclaredStatuses::from_document(
-                &document,
-            ))))
-            .with(HoldToShape(Arc::new(RequestShapes::from_document(
-                &document,
-            ))))
-            .with(AnswerAllow(Arc::new(AllowedMethods::from_document(
-                &document,
-            ))));
+        let routes = features.wrap(Route::new().nest("/", api).boxed());
+        let endpoint = contract::hold(routes, &document, true);
         let server = TestServer::start(endpoint, &settings).await;
         let client = Client::new(server.url(""));
         Self {

@@ -45,7 +45,7 @@ impl RolesApi {
     #[oai(path = "/", method = "get", operation_id = "roles_list")]
     async fn list(
         &self,
-        #[oai(scope = "UserPermission::RolesRead")] auth: Auth,
+        #[oai(scope = "UserPermission::RolesRead")] _auth: Auth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<
             Option<u32>,
         >,
@@ -53,7 +53,6 @@ impl RolesApi {
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
         sort: Query<Option<SortParam<RoleSort>>>,
     ) -> Result<Json<Page<RoleOut>>, Problems<ListProblems>> {
-        auth.require(UserPermission::RolesRead)?;
         let page = PageParams::new(page.0, size.0)?;
         let sort = SortParam::resolve(sort.0, Sort::asc(RoleSort::Name))?;
         let listed = self
@@ -67,10 +66,9 @@ impl RolesApi {
     #[oai(path = "/:id", method = "get", operation_id = "roles_get")]
     async fn get(
         &self,
-        #[oai(scope = "UserPermission::RolesRead")] auth: Auth,
+        #[oai(scope = "UserPermission::RolesRead")] _auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<RoleOut>, Problems<ReadProblems>> {
-        auth.require(UserPermission::RolesRead)?;
         Ok(Json(self.service.get_role(id.0).await?))
     }
 
@@ -83,7 +81,6 @@ impl RolesApi {
         #[oai(scope = "UserPermission::RolesWrite")] auth: Auth,
         body: JsonBody<CreateRole>,
     ) -> Result<Created, Problems<CreateProblems>> {
-        auth.require(UserPermission::RolesWrite)?;
         let CreateRole {
             name,
             description,
@@ -106,7 +103,6 @@ impl RolesApi {
         id: Path<Uuid>,
         body: JsonBody<UpdateRole>,
     ) -> Result<Json<RoleOut>, Problems<EditProblems>> {
-        auth.require(UserPermission::RolesWrite)?;
         let UpdateRole { name, description } = body.0;
         let role = self
             .service
@@ -124,7 +120,6 @@ impl RolesApi {
         #[oai(scope = "UserPermission::RolesWrite")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Done, Problems<StateProblems>> {
-        auth.require(UserPermission::RolesWrite)?;
         self.service.delete_role(&auth, id.0).await?;
         Ok(Done::NoContent)
     }
@@ -144,7 +139,6 @@ impl RolesApi {
         id: Path<Uuid>,
         body: JsonBody<SetPermissions>,
     ) -> Result<Json<RoleOut>, Problems<EditProblems>> {
-        auth.require(UserPermission::RolesWrite)?;
         let role = self
             .service
             .set_role_permissions(&auth, id.0, codes(body.0.permissions))
@@ -173,9 +167,8 @@ impl PermissionsApi {
     #[oai(path = "/", method = "get", operation_id = "permissions_list")]
     async fn list(
         &self,
-        #[oai(scope = "UserPermission::PermissionsRead")] auth: Auth,
+        #[oai(scope = "UserPermission::PermissionsRead")] _auth: Auth,
     ) -> Result<Json<Vec<PermissionOut>>, Problems<GuardedProblems>> {
-        auth.require(UserPermission::PermissionsRead)?;
         let all = self.service.list_permissions().await?;
         Ok(Json(all.into_iter().map(PermissionOut::from).collect()))
     }

@@ -45,7 +45,7 @@ impl UsersApi {
     #[expect(clippy::too_many_arguments, reason = "one parameter per query field")]
     async fn list(
         &self,
-        #[oai(scope = "UserPermission::UsersRead")] auth: Auth,
+        #[oai(scope = "UserPermission::UsersRead")] _auth: Auth,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))] page: Query<
             Option<u32>,
         >,
@@ -55,7 +55,6 @@ impl UsersApi {
         is_active: Query<Option<bool>>,
         sort: Query<Option<SortParam<UserSort>>>,
     ) -> Result<Json<Page<UserOut>>, Problems<ListProblems>> {
-        auth.require(UserPermission::UsersRead)?;
         let page = PageParams::new(page.0, size.0)?;
         let sort = SortParam::resolve(sort.0, Sort::asc(UserSort::CreatedAt))?;
         let filter = UserFilter {
@@ -71,10 +70,9 @@ impl UsersApi {
     #[oai(path = "/:id", method = "get", operation_id = "users_get")]
     async fn get(
         &self,
-        #[oai(scope = "UserPermission::UsersRead")] auth: Auth,
+        #[oai(scope = "UserPermission::UsersRead")] _auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<UserOut>, Problems<ReadProblems>> {
-        auth.require(UserPermission::UsersRead)?;
         Ok(Json(self.service.get_user(id.0).await?))
     }
 
@@ -87,7 +85,6 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
         body: JsonBody<CreateUser>,
     ) -> Result<Created, Problems<CreateProblems>> {
-        auth.require(UserPermission::UsersWrite)?;
         let CreateUser {
             email,
             password,
@@ -117,7 +114,6 @@ impl UsersApi {
         id: Path<Uuid>,
         body: JsonBody<UpdateUser>,
     ) -> Result<Json<UserOut>, Problems<EditProblems>> {
-        auth.require(UserPermission::UsersWrite)?;
         let UpdateUser {
             email,
             full_name,
@@ -153,7 +149,6 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<UserOut>, Problems<StateProblems>> {
-        auth.require(UserPermission::UsersWrite)?;
         Ok(Json(self.service.deactivate_user(&auth, id.0).await?))
     }
 
@@ -171,7 +166,6 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<UserOut>, Problems<ReadProblems>> {
-        auth.require(UserPermission::UsersWrite)?;
         Ok(Json(self.service.activate_user(&auth, id.0).await?))
     }
 
@@ -189,7 +183,6 @@ impl UsersApi {
         id: Path<Uuid>,
         body: JsonBody<SetRoles>,
     ) -> Result<Json<UserOut>, Problems<EditProblems>> {
-        auth.require(UserPermission::UsersWrite)?;
         let user = self
             .service
             .set_user_roles(&auth, id.0, body.0.roles)
@@ -211,7 +204,6 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Done, Problems<ReadProblems>> {
-        auth.require(UserPermission::UsersWrite)?;
         self.service.force_logout(&auth, id.0).await?;
         Ok(Done::NoContent)
     }

@@ -354,3 +354,57 @@ async fn administrators_change_their_own_credentials_through_their_own_routes() 
         .await;
     assert_eq!(renamed.status, 200, "{renamed:?}");
 }
+
+/// The permission an operation lists as its scope is checked as the caller is
+/// authenticated, before the handler reads the body: a caller without it gets 403 for
+/// an unreadable body and for one the handler would refuse (a blank name, a bad email,
+/// a weak password), never what the handler would say. (A body of the wrong JSON shape
+/// is refused by the document's schema first, which anyone can read.) HEAD is held to
+/// GET's permission.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_permission_is_refused_before_the_body_is_read() {
+    let app = TestApp::spawn().await;
+    let nobody = app.sign_up("nobody@example.com").await;
+    let target = app.sign_up("target@example.com").await;
+    let target_id = app.user_id(&target.access).await;
+    let client = reqwest::Client::new();
+    let admin = app.superuser("root@example.com").await;
+    let send = |token: &str, method: Method, path: &str, body: &'static str| {
+        client
+            .request(method, app.url(path))
+            .bearer_auth(token.to_owned())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let user = format!("/api/v1/users/{target_id}");
+    for (method, path, refused_by_handler) in [
+        (Method::POST, "/api/v1/roles", r#"{"name": " "}"#),
+        (Method::PATCH, user.as_str(), r#"{"email": "not an email"}"#),
+        (
+            Method::POST,
+            "/api/v1/users",
+            r#"{"email": "x@example.com", "password": "short", "full_name": "X"}"#,
+        ),
+    ] {
+        for body in ["{", "", "{\"name\": ", refused_by_handler] {
+            let answer = send(&nobody.access, method.clone(), path, body);
+            assert_eq!(
+                answer.await.unwrap().status(),
+                403,
+                "{method} {path} {body:?}"
+            );
+        }
+        // What the handler says to a caller who may ask.
+        let answer = send(&admin.access, method.clone(), path, refused_by_handler);
+        assert_eq!(answer.await.unwrap().status(), 422, "{method} {path}");
+    }
+    let head = |token: &str| {
+        client
+            .head(app.url("/api/v1/users"))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    assert_eq!(head(&nobody.access).await.unwrap().status(), 403);
+    assert_eq!(head(&admin.access).await.unwrap().status(), 200);
+}

@@ -1,12 +1,9 @@
 //! keel-user mounted the way keel-app mounts it, on a fresh database and a random port.
 
-use std::sync::Arc;
-
 use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::db::changes::Listener;
-use keel_core::http::contract::shape::{HoldToShape, RequestShapes};
-use keel_core::http::contract::{DeclaredStatuses, EnforceDeclared, rules};
+use keel_core::http::contract::{self, rules};
 use keel_core::http::versioned::V1;
 use keel_core::{Context, Feature};
 pub use keel_testkit::Answer;
@@ -73,13 +70,10 @@ impl TestApp {
         let permissions = <UserService as Feature>::permissions();
         let codes: Vec<&str> = permissions.iter().map(|(code, _)| code.as_str()).collect();
         rules::declare(&mut spec, &codes, &UserService::audit_actions());
-        let declared = DeclaredStatuses::from_document(&spec);
-        let shapes = RequestShapes::from_document(&spec);
-        let ep = Route::new()
+        let routes = Route::new()
             .nest("/", api)
-            .data(service.authenticator().clone())
-            .with(HoldToShape(Arc::new(shapes)))
-            .with(EnforceDeclared(Arc::new(declared)));
+            .data(service.authenticator().clone());
+        let ep = contract::hold(routes, &spec, true);
         let server = TestServer::start(ep, &settings).await;
         let client = keel_testkit::Client::new(server.url(""));
         Self {

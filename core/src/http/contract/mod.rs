@@ -8,6 +8,8 @@
 //!   from the document. Always installed.
 //! - [`shape::HoldToShape`]: JSON bodies have the types and fields their schema gives
 //!   them. Always installed.
+//! - [`RequiredScopes`]: the permission each operation lists as its OAuth2 scope, which
+//!   the `Auth` extractor enforces. Always installed (as request data).
 //! - [`rules::declare`]: the rules keel's guards enforce on every request, written into
 //!   the document so clients and fuzzers know them.
 
@@ -17,12 +19,38 @@ pub mod shape;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use poem::endpoint::BoxEndpoint;
 use poem::error::ResponseError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Middleware, PathPattern, Request, Response, Result,
+};
 use serde_json::Value;
 
 use crate::error::ApiError;
+
+/// `endpoint` held to its published `document`: each operation's scopes enforced by
+/// `Auth` ([`RequiredScopes`]), request bodies to their schemas ([`shape::HoldToShape`]),
+/// 405s answered with `Allow` ([`AnswerAllow`]) and, with `check_statuses` (tests),
+/// undeclared statuses turned into failures ([`EnforceDeclared`]). keel-api and every
+/// test harness wrap their routes in it, so they all serve the same contract.
+pub fn hold<E: Endpoint + 'static>(
+    endpoint: E,
+    document: &Value,
+    check_statuses: bool,
+) -> BoxEndpoint<'static, Response> {
+    let statuses = Arc::new(DeclaredStatuses::from_document(document));
+    endpoint
+        .data(Arc::new(RequiredScopes::from_document(document)))
+        .with_if(check_statuses, EnforceDeclared(statuses))
+        .with(shape::HoldToShape(Arc::new(
+            shape::RequestShapes::from_document(document),
+        )))
+        .with(AnswerAllow(Arc::new(AllowedMethods::from_document(
+            document,
+        ))))
+        .boxed()
+}
 
 /// Operation → the statuses its document entry declares.
 #[derive(Debug, Default)]
@@ -34,19 +62,14 @@ pub struct DeclaredStatuses {
 impl DeclaredStatuses {
     /// Reads an OpenAPI 3 document.
     pub fn from_document(document: &Value) -> Self {
-        let mut operations = HashMap::new();
-        for (path, item) in paths(document) {
-            let pattern = route_pattern(path);
-            for (method, operation) in operations_of(item) {
-                let statuses = operation["responses"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(status, _)| status.parse().ok())
-                    .collect();
-                operations.insert((method, pattern.clone()), statuses);
-            }
-        }
+        let operations = by_operation(document, |operation| {
+            operation["responses"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(status, _)| status.parse().ok())
+                .collect()
+        });
         Self { operations }
     }
 
@@ -55,6 +78,58 @@ impl DeclaredStatuses {
         let declared = self.operations.get(&(method.clone(), pattern.to_owned()))?;
         Some(status == 500 || declared.contains(&status))
     }
+}
+
+/// Operation → the permissions (OAuth2 scopes) its security requirement lists. Installed
+/// as request data, it is what the `Auth` extractor holds a caller to: a permission is
+/// declared once, as the operation's scope, and that one declaration is both what the
+/// document shows and what the server checks.
+#[derive(Debug, Default)]
+pub struct RequiredScopes {
+    /// Keyed like [`DeclaredStatuses`].
+    operations: HashMap<(Method, String), Vec<String>>,
+}
+
+impl RequiredScopes {
+    /// Reads an OpenAPI 3 document.
+    pub fn from_document(document: &Value) -> Self {
+        let operations = by_operation(document, |operation| {
+            let requirements = operation["security"].as_array().into_iter().flatten();
+            let schemes = requirements.filter_map(Value::as_object).flatten();
+            let scopes = schemes
+                .filter_map(|(_, scopes)| scopes.as_array())
+                .flatten();
+            scopes
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        });
+        Self { operations }
+    }
+
+    /// What the operation `method` on poem's route `pattern` requires (HEAD is answered
+    /// by GET's operation); `None` when the document has no such operation.
+    pub fn of(&self, method: &Method, pattern: &str) -> Option<&[String]> {
+        let method = if method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        let scopes = self.operations.get(&(method, pattern.to_owned()))?;
+        Some(scopes.as_slice())
+    }
+}
+
+/// `read` of every operation of the document, keyed by method and poem's route pattern.
+fn by_operation<T>(document: &Value, read: impl Fn(&Value) -> T) -> HashMap<(Method, String), T> {
+    let mut operations = HashMap::new();
+    for (path, item) in paths(document) {
+        let pattern = route_pattern(path);
+        for (method, operation) in operations_of(item) {
+            operations.insert((method, pattern.clone()), read(operation));
+        }
+    }
+    operations
 }
 
 /// The keys of a path item that are operations (the others: parameters, summary...).
@@ -246,6 +321,30 @@ impl<E: Endpoint> Endpoint for EnforceDeclaredEndpoint<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_scopes_are_read_per_operation_and_head_is_get() {
+        let scopes = RequiredScopes::from_document(&serde_json::json!(
+            {"paths": {"/a/{id}": {"get": {"security": [{"OAuth2": ["a:read"]}]},
+                                   "patch": {"security": [{"OAuth2": ["a:read", "a:write"]}]},
+                                   "delete": {}}}}
+        ));
+        assert_eq!(
+            scopes.of(&Method::GET, "/a/:param0"),
+            Some(&["a:read".to_owned()][..])
+        );
+        assert_eq!(
+            scopes.of(&Method::HEAD, "/a/:param0"),
+            scopes.of(&Method::GET, "/a/:param0")
+        );
+        assert_eq!(
+            scopes.of(&Method::PATCH, "/a/:param0").map(<[String]>::len),
+            Some(2)
+        );
+        assert_eq!(scopes.of(&Method::DELETE, "/a/:param0"), Some(&[][..]));
+        assert_eq!(scopes.of(&Method::PUT, "/a/:param0"), None);
+        assert_eq!(scopes.of(&Method::GET, "/a/{id}"), None);
+    }
 
     #[test]
     fn allow_lists_the_documented_methods_of_the_path() {
