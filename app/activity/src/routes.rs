@@ -77,7 +77,8 @@ impl ActivityApi {
             until: until.0,
             text: search.0,
         };
-        Ok(Json(self.service.list(&filter, page).await?))
+        let entries = self.service.list(&filter, page).await?;
+        Ok(Json(entries.map(ActivityOut::from).into()))
     }
 
     /// My activity
@@ -106,6 +107,7 @@ impl ActivityApi {
                 .transpose()?,
             ..ActivityFilter::default()
         };
-        Ok(Json(self.service.list(&filter, page).await?))
+        let entries = self.service.list(&filter, page).await?;
+        Ok(Json(entries.map(ActivityOut::from).into()))
     }
 }

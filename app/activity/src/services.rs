@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use keel_core::ApiError;
-use keel_core::crud::{CursorKey, CursorPage, CursorParams};
+use keel_core::crud::{CursorKey, CursorParams, Cursored};
 use keel_core::db::Db;
 
 use crate::actions::{self, Action};
 use crate::chain::{self, Sealer, Verdict};
 use crate::crud::{self, ActivityFilter};
 use crate::models::EntryRow;
-use crate::schemas::ActivityOut;
 
 /// keel-activity's service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -59,14 +58,14 @@ impl ActivityService {
         &self,
         filter: &ActivityFilter,
         page: CursorParams,
-    ) -> Result<CursorPage<ActivityOut>, ApiError> {
+    ) -> Result<Cursored<EntryRow>, ApiError> {
         let mut conn = self.db.conn().await?;
         let rows = crud::list(&mut conn, filter, page).await?;
         let key = |row: &EntryRow| CursorKey {
             sort: row.occurred_at.timestamp_micros(),
             id: row.id,
         };
-        Ok(page.page(rows, key, ActivityOut::from))
+        Ok(page.page(rows, key))
     }
 
     /// Starts sealing in the background (see [`chain`]); stops when the guard drops.

@@ -1,18 +1,17 @@
 //! Data access: notes through `CrudBase`, plus the read-state queries.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{Sort, SortKey};
+use keel_core::crud::Sort;
 use keel_core::impl_crud;
 use uuid::Uuid;
 
 use crate::models::{
-    NewNote, Note, NoteChanges, release_note_reads, release_note_watermarks, release_notes,
+    NewNote, Note, NoteChanges, NoteSort, release_note_reads, release_note_watermarks,
+    release_notes,
 };
 
 #[derive(Debug)]
@@ -24,28 +23,6 @@ pub struct NoteFilter {
     pub category: Option<&'static str>,
     /// Readers see only published notes; editors may include drafts.
     pub published_only: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NoteSort {
-    PublishedAt,
-    CreatedAt,
-}
-
-impl SortKey for NoteSort {
-    const KEYS: &'static [&'static str] = &["published_at", "created_at"];
-}
-
-impl FromStr for NoteSort {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "published_at" => Ok(Self::PublishedAt),
-            "created_at" => Ok(Self::CreatedAt),
-            _ => Err(()),
-        }
-    }
 }
 
 impl_crud! {

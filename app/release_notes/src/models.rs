@@ -1,7 +1,13 @@
-//! The release-notes tables and their rows.
+//! The release-notes tables, their rows, and the domain types the service takes and
+//! returns.
+
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use keel_core::crud::SortKey;
+use poem_openapi::Enum;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 diesel::table! {
@@ -80,4 +86,92 @@ pub struct NoteChanges {
     pub category: Option<String>,
     pub is_published: Option<bool>,
     pub published_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// What kind of change a note announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Category {
+    Feature,
+    Improvement,
+    Fix,
+    Breaking,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Feature => "feature",
+            Self::Improvement => "improvement",
+            Self::Fix => "fix",
+            Self::Breaking => "breaking",
+        }
+    }
+
+    pub fn from_stored(stored: &str) -> Self {
+        match stored {
+            "feature" => Self::Feature,
+            "fix" => Self::Fix,
+            "breaking" => Self::Breaking,
+            // The database's CHECK allows only these four.
+            _ => Self::Improvement,
+        }
+    }
+}
+
+/// How lists of notes may be ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoteSort {
+    PublishedAt,
+    CreatedAt,
+}
+
+impl SortKey for NoteSort {
+    const KEYS: &'static [&'static str] = &["published_at", "created_at"];
+}
+
+impl FromStr for NoteSort {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "published_at" => Ok(Self::PublishedAt),
+            "created_at" => Ok(Self::CreatedAt),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Which notes a list holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoteQuery {
+    pub category: Option<Category>,
+    /// Drafts too (editors only); otherwise published notes alone.
+    pub drafts: bool,
+}
+
+/// A new draft, as written.
+#[derive(Debug, Clone)]
+pub struct NoteDraft {
+    pub version: String,
+    pub title: String,
+    pub body: String,
+    pub category: Category,
+}
+
+/// An edit: what is `Some` changes.
+#[derive(Debug, Clone, Default)]
+pub struct NoteEdit {
+    pub version: Option<String>,
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub category: Option<Category>,
+}
+
+/// A reader's unread published notes (cached per reader, so it is serde).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnreadNotes {
+    pub count: u64,
+    /// The newest unread notes' ids, at most 100.
+    pub newest: Vec<Uuid>,
 }

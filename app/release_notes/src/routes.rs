@@ -1,8 +1,12 @@
 //! `/api/v1/release-notes`: readers (any signed-in user) and editors
 //! (`release_notes:write`).
 
+use std::sync::Arc;
+
+use keel_core::ApiError;
 use keel_core::auth::Auth;
 use keel_core::crud::{Page, PageParams, Sort, SortParam};
+use keel_core::db::cached::QueryCache;
 use keel_core::http::json::{CachedJson, JsonBody};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
@@ -11,10 +15,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OAuthScopes, OpenApi, Tags};
 use uuid::Uuid;
 
-use crate::crud::{NoteFilter, NoteSort};
+use crate::models::{NoteQuery, NoteSort};
 use crate::permissions::ReleaseNotesPermission;
 use crate::schemas::{Category, CreateNote, NoteOut, Unread, UpdateNote};
-use crate::services::ReleaseNoteService;
+use crate::services::{PageKey, ReleaseNoteService};
 
 problem_statuses!(ListProblems = [400, 401, 403, 422, 503]);
 problem_statuses!(ReadProblems = [400, 401, 404, 422, 503]);
@@ -47,11 +51,16 @@ enum Done {
 #[derive(Debug, Clone)]
 pub struct ReleaseNotesApi {
     service: ReleaseNoteService,
+    /// List pages, kept serialized: every reader of a page gets the same bytes.
+    pages: Arc<QueryCache<PageKey, CachedJson<Page<NoteOut>>>>,
 }
 
 impl ReleaseNotesApi {
     pub fn new(service: ReleaseNoteService) -> Self {
-        Self { service }
+        Self {
+            pages: service.page_cache(),
+            service,
+        }
     }
 }
 
@@ -79,11 +88,15 @@ impl ReleaseNotesApi {
         }
         let page = PageParams::new(page.0, size.0)?;
         let sort = SortParam::resolve(sort.0, Sort::desc(NoteSort::PublishedAt))?;
-        let filter = NoteFilter {
-            category: category.0.map(Category::as_str),
-            published_only: !include_drafts.0,
+        let query = NoteQuery {
+            category: category.0,
+            drafts: include_drafts.0,
         };
-        Ok(self.service.list(filter, sort, page).await?)
+        let load = async {
+            let listed = self.service.list(query, sort, page).await?;
+            Ok::<_, ApiError>(CachedJson::new(&Page::from(listed.map(NoteOut::from))))
+        };
+        Ok(self.pages.get_or_load((query, sort, page), load).await?)
     }
 
     /// Unread count
@@ -95,7 +108,7 @@ impl ReleaseNotesApi {
         operation_id = "release_notes_unread"
     )]
     async fn unread(&self, auth: Auth) -> Result<Json<Unread>, Problems<SignedInProblems>> {
-        Ok(Json(self.service.unread(&auth).await?))
+        Ok(Json(self.service.unread(&auth).await?.into()))
     }
 
     /// Mark all read
@@ -119,7 +132,7 @@ impl ReleaseNotesApi {
         id: Path<Uuid>,
     ) -> Result<Json<NoteOut>, Problems<ReadProblems>> {
         let editor = auth.has(ReleaseNotesPermission::Write.name());
-        Ok(Json(self.service.get(id.0, editor).await?))
+        Ok(Json(self.service.get(id.0, editor).await?.into()))
     }
 
     /// Mark one read
@@ -147,9 +160,8 @@ impl ReleaseNotesApi {
         #[oai(scope = "ReleaseNotesPermission::Write")] auth: Auth,
         body: JsonBody<CreateNote>,
     ) -> Result<Created, Problems<CreateProblems>> {
-        Ok(Created::Created(Json(
-            self.service.create(&auth, body.0).await?,
-        )))
+        let note = self.service.create(&auth, body.0.into()).await?;
+        Ok(Created::Created(Json(note.into())))
     }
 
     /// Edit a release note
@@ -160,7 +172,8 @@ impl ReleaseNotesApi {
         id: Path<Uuid>,
         body: JsonBody<UpdateNote>,
     ) -> Result<Json<NoteOut>, Problems<EditProblems>> {
-        Ok(Json(self.service.update(&auth, id.0, body.0).await?))
+        let note = self.service.update(&auth, id.0, body.0.into()).await?;
+        Ok(Json(note.into()))
     }
 
     /// Publish
@@ -176,7 +189,7 @@ impl ReleaseNotesApi {
         #[oai(scope = "ReleaseNotesPermission::Write")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<NoteOut>, Problems<StateProblems>> {
-        Ok(Json(self.service.publish(&auth, id.0).await?))
+        Ok(Json(self.service.publish(&auth, id.0).await?.into()))
     }
 
     /// Unpublish
@@ -192,7 +205,7 @@ impl ReleaseNotesApi {
         #[oai(scope = "ReleaseNotesPermission::Write")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<NoteOut>, Problems<StateProblems>> {
-        Ok(Json(self.service.unpublish(&auth, id.0).await?))
+        Ok(Json(self.service.unpublish(&auth, id.0).await?.into()))
     }
 
     /// Delete a draft

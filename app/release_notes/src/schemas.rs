@@ -3,42 +3,11 @@
 //! renderer, so no server-made HTML can carry a script.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{Enum, Object};
-use serde::{Deserialize, Serialize};
+use poem_openapi::Object;
 use uuid::Uuid;
 
-use crate::models::Note;
-
-/// What kind of change a note announces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum Category {
-    Feature,
-    Improvement,
-    Fix,
-    Breaking,
-}
-
-impl Category {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Feature => "feature",
-            Self::Improvement => "improvement",
-            Self::Fix => "fix",
-            Self::Breaking => "breaking",
-        }
-    }
-
-    fn from_stored(stored: &str) -> Self {
-        match stored {
-            "feature" => Self::Feature,
-            "fix" => Self::Fix,
-            "breaking" => Self::Breaking,
-            // The database's CHECK allows only these four.
-            _ => Self::Improvement,
-        }
-    }
-}
+pub use crate::models::Category;
+use crate::models::{Note, NoteDraft, NoteEdit, UnreadNotes};
 
 #[derive(Debug, Clone, Object)]
 pub struct CreateNote {
@@ -106,9 +75,40 @@ impl From<Note> for NoteOut {
 }
 
 /// The caller's unread published notes.
-#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+#[derive(Debug, Clone, Object)]
 pub struct Unread {
     pub unread: u64,
     /// The newest unread notes' ids (at most 100), to mark them in a list.
     pub unread_ids: Vec<Uuid>,
+}
+
+impl From<UnreadNotes> for Unread {
+    fn from(notes: UnreadNotes) -> Self {
+        Self {
+            unread: notes.count,
+            unread_ids: notes.newest,
+        }
+    }
+}
+
+impl From<CreateNote> for NoteDraft {
+    fn from(new: CreateNote) -> Self {
+        Self {
+            version: new.version,
+            title: new.title,
+            body: new.body,
+            category: new.category,
+        }
+    }
+}
+
+impl From<UpdateNote> for NoteEdit {
+    fn from(edit: UpdateNote) -> Self {
+        Self {
+            version: edit.version,
+            title: edit.title,
+            body: edit.body,
+            category: edit.category,
+        }
+    }
 }

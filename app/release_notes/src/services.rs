@@ -10,17 +10,17 @@ use keel_activity::{Action, Actor, Entry, record};
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::cache::Cache;
-use keel_core::crud::{CrudBase, Page, PageParams, Sort};
+use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
 use keel_core::db::Db;
 use keel_core::db::cached::QueryCache;
-use keel_core::http::json::CachedJson;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::crud::{self, NoteCrud, NoteFilter, NoteSort};
+use crate::crud::{self, NoteCrud, NoteFilter};
 use crate::errors::NoteError;
-use crate::models::{NewNote, Note, NoteChanges};
-use crate::schemas::{CreateNote, NoteOut, Unread, UpdateNote};
+use crate::models::{
+    Category, NewNote, Note, NoteChanges, NoteDraft, NoteEdit, NoteQuery, NoteSort, UnreadNotes,
+};
 
 /// Unread ids returned at most.
 const UNREAD_IDS: i64 = 100;
@@ -29,65 +29,63 @@ const UNREAD_IDS: i64 = 100;
 const UNREAD_TTL: Duration = Duration::from_secs(600);
 const PUBLISHED_STAMP: &str = "release_notes:published";
 
-/// Readers' list pages kept per replica (dropped on any change to `release_notes`).
+/// List pages kept per replica (dropped on any change to `release_notes`).
 const PAGES_KEPT: usize = 256;
 const PAGES_TTL: Duration = Duration::from_secs(300);
 
-/// Pages are kept serialized: every reader gets the same bytes.
-type Pages = QueryCache<(NoteFilter, Sort<NoteSort>, PageParams), CachedJson<Page<NoteOut>>>;
+/// What identifies a list page.
+pub type PageKey = (NoteQuery, Sort<NoteSort>, PageParams);
 
 /// keel-release-notes' service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ReleaseNoteService {
     db: Db,
-    pages: Arc<Pages>,
     cache: Cache,
 }
 
 impl ReleaseNoteService {
-    /// List pages are cached in this replica and dropped by PostgreSQL's change
-    /// notifications; unread counts go to `cache` (shared by replicas when it is Redis).
+    /// Unread counts go to `cache` (shared by replicas when it is Redis).
     pub fn new(db: Db, cache: Cache) -> Self {
-        let pages = QueryCache::new(
+        Self { db, cache }
+    }
+
+    /// A per-replica cache of list pages in whatever form the caller keeps them (routes
+    /// keep them serialized), dropped by PostgreSQL's change notifications whenever a
+    /// note changes.
+    pub fn page_cache<V: Clone + Send + Sync + 'static>(&self) -> Arc<QueryCache<PageKey, V>> {
+        Arc::new(QueryCache::new(
             "release_notes_list",
-            db.changes().clone(),
+            self.db.changes().clone(),
             &["release_notes"],
             PAGES_TTL,
             PAGES_KEPT,
-        );
-        Self {
-            db,
-            pages: Arc::new(pages),
-            cache,
-        }
+        ))
     }
 
-    /// One page, serialized.
+    /// One page of the notes `query` selects.
     pub async fn list(
         &self,
-        filter: NoteFilter,
+        query: NoteQuery,
         sort: Sort<NoteSort>,
         page: PageParams,
-    ) -> Result<CachedJson<Page<NoteOut>>, ApiError> {
-        let load = async {
-            let mut conn = self.db.conn().await?;
-            let listed = NoteCrud::list(&mut conn, &filter, sort, page).await?;
-            Ok::<_, ApiError>(CachedJson::new(&Page::from(listed.map(NoteOut::from))))
+    ) -> Result<Listed<Note>, ApiError> {
+        let filter = NoteFilter {
+            category: query.category.map(Category::as_str),
+            published_only: !query.drafts,
         };
-        self.pages
-            .get_or_load((filter.clone(), sort, page), load)
-            .await
+        let mut conn = self.db.conn().await?;
+        Ok(NoteCrud::list(&mut conn, &filter, sort, page).await?)
     }
 
     /// One note; a draft is a 404 unless `drafts` (the caller may edit notes).
-    pub async fn get(&self, id: Uuid, drafts: bool) -> Result<NoteOut, ApiError> {
+    pub async fn get(&self, id: Uuid, drafts: bool) -> Result<Note, ApiError> {
         let mut conn = self.db.conn().await?;
         let note = NoteCrud::get(&mut conn, id).await?;
-        visible(note, drafts).map(NoteOut::from)
+        visible(note, drafts)
     }
 
     /// A new draft.
-    pub async fn create(&self, author: &Principal, new: CreateNote) -> Result<NoteOut, ApiError> {
+    pub async fn create(&self, author: &Principal, new: NoteDraft) -> Result<Note, ApiError> {
         let author = Actor::from(author);
         let note = NewNote {
             id: Uuid::now_v7(),
@@ -105,7 +103,7 @@ impl ReleaseNoteService {
                     let summary =
                         format!("{} drafted release notes {}", author.email, note.version);
                     audit(conn, actions::RELEASE_NOTE_CREATED, author, &note, summary).await?;
-                    Ok(NoteOut::from(note))
+                    Ok(note)
                 })
             })
             .await
@@ -115,8 +113,8 @@ impl ReleaseNoteService {
         &self,
         editor: &Principal,
         id: Uuid,
-        edit: UpdateNote,
-    ) -> Result<NoteOut, ApiError> {
+        edit: NoteEdit,
+    ) -> Result<Note, ApiError> {
         let editor = Actor::from(editor);
         let changes = NoteChanges {
             version: edit.version,
@@ -131,21 +129,21 @@ impl ReleaseNoteService {
                     let note = NoteCrud::update(conn, id, &changes).await?;
                     let summary = format!("{} edited release notes {}", editor.email, note.version);
                     audit(conn, actions::RELEASE_NOTE_UPDATED, editor, &note, summary).await?;
-                    Ok(NoteOut::from(note))
+                    Ok(note)
                 })
             })
             .await
     }
 
     /// Makes a draft visible to readers, as of now (so it is unread for everyone).
-    pub async fn publish(&self, editor: &Principal, id: Uuid) -> Result<NoteOut, ApiError> {
+    pub async fn publish(&self, editor: &Principal, id: Uuid) -> Result<Note, ApiError> {
         let note = self.set_published(editor, id, true).await?;
         self.cache.bump(PUBLISHED_STAMP).await;
         Ok(note)
     }
 
     /// Hides a published note again; it becomes a draft.
-    pub async fn unpublish(&self, editor: &Principal, id: Uuid) -> Result<NoteOut, ApiError> {
+    pub async fn unpublish(&self, editor: &Principal, id: Uuid) -> Result<Note, ApiError> {
         let note = self.set_published(editor, id, false).await?;
         self.cache.bump(PUBLISHED_STAMP).await;
         Ok(note)
@@ -156,7 +154,7 @@ impl ReleaseNoteService {
         editor: &Principal,
         id: Uuid,
         publish: bool,
-    ) -> Result<NoteOut, ApiError> {
+    ) -> Result<Note, ApiError> {
         let editor = Actor::from(editor);
         self.db
             .transaction(|conn| {
@@ -180,7 +178,7 @@ impl ReleaseNoteService {
                     };
                     let summary = format!("{} {verb} release notes {}", editor.email, note.version);
                     audit(conn, action, editor, &note, summary).await?;
-                    Ok(NoteOut::from(note))
+                    Ok(note)
                 })
             })
             .await
@@ -205,16 +203,16 @@ impl ReleaseNoteService {
     }
 
     /// The caller's unread count and the newest unread ids.
-    pub async fn unread(&self, reader: &Principal) -> Result<Unread, ApiError> {
+    pub async fn unread(&self, reader: &Principal) -> Result<UnreadNotes, ApiError> {
         let user = reader.user_id;
         let load = || async move {
             let mut conn = self.db.conn().await?;
             let rows = crud::unread(&mut conn, user, UNREAD_IDS).await?;
-            Ok::<_, ApiError>(Unread {
-                unread: rows
+            Ok::<_, ApiError>(UnreadNotes {
+                count: rows
                     .first()
                     .map_or(0, |r| u64::try_from(r.total).unwrap_or(0)),
-                unread_ids: rows.into_iter().map(|r| r.id).collect(),
+                newest: rows.into_iter().map(|r| r.id).collect(),
             })
         };
         self.cache

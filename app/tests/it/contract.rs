@@ -257,3 +257,64 @@ async fn operations_with_parameters_declare_the_nul_refusal() {
         }
     }
 }
+
+/// Every operation that lists a permission, in every feature (and any feature added
+/// later), refuses an anonymous caller (401) and a signed-in one without it (403),
+/// before it reads anything else of the request: the scope in the document is the
+/// check the server makes.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_scoped_operation_refuses_a_caller_without_its_permission() {
+    let app = TestApp::spawn(&[]).await;
+    let client = crate::helpers::Client::new(&app);
+    let plain = client.sign_up("plain@example.com").await;
+    let document: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let http = reqwest::Client::new();
+    let mut checked = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let scopes = operation["security"][0]["OAuth2"].as_array();
+            if scopes.is_none_or(Vec::is_empty) {
+                continue;
+            }
+            // Any value of each path parameter: the permission comes first.
+            let concrete: String = path
+                .split('/')
+                .map(|s| {
+                    if s.starts_with('{') {
+                        "0190b6a0-0000-7000-8000-000000000000"
+                    } else {
+                        s
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let send = |token: Option<&str>| {
+                let request = http.request(method.clone(), app.url(&concrete));
+                match token {
+                    Some(token) => request.bearer_auth(token),
+                    None => request,
+                }
+                .send()
+            };
+            let anonymous = send(None).await.unwrap().status();
+            assert_eq!(anonymous, 401, "{method} {path} without a token");
+            let refused = send(Some(&plain)).await.unwrap().status();
+            assert_eq!(refused, 403, "{method} {path} without its permission");
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    // Every feature that declares permissions guards something with them.
+    for prefix in [
+        "/api/v1/users",
+        "/api/v1/roles",
+        "/api/v1/release-notes",
+        "/api/v1/activity",
+        "/api/v1/admin",
+    ] {
+        assert!(
+            checked.iter().any(|op| op.contains(prefix)),
+            "no scoped operation under {prefix}: {checked:?}"
+        );
+    }
+}

@@ -65,17 +65,9 @@ impl CursorParams {
         i64::from(self.size) + 1
     }
 
-    /// Trims rows fetched with [`CursorParams::fetch`] to a page of `to(row)`, with the
-    /// cursor of the next page when there is one.
-    pub fn page<T, U>(
-        self,
-        mut rows: Vec<T>,
-        key: impl Fn(&T) -> CursorKey,
-        to: impl FnMut(T) -> U,
-    ) -> CursorPage<U>
-    where
-        U: ParseFromJSON + ToJSON,
-    {
+    /// Trims rows fetched with [`CursorParams::fetch`] to a page, with the cursor of the
+    /// next page when there is one.
+    pub fn page<T>(self, mut rows: Vec<T>, key: impl Fn(&T) -> CursorKey) -> Cursored<T> {
         let more = rows.len() > self.size as usize;
         rows.truncate(self.size as usize);
         let next_cursor = if more {
@@ -83,9 +75,36 @@ impl CursorParams {
         } else {
             None
         };
-        CursorPage {
-            items: rows.into_iter().map(to).collect(),
+        Cursored {
+            items: rows,
             next_cursor,
+        }
+    }
+}
+
+/// One page of a cursor-paginated list, as services return it (routes answer it as a
+/// [`CursorPage`]).
+#[derive(Debug, Clone)]
+pub struct Cursored<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Cursored<T> {
+    /// Converts every item, e.g. rows into response objects.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Cursored<U> {
+        Cursored {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
+impl<T: ParseFromJSON + ToJSON> From<Cursored<T>> for CursorPage<T> {
+    fn from(page: Cursored<T>) -> Self {
+        Self {
+            items: page.items,
+            next_cursor: page.next_cursor,
         }
     }
 }
@@ -145,14 +164,14 @@ mod tests {
             id: *id,
         };
         let params = CursorParams::new(None, Some(2)).unwrap();
-        let page = params.page(vec![9_i64, 8, 7], key, |k| k);
+        let page = params.page(vec![9_i64, 8, 7], key);
         assert_eq!(page.items, [9, 8]);
         let next = page.next_cursor.unwrap();
         assert_eq!(
             CursorParams::new(Some(&next), Some(2)).unwrap().after(),
             Some(CursorKey { sort: -80, id: 8 })
         );
-        let last = params.page(vec![1_i64], key, |k| k);
+        let last = params.page(vec![1_i64], key);
         assert!(last.next_cursor.is_none());
 
         let pattern = regex::Regex::new(CURSOR_PATTERN).unwrap();

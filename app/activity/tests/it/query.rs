@@ -2,6 +2,7 @@
 
 use diesel_async::SimpleAsyncConnection;
 use keel_activity::crud::ActivityFilter;
+use keel_activity::schemas::ActivityOut;
 use keel_core::crud::CursorParams;
 
 use crate::support::Trail;
@@ -151,17 +152,13 @@ async fn searches_with_filters_page_exactly_what_the_filters_select() {
     }
 }
 
-async fn page_through(
-    trail: &Trail,
-    filter: &ActivityFilter,
-    size: u32,
-) -> Vec<keel_activity::schemas::ActivityOut> {
+async fn page_through(trail: &Trail, filter: &ActivityFilter, size: u32) -> Vec<ActivityOut> {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let page = CursorParams::new(cursor.as_deref(), Some(size)).unwrap();
         let listed = trail.service.list(filter, page).await.unwrap();
-        seen.extend(listed.items);
+        seen.extend(listed.items.into_iter().map(ActivityOut::from));
         match listed.next_cursor {
             Some(next) => cursor = Some(next),
             None => return seen,
@@ -170,7 +167,7 @@ async fn page_through(
 }
 
 /// The filter's meaning, applied to one entry: the oracle for the database's answer.
-fn selects(filter: &ActivityFilter, entry: &keel_activity::schemas::ActivityOut) -> bool {
+fn selects(filter: &ActivityFilter, entry: &ActivityOut) -> bool {
     let words: Vec<String> = entry
         .summary
         .split_whitespace()

@@ -62,14 +62,12 @@ pub struct DeclaredStatuses {
 impl DeclaredStatuses {
     /// Reads an OpenAPI 3 document.
     pub fn from_document(document: &Value) -> Self {
-        let operations = by_operation(document, |operation| {
-            operation["responses"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(status, _)| status.parse().ok())
-                .collect()
-        });
+        let mut operations: HashMap<_, Vec<u16>> = HashMap::new();
+        for (key, operation) in by_operation(document) {
+            let responses = operation["responses"].as_object().into_iter().flatten();
+            let statuses = responses.filter_map(|(status, _)| status.parse::<u16>().ok());
+            operations.entry(key).or_default().extend(statuses);
+        }
         Self { operations }
     }
 
@@ -92,44 +90,45 @@ pub struct RequiredScopes {
 
 impl RequiredScopes {
     /// Reads an OpenAPI 3 document.
+    /// Reads an OpenAPI 3 document. Every scope an operation lists is required (keel
+    /// declares one requirement per operation, so "all" is what it says); two document
+    /// paths that poem routes alike (`/x/{a}`, `/x/{b}`) require what both list.
     pub fn from_document(document: &Value) -> Self {
-        let operations = by_operation(document, |operation| {
+        let mut operations: HashMap<_, Vec<String>> = HashMap::new();
+        for (key, operation) in by_operation(document) {
             let requirements = operation["security"].as_array().into_iter().flatten();
             let schemes = requirements.filter_map(Value::as_object).flatten();
             let scopes = schemes
                 .filter_map(|(_, scopes)| scopes.as_array())
                 .flatten();
-            scopes
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        });
+            let required = operations.entry(key).or_default();
+            required.extend(scopes.filter_map(Value::as_str).map(str::to_owned));
+            required.sort_unstable();
+            required.dedup();
+        }
         Self { operations }
     }
 
-    /// What the operation `method` on poem's route `pattern` requires (HEAD is answered
-    /// by GET's operation); `None` when the document has no such operation.
+    /// What the operation `method` on poem's route `pattern` requires (a HEAD without an
+    /// operation of its own is answered by GET's); `None` when the document has no such
+    /// operation.
     pub fn of(&self, method: &Method, pattern: &str) -> Option<&[String]> {
-        let method = if method == Method::HEAD {
-            Method::GET
-        } else {
-            method.clone()
-        };
-        let scopes = self.operations.get(&(method, pattern.to_owned()))?;
+        let find = |method: Method| self.operations.get(&(method, pattern.to_owned()));
+        let scopes = find(method.clone()).or_else(|| {
+            (method == Method::HEAD)
+                .then(|| find(Method::GET))
+                .flatten()
+        })?;
         Some(scopes.as_slice())
     }
 }
 
-/// `read` of every operation of the document, keyed by method and poem's route pattern.
-fn by_operation<T>(document: &Value, read: impl Fn(&Value) -> T) -> HashMap<(Method, String), T> {
-    let mut operations = HashMap::new();
-    for (path, item) in paths(document) {
+/// Every operation of the document, keyed by method and poem's route pattern.
+fn by_operation(document: &Value) -> impl Iterator<Item = ((Method, String), &Value)> {
+    paths(document).flat_map(|(path, item)| {
         let pattern = route_pattern(path);
-        for (method, operation) in operations_of(item) {
-            operations.insert((method, pattern.clone()), read(operation));
-        }
-    }
-    operations
+        operations_of(item).map(move |(method, operation)| ((method, pattern.clone()), operation))
+    })
 }
 
 /// The keys of a path item that are operations (the others: parameters, summary...).
@@ -344,6 +343,23 @@ mod tests {
         assert_eq!(scopes.of(&Method::DELETE, "/a/:param0"), Some(&[][..]));
         assert_eq!(scopes.of(&Method::PUT, "/a/:param0"), None);
         assert_eq!(scopes.of(&Method::GET, "/a/{id}"), None);
+    }
+
+    #[test]
+    fn a_head_of_its_own_and_paths_routed_alike_keep_the_stricter_scopes() {
+        let scopes = RequiredScopes::from_document(&serde_json::json!(
+            {"paths": {"/x/{a}": {"get": {"security": [{"OAuth2": ["x:read"]}]},
+                                  "head": {"security": [{"OAuth2": ["x:audit"]}]}},
+                       "/x/{b}": {"get": {"security": [{"OAuth2": []}]}}}}
+        ));
+        assert_eq!(
+            scopes.of(&Method::HEAD, "/x/:param0"),
+            Some(&["x:audit".to_owned()][..])
+        );
+        assert_eq!(
+            scopes.of(&Method::GET, "/x/:param0"),
+            Some(&["x:read".to_owned()][..])
+        );
     }
 
     #[test]
