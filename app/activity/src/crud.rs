@@ -7,25 +7,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use keel_core::crud::CursorParams;
-use uuid::Uuid;
 
 use crate::actions::Action;
-use crate::models::{EntryRow, activity_entries};
-
-/// What a reader filters on; each `Some` narrows the list.
-#[derive(Debug, Default, Clone)]
-pub struct ActivityFilter {
-    pub actor_id: Option<Uuid>,
-    pub action: Option<Action>,
-    pub entity_type: Option<String>,
-    pub entity_id: Option<String>,
-    /// From this instant, inclusive.
-    pub since: Option<DateTime<Utc>>,
-    /// Before this instant, exclusive.
-    pub until: Option<DateTime<Utc>>,
-    /// Words of the summary, case-insensitive; `word*` matches words starting so.
-    pub text: Option<String>,
-}
+use crate::models::{ActivityFilter, EntryRow, activity_entries};
 
 /// One page (plus one row, to know whether more follow) of entries matching `filter`,
 /// newest first by `(occurred_at, id)`, after the page's cursor.

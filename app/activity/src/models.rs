@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::actions::Action;
+
 diesel::table! {
     activity_entries (id) {
         id -> Int8,
@@ -62,4 +64,19 @@ pub struct NewEntry<'a> {
     pub request_id: Option<&'a str>,
     pub ip: Option<String>,
     pub user_agent: Option<&'a str>,
+}
+
+/// What a reader filters on; each `Some` narrows the list.
+#[derive(Debug, Default, Clone)]
+pub struct ActivityFilter {
+    pub actor_id: Option<Uuid>,
+    pub action: Option<Action>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    /// From this instant, inclusive.
+    pub since: Option<DateTime<Utc>>,
+    /// Before this instant, exclusive.
+    pub until: Option<DateTime<Utc>>,
+    /// Words of the summary, case-insensitive; `word*` matches words starting so.
+    pub text: Option<String>,
 }

@@ -12,7 +12,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{OpenApi, Tags};
 use uuid::Uuid;
 
-use crate::crud::ActivityFilter;
+use crate::models::ActivityFilter;
 use crate::permissions::ActivityPermission;
 use crate::schemas::ActivityOut;
 use crate::services::ActivityService;

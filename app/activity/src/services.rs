@@ -9,8 +9,8 @@ use keel_core::db::Db;
 
 use crate::actions::{self, Action};
 use crate::chain::{self, Sealer, Verdict};
-use crate::crud::{self, ActivityFilter};
-use crate::models::EntryRow;
+use crate::crud;
+use crate::models::{ActivityFilter, EntryRow};
 
 /// keel-activity's service; cheap to clone.
 #[derive(Debug, Clone)]

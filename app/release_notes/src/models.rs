@@ -1,11 +1,8 @@
 //! The release-notes tables, their rows, and the domain types the service takes and
 //! returns.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use keel_core::crud::SortKey;
 use poem_openapi::Enum;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -119,27 +116,9 @@ impl Category {
     }
 }
 
-/// How lists of notes may be ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NoteSort {
-    PublishedAt,
-    CreatedAt,
-}
-
-impl SortKey for NoteSort {
-    const KEYS: &'static [&'static str] = &["published_at", "created_at"];
-}
-
-impl FromStr for NoteSort {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "published_at" => Ok(Self::PublishedAt),
-            "created_at" => Ok(Self::CreatedAt),
-            _ => Err(()),
-        }
-    }
+keel_core::sort_keys! {
+    /// How lists of notes may be ordered.
+    pub enum NoteSort { PublishedAt = "published_at", CreatedAt = "created_at" }
 }
 
 /// Which notes a list holds.

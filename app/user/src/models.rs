@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use keel_core::auth::{IssuedToken, Principal};
 use uuid::Uuid;
 
 diesel::table! {
@@ -220,4 +221,64 @@ impl RevokeReason {
             Self::RevokedByAdmin => "revoked_by_admin",
         }
     }
+}
+
+/// What the admin list of users filters on; each `Some` narrows it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+pub struct UserFilter {
+    /// Case-insensitive substring of email or full name.
+    pub search: Option<String>,
+    /// Holds the role with this name.
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+keel_core::sort_keys! {
+    /// The orders the admin list of users comes in.
+    pub enum UserSort {
+        Email = "email",
+        FullName = "full_name",
+        CreatedAt = "created_at",
+        LastLoginAt = "last_login_at",
+    }
+}
+
+/// What the list of roles filters on.
+#[derive(Debug, Default)]
+pub struct RoleFilter {
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+}
+
+keel_core::sort_keys! {
+    /// The orders the list of roles comes in.
+    pub enum RoleSort { Name = "name", CreatedAt = "created_at" }
+}
+
+/// An account with the names of its roles: what administrators see of a user.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user: User,
+    pub roles: Vec<String>,
+}
+
+/// A role with the codes of the permissions it grants.
+#[derive(Debug, Clone)]
+pub struct RoleGrants {
+    pub role: Role,
+    pub permissions: Vec<String>,
+}
+
+/// The signed-in caller with a fresh link to their avatar: what `/me` shows.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub principal: Principal,
+    pub avatar_url: Option<String>,
+}
+
+/// A fresh access token and the refresh token that replaces the presented one.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: IssuedToken,
+    pub refresh: String,
 }

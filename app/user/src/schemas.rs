@@ -3,12 +3,11 @@
 //! here, so a body can't assign them.
 
 use chrono::{DateTime, Utc};
-use keel_core::auth::Principal;
 use keel_core::http::formats::{EmailText, PermissionCode};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
-use crate::models::{Permission, RefreshSession, Role, User};
+use crate::models::{Account, Permission, Profile, RefreshSession, RoleGrants, Tokens};
 
 #[derive(Debug, Clone, Object)]
 pub struct RegisterRequest {
@@ -80,6 +79,17 @@ pub struct TokenPair {
     pub expires_in: u64,
 }
 
+impl From<Tokens> for TokenPair {
+    fn from(tokens: Tokens) -> Self {
+        Self {
+            access_token: tokens.access.token,
+            refresh_token: tokens.refresh,
+            token_type: "bearer".to_owned(),
+            expires_in: tokens.access.expires_in.as_secs(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Object)]
 pub struct Accepted {
     pub detail: String,
@@ -99,16 +109,21 @@ pub struct Me {
     pub avatar_url: Option<String>,
 }
 
-impl From<&Principal> for Me {
-    fn from(p: &Principal) -> Self {
+impl From<Profile> for Me {
+    fn from(
+        Profile {
+            principal: p,
+            avatar_url,
+        }: Profile,
+    ) -> Self {
         Self {
             id: p.user_id,
-            email: p.email.clone(),
-            full_name: p.full_name.clone(),
+            email: p.email,
+            full_name: p.full_name,
             created_at: p.created_at,
-            roles: p.roles.clone(),
-            permissions: p.permissions.iter().cloned().collect(),
-            avatar_url: None,
+            roles: p.roles,
+            permissions: p.permissions.into_iter().collect(),
+            avatar_url,
         }
     }
 }
@@ -177,8 +192,8 @@ pub struct UserOut {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
-impl UserOut {
-    pub fn new(user: User, roles: Vec<String>) -> Self {
+impl From<Account> for UserOut {
+    fn from(Account { user, roles }: Account) -> Self {
         Self {
             id: user.id,
             email: user.email,
@@ -250,8 +265,8 @@ pub struct RoleOut {
     pub updated_at: DateTime<Utc>,
 }
 
-impl RoleOut {
-    pub fn new(role: Role, permissions: Vec<String>) -> Self {
+impl From<RoleGrants> for RoleOut {
+    fn from(RoleGrants { role, permissions }: RoleGrants) -> Self {
         Self {
             id: role.id,
             name: role.name,

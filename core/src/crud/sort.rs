@@ -28,8 +28,46 @@ pub struct Sort<K> {
 }
 
 /// The keys a list can be sorted by, as clients write them; `FromStr` reads each.
+/// Declare one with [`sort_keys!`](crate::sort_keys).
 pub trait SortKey: FromStr + Send + Sync + 'static {
     const KEYS: &'static [&'static str];
+}
+
+/// Declares a [`SortKey`] enum, each variant with the name clients write:
+///
+/// ```ignore
+/// keel_core::sort_keys! {
+///     /// The orders a list of widgets comes in.
+///     pub enum WidgetSort { Name = "name", CreatedAt = "created_at" }
+/// }
+/// ```
+#[macro_export]
+macro_rules! sort_keys {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident { $($variant:ident = $key:literal),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($variant),+
+        }
+
+        impl $crate::crud::SortKey for $name {
+            const KEYS: &'static [&'static str] = &[$($key),+];
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = ();
+
+            fn from_str(s: &str) -> ::std::result::Result<Self, ()> {
+                match s {
+                    $($key => Ok(Self::$variant),)+
+                    _ => Err(()),
+                }
+            }
+        }
+    };
 }
 
 impl<K: FromStr> Sort<K> {

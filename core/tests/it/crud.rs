@@ -1,7 +1,5 @@
 //! CrudBase stamped onto a real table: every operation, filters, sorting, pages.
 
-use std::str::FromStr;
-
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
@@ -49,22 +47,8 @@ struct WidgetFilter {
     search: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum WidgetSort {
-    Name,
-    Weight,
-}
-
-impl FromStr for WidgetSort {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "name" => Ok(Self::Name),
-            "weight" => Ok(Self::Weight),
-            _ => Err(()),
-        }
-    }
+keel_core::sort_keys! {
+    enum WidgetSort { Name = "name", Weight = "weight" }
 }
 
 struct WidgetCrud;

@@ -1,7 +1,7 @@
 //! Searching pages through the trail: the same pages whatever the ages of the matches.
 
 use diesel_async::SimpleAsyncConnection;
-use keel_activity::crud::ActivityFilter;
+use keel_activity::models::ActivityFilter;
 use keel_activity::schemas::ActivityOut;
 use keel_core::crud::CursorParams;
 

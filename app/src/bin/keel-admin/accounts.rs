@@ -6,6 +6,7 @@ use keel_app::process::load_settings;
 use keel_core::ApiError;
 use keel_core::feature::Features;
 use keel_user::UserService;
+use keel_user::models::Account;
 use keel_user::services::AdminOutcome;
 
 use crate::BoxError;
@@ -45,16 +46,16 @@ pub async fn create_admin(
             other => describe(&other),
         })?;
     match outcome {
-        AdminOutcome::Created(user) => {
+        AdminOutcome::Created(Account { user, .. }) => {
             eprintln!("keel-admin: created superuser {} ({})", user.email, user.id);
         }
-        AdminOutcome::Promoted(user) => {
+        AdminOutcome::Promoted(Account { user, .. }) => {
             eprintln!(
                 "keel-admin: promoted {} ({}) to superuser",
                 user.email, user.id
             );
         }
-        AdminOutcome::AlreadySuperuser(user) => {
+        AdminOutcome::AlreadySuperuser(Account { user, .. }) => {
             eprintln!(
                 "keel-admin: {} ({}) already is a superuser; nothing changed",
                 user.email, user.id

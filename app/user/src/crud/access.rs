@@ -1,48 +1,19 @@
 //! Roles, permissions and who holds them.
 
-use std::str::FromStr;
-
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{Sort, SortKey, contains_pattern};
+use keel_core::crud::{Sort, contains_pattern};
 use keel_core::impl_crud;
 use uuid::Uuid;
 
 use crate::models::{
-    NewRole, Permission, Role, RoleChanges, permissions, role_permissions, roles, user_roles, users,
+    NewRole, Permission, Role, RoleChanges, RoleFilter, RoleSort, permissions, role_permissions,
+    roles, user_roles, users,
 };
 
 #[derive(Debug)]
 pub struct RoleCrud;
-
-#[derive(Debug, Default)]
-pub struct RoleFilter {
-    /// Case-insensitive substring of the name.
-    pub search: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoleSort {
-    Name,
-    CreatedAt,
-}
-
-impl SortKey for RoleSort {
-    const KEYS: &'static [&'static str] = &["name", "created_at"];
-}
-
-impl FromStr for RoleSort {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "name" => Ok(Self::Name),
-            "created_at" => Ok(Self::CreatedAt),
-            _ => Err(()),
-        }
-    }
-}
 
 impl_crud! {
     RoleCrud {

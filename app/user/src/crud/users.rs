@@ -1,55 +1,19 @@
 //! The users table through `CrudBase`, plus lookups by email.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{Sort, SortKey, contains_pattern};
+use keel_core::crud::{Sort, contains_pattern};
 use keel_core::impl_crud;
 use uuid::Uuid;
 
-use crate::models::{NewUser, User, UserChanges, lower, roles, user_roles, users};
+use crate::models::{
+    NewUser, User, UserChanges, UserFilter, UserSort, lower, roles, user_roles, users,
+};
 
 #[derive(Debug)]
 pub struct UserCrud;
-
-/// What the admin list filters on; each `Some` narrows it.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
-pub struct UserFilter {
-    /// Case-insensitive substring of email or full name.
-    pub search: Option<String>,
-    /// Holds the role with this name.
-    pub role: Option<String>,
-    pub is_active: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UserSort {
-    Email,
-    FullName,
-    CreatedAt,
-    LastLoginAt,
-}
-
-impl SortKey for UserSort {
-    const KEYS: &'static [&'static str] = &["email", "full_name", "created_at", "last_login_at"];
-}
-
-impl FromStr for UserSort {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "email" => Ok(Self::Email),
-            "full_name" => Ok(Self::FullName),
-            "created_at" => Ok(Self::CreatedAt),
-            "last_login_at" => Ok(Self::LastLoginAt),
-            _ => Err(()),
-        }
-    }
-}
 
 impl_crud! {
     UserCrud {

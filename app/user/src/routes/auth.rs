@@ -15,6 +15,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
 use super::{Done, UserTags};
+use crate::models::{Profile, Tokens};
 use crate::schemas::{
     Accepted, ChangePassword, Credentials, LogoutRequest, Me, PasswordGrant, RefreshRequest,
     RegisterRequest, SessionOut, TokenPair, UpdateMe,
@@ -66,8 +67,12 @@ enum TokenResponse {
 }
 
 impl TokenResponse {
-    fn new(pair: TokenPair) -> Self {
-        Self::Ok(Json(pair), NO_STORE.to_owned(), "no-cache".to_owned())
+    fn new(tokens: Tokens) -> Self {
+        Self::Ok(
+            Json(tokens.into()),
+            NO_STORE.to_owned(),
+            "no-cache".to_owned(),
+        )
     }
 }
 
@@ -78,8 +83,8 @@ enum MeResponse {
 }
 
 impl MeResponse {
-    fn new(me: Me) -> Self {
-        Self::Ok(Json(me), "private, no-store".to_owned())
+    fn new(profile: Profile) -> Self {
+        Self::Ok(Json(profile.into()), "private, no-store".to_owned())
     }
 }
 
@@ -276,7 +281,14 @@ impl AuthApi {
         &self,
         auth: Auth,
     ) -> Result<Json<Vec<SessionOut>>, Problems<SignedInProblems>> {
-        Ok(Json(self.service.my_sessions(&auth).await?))
+        let sessions = self.service.my_sessions(&auth).await?;
+        let current = auth.session_id;
+        Ok(Json(
+            sessions
+                .into_iter()
+                .map(|row| SessionOut::new(row, current))
+                .collect(),
+        ))
     }
 
     /// End one of own sessions

@@ -14,7 +14,7 @@ use super::{
     CreateProblems, Done, EditProblems, GuardedProblems, ListProblems, ReadProblems, StateProblems,
     UserTags,
 };
-use crate::crud::access::{RoleFilter, RoleSort};
+use crate::models::{RoleFilter, RoleSort};
 use crate::permissions::UserPermission;
 use crate::schemas::{CreateRole, PermissionOut, RoleOut, SetPermissions, UpdateRole};
 use crate::services::UserService;
@@ -59,7 +59,7 @@ impl RolesApi {
             .service
             .list_roles(RoleFilter { search: search.0 }, sort, page)
             .await?;
-        Ok(Json(Page::from(listed)))
+        Ok(Json(Page::from(listed.map(RoleOut::from))))
     }
 
     /// Get a role
@@ -69,7 +69,7 @@ impl RolesApi {
         #[oai(scope = "UserPermission::RolesRead")] _auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<RoleOut>, Problems<ReadProblems>> {
-        Ok(Json(self.service.get_role(id.0).await?))
+        Ok(Json(self.service.get_role(id.0).await?.into()))
     }
 
     /// Create a role
@@ -90,7 +90,7 @@ impl RolesApi {
             .service
             .create_role(&auth, &name, description, codes(permissions))
             .await?;
-        Ok(Created::Created(Json(role)))
+        Ok(Created::Created(Json(role.into())))
     }
 
     /// Edit a role
@@ -108,7 +108,7 @@ impl RolesApi {
             .service
             .update_role(&auth, id.0, name.as_deref(), description)
             .await?;
-        Ok(Json(role))
+        Ok(Json(role.into()))
     }
 
     /// Delete a role
@@ -143,7 +143,7 @@ impl RolesApi {
             .service
             .set_role_permissions(&auth, id.0, codes(body.0.permissions))
             .await?;
-        Ok(Json(role))
+        Ok(Json(role.into()))
     }
 }
 

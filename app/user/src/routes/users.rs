@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     CreateProblems, Done, EditProblems, ListProblems, ReadProblems, StateProblems, UserTags,
 };
-use crate::crud::users::{UserFilter, UserSort};
+use crate::models::{UserFilter, UserSort};
 use crate::permissions::UserPermission;
 use crate::schemas::{CreateUser, SetRoles, UpdateUser, UserOut};
 use crate::services::{NewAccount, UserService};
@@ -63,7 +63,7 @@ impl UsersApi {
             is_active: is_active.0,
         };
         let listed = self.service.list_users(filter, sort, page).await?;
-        Ok(Json(Page::from(listed)))
+        Ok(Json(Page::from(listed.map(UserOut::from))))
     }
 
     /// Get a user
@@ -73,7 +73,7 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersRead")] _auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<UserOut>, Problems<ReadProblems>> {
-        Ok(Json(self.service.get_user(id.0).await?))
+        Ok(Json(self.service.get_user(id.0).await?.into()))
     }
 
     /// Create a user
@@ -98,7 +98,7 @@ impl UsersApi {
             roles,
         };
         let user = self.service.create_user(Some(&auth), account).await?;
-        Ok(Created::Created(Json(user)))
+        Ok(Created::Created(Json(user.into())))
     }
 
     /// Edit a user
@@ -129,7 +129,7 @@ impl UsersApi {
                 password,
             )
             .await?;
-        Ok(Json(user))
+        Ok(Json(user.into()))
     }
 
     /// Deactivate a user
@@ -149,7 +149,9 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<UserOut>, Problems<StateProblems>> {
-        Ok(Json(self.service.deactivate_user(&auth, id.0).await?))
+        Ok(Json(
+            self.service.deactivate_user(&auth, id.0).await?.into(),
+        ))
     }
 
     /// Activate a user
@@ -166,7 +168,7 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
         id: Path<Uuid>,
     ) -> Result<Json<UserOut>, Problems<ReadProblems>> {
-        Ok(Json(self.service.activate_user(&auth, id.0).await?))
+        Ok(Json(self.service.activate_user(&auth, id.0).await?.into()))
     }
 
     /// Set a user's roles
@@ -187,7 +189,7 @@ impl UsersApi {
             .service
             .set_user_roles(&auth, id.0, body.0.roles)
             .await?;
-        Ok(Json(user))
+        Ok(Json(user.into()))
     }
 
     /// Sign a user out everywhere

@@ -11,9 +11,8 @@ use crate::actions;
 use crate::crud::{sessions, users};
 use crate::errors::UserError;
 use crate::fields;
-use crate::models::{RevokeReason, UserChanges};
+use crate::models::{Profile, RefreshSession, RevokeReason, UserChanges};
 use crate::password::{self, Verdict};
-use crate::schemas::{Me, SessionOut};
 use keel_activity::{Actor, Entry, record};
 use serde_json::json;
 
@@ -22,7 +21,7 @@ impl UserService {
         &self,
         caller: &Principal,
         full_name: Option<&str>,
-    ) -> Result<Me, ApiError> {
+    ) -> Result<Profile, ApiError> {
         let full_name = full_name
             .map(|name| fields::full_name("full_name", name))
             .transpose()
@@ -51,9 +50,9 @@ impl UserService {
             })
             .await?;
         self.authenticator.user_changed(caller.user_id).await;
-        let mut me = self.me(caller).await?;
-        me.full_name = user.full_name;
-        Ok(me)
+        let mut profile = self.me(caller).await?;
+        profile.principal.full_name = user.full_name;
+        Ok(profile)
     }
 
     /// Checks the current password, stores the new one and ends every other session.
@@ -111,13 +110,10 @@ impl UserService {
         Ok(())
     }
 
-    pub async fn my_sessions(&self, caller: &Principal) -> Result<Vec<SessionOut>, ApiError> {
+    /// The caller's active sessions, one per signed-in device.
+    pub async fn my_sessions(&self, caller: &Principal) -> Result<Vec<RefreshSession>, ApiError> {
         let mut conn = self.db.conn().await?;
-        let rows = sessions::active_of_user(&mut conn, caller.user_id).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| SessionOut::new(row, caller.session_id))
-            .collect())
+        Ok(sessions::active_of_user(&mut conn, caller.user_id).await?)
     }
 
     /// Ends one of the caller's sessions (404 if it isn't theirs or isn't active).

@@ -18,12 +18,11 @@ use super::{UserService, check_new_account, insert_account};
 use crate::actions;
 use crate::crud::access;
 use crate::crud::sessions;
-use crate::crud::users::{UserCrud, UserFilter, UserSort};
+use crate::crud::users::UserCrud;
 use crate::errors::UserError;
 use crate::fields::{self, Email};
-use crate::models::{RevokeReason, Role, User, UserChanges};
+use crate::models::{Account, RevokeReason, Role, User, UserChanges, UserFilter, UserSort};
 use crate::password;
-use crate::schemas::UserOut;
 use keel_activity::{Actor, Entry, record};
 use serde_json::json;
 
@@ -40,7 +39,7 @@ pub struct NewAccount {
 /// Admin list pages by query. The list reads only these tables, and PostgreSQL reports
 /// every change to them (a login's `last_login_at` too), so a cached page is never
 /// older than the last write this replica has heard of.
-pub(super) type UserPages = QueryCache<(UserFilter, Sort<UserSort>, PageParams), Listed<UserOut>>;
+pub(super) type UserPages = QueryCache<(UserFilter, Sort<UserSort>, PageParams), Listed<Account>>;
 
 /// Distinct queries kept; searches make the key space unbounded.
 const USER_PAGES_KEPT: usize = 1024;
@@ -63,7 +62,7 @@ impl UserService {
         filter: UserFilter,
         sort: Sort<UserSort>,
         page: PageParams,
-    ) -> Result<Listed<UserOut>, ApiError> {
+    ) -> Result<Listed<Account>, ApiError> {
         let key = (filter.clone(), sort, page);
         self.user_pages
             .get_or_load(key, self.load_users(filter, sort, page))
@@ -75,7 +74,7 @@ impl UserService {
         filter: UserFilter,
         sort: Sort<UserSort>,
         page: PageParams,
-    ) -> Result<Listed<UserOut>, ApiError> {
+    ) -> Result<Listed<Account>, ApiError> {
         let mut conn = self.db.conn().await?;
         let listed = UserCrud::list(&mut conn, &filter, sort, page).await?;
         let ids: Vec<Uuid> = listed.items.iter().map(|u| u.id).collect();
@@ -84,15 +83,15 @@ impl UserService {
             roles.entry(user).or_default().push(role);
         }
         Ok(listed.map(|user| {
-            let names = roles.remove(&user.id).unwrap_or_default();
-            UserOut::new(user, names)
+            let roles = roles.remove(&user.id).unwrap_or_default();
+            Account { user, roles }
         }))
     }
 
-    pub async fn get_user(&self, id: Uuid) -> Result<UserOut, ApiError> {
+    pub async fn get_user(&self, id: Uuid) -> Result<Account, ApiError> {
         let mut conn = self.db.conn().await?;
         let user = UserCrud::get(&mut conn, id).await?;
-        user_out(&mut conn, user).await
+        account_of(&mut conn, user).await
     }
 
     /// Creates an account with the given roles, which `actor` must be able to grant
@@ -101,7 +100,7 @@ impl UserService {
         &self,
         actor: Option<&Principal>,
         account: NewAccount,
-    ) -> Result<UserOut, ApiError> {
+    ) -> Result<Account, ApiError> {
         let (email, full_name) =
             check_new_account(&account.email, &account.password, &account.full_name)?;
         let role_names = account.roles.unwrap_or_else(|| vec![USER_ROLE.to_owned()]);
@@ -116,7 +115,7 @@ impl UserService {
                     }
                     let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
                     let user = insert_account(conn, email, password_hash, full_name, &ids).await?;
-                    let out = user_out(conn, user).await?;
+                    let out = account_of(conn, user).await?;
                     let by = match &actor {
                         Some(a) => a.email.as_str(),
                         None => "keel-admin",
@@ -126,11 +125,11 @@ impl UserService {
                         "user",
                         format!(
                             "{by} created {} with roles {}",
-                            out.email,
+                            out.user.email,
                             out.roles.join(", ")
                         ),
                     )
-                    .entity(out.id)
+                    .entity(out.user.id)
                     .metadata(json!({"roles": out.roles}));
                     if let Some(actor) = &actor {
                         entry = entry.actor(actor);
@@ -150,7 +149,7 @@ impl UserService {
         email: Option<&str>,
         full_name: Option<&str>,
         new_password: Option<String>,
-    ) -> Result<UserOut, ApiError> {
+    ) -> Result<Account, ApiError> {
         let mut errors = Vec::new();
         let email = email
             .map(|e| Email::parse("email", e))
@@ -219,7 +218,7 @@ impl UserService {
                     .entity(id)
                     .metadata(metadata);
                 record(conn, entry).await?;
-                user_out(conn, user).await
+                account_of(conn, user).await
             })
         })
         .await
@@ -227,7 +226,7 @@ impl UserService {
 
     /// Deactivates an account and ends its sessions. Nobody deactivates themselves or
     /// the last active superuser.
-    pub async fn deactivate_user(&self, actor: &Principal, id: Uuid) -> Result<UserOut, ApiError> {
+    pub async fn deactivate_user(&self, actor: &Principal, id: Uuid) -> Result<Account, ApiError> {
         self.administer(actor, id, "deactivate", |conn, principal, actor| {
             Box::pin(async move {
                 if principal.user_id == id {
@@ -249,13 +248,13 @@ impl UserService {
                     .actor(actor)
                     .entity(id);
                 record(conn, entry).await?;
-                user_out(conn, user).await
+                account_of(conn, user).await
             })
         })
         .await
     }
 
-    pub async fn activate_user(&self, actor: &Principal, id: Uuid) -> Result<UserOut, ApiError> {
+    pub async fn activate_user(&self, actor: &Principal, id: Uuid) -> Result<Account, ApiError> {
         let changes = UserChanges {
             is_active: Some(true),
             ..UserChanges::default()
@@ -270,7 +269,7 @@ impl UserService {
                     .actor(actor)
                     .entity(id);
                 record(conn, entry).await?;
-                user_out(conn, user).await
+                account_of(conn, user).await
             })
         })
         .await
@@ -283,7 +282,7 @@ impl UserService {
         actor: &Principal,
         id: Uuid,
         names: Vec<String>,
-    ) -> Result<UserOut, ApiError> {
+    ) -> Result<Account, ApiError> {
         self.administer(actor, id, "set_roles", |conn, actor, _| {
             Box::pin(async move {
                 let user = crate::crud::users::lock(conn, id).await?;
@@ -303,7 +302,7 @@ impl UserService {
                 }
                 let ids: Vec<Uuid> = wanted.iter().map(|r| r.id).collect();
                 access::set_user_roles(conn, id, &ids).await?;
-                let out = user_out(conn, user).await?;
+                let out = account_of(conn, user).await?;
                 let before: Vec<&str> = held.iter().map(|r| r.name.as_str()).collect();
                 let entry = Entry::new(
                     actions::USER_ROLES_CHANGED,
@@ -311,7 +310,7 @@ impl UserService {
                     format!(
                         "{} set the roles of {} to {}",
                         actor.email,
-                        out.email,
+                        out.user.email,
                         out.roles.join(", ")
                     ),
                 )
@@ -412,12 +411,12 @@ impl UserService {
 }
 
 /// The user with their role names.
-async fn user_out(conn: &mut AsyncPgConnection, user: User) -> Result<UserOut, ApiError> {
+async fn account_of(conn: &mut AsyncPgConnection, user: User) -> Result<Account, ApiError> {
     let roles = access::roles_of(conn, user.id).await?;
-    Ok(UserOut::new(
+    Ok(Account {
         user,
-        roles.into_iter().map(|r| r.name).collect(),
-    ))
+        roles: roles.into_iter().map(|r| r.name).collect(),
+    })
 }
 
 /// The roles with these names; 422 on `roles` naming the unknown ones.
@@ -525,11 +524,11 @@ async fn ensure_not_last_superuser(
 /// What `create_admin` did.
 #[derive(Debug, Clone)]
 pub enum AdminOutcome {
-    Created(UserOut),
+    Created(Account),
     /// An existing account was given the superuser role (and reactivated if needed).
-    Promoted(UserOut),
+    Promoted(Account),
     /// The account already was an active superuser.
-    AlreadySuperuser(UserOut),
+    AlreadySuperuser(Account),
 }
 
 impl UserService {
@@ -583,11 +582,11 @@ impl UserService {
                         };
                         UserCrud::update(conn, id, &changes).await?
                     };
-                    let out = user_out(conn, user).await?;
+                    let out = account_of(conn, user).await?;
                     if !was {
-                        let summary = format!("keel-admin made {} a superuser", out.email);
+                        let summary = format!("keel-admin made {} a superuser", out.user.email);
                         let entry =
-                            Entry::new(actions::USER_PROMOTED, "user", summary).entity(out.id);
+                            Entry::new(actions::USER_PROMOTED, "user", summary).entity(out.user.id);
                         record(conn, entry).await?;
                     }
                     Ok::<_, ApiError>(if was {

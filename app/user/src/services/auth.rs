@@ -14,9 +14,8 @@ use super::{Device, UserService, actor_of, check_new_account, insert_account};
 use crate::actions;
 use crate::crud::{access, sessions, users};
 use crate::errors::UserError;
-use crate::models::{NewRefreshSession, RevokeReason, UserChanges};
+use crate::models::{NewRefreshSession, RevokeReason, Tokens, UserChanges};
 use crate::password::Verdict;
-use crate::schemas::TokenPair;
 use crate::services::USER_ROLE;
 use crate::tasks::SendWelcomeEmail;
 use crate::tokens::{self, RefreshToken};
@@ -117,7 +116,7 @@ impl UserService {
         email: &str,
         password: String,
         device: Device,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<Tokens, ApiError> {
         let email = email.trim().to_lowercase();
         let account_key = format!("login:account:{email}");
         let ip_key = self.client_limit_key("login", &device);
@@ -183,7 +182,7 @@ impl UserService {
             {
                 SignIn::Opened { family, refresh } => {
                     tracing::info!(user = %user_id, session = %family, "signed in");
-                    return self.token_pair(user_id, family, refresh);
+                    return self.tokens(user_id, family, refresh);
                 }
                 // Another sign-in stored a rehash of this same password, or the password
                 // really changed: check against what is stored now, once.
@@ -254,7 +253,7 @@ impl UserService {
 
     /// Trades a refresh token for a new pair. The presented token stops working; a
     /// token that was already traded revokes its whole session (someone holds a copy).
-    pub async fn refresh(&self, presented: &str, device: Device) -> Result<TokenPair, ApiError> {
+    pub async fn refresh(&self, presented: &str, device: Device) -> Result<Tokens, ApiError> {
         let hash = tokens::digest(presented);
         let ttl = self.rules.refresh_ttl;
         let outcome = self
@@ -317,7 +316,7 @@ impl UserService {
                 user,
                 family,
                 refresh,
-            } => self.token_pair(user, family, refresh),
+            } => self.tokens(user, family, refresh),
             Rotation::Refused => Err(UserError::InvalidRefreshToken.into()),
             Rotation::ReuseDetected { family } => {
                 tracing::warn!(session = %family, "refresh token reused: session revoked");
@@ -427,22 +426,20 @@ impl UserService {
         Ok(())
     }
 
-    pub(super) fn token_pair(
+    pub(super) fn tokens(
         &self,
         user: Uuid,
         family: Uuid,
         refresh: RefreshToken,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<Tokens, ApiError> {
         let access = self
             .authenticator
             .keys()
             .issue(user, family)
             .map_err(ApiError::internal)?;
-        Ok(TokenPair {
-            access_token: access.token,
-            refresh_token: refresh.token,
-            token_type: "bearer".to_owned(),
-            expires_in: access.expires_in.as_secs(),
+        Ok(Tokens {
+            access,
+            refresh: refresh.token,
         })
     }
 }

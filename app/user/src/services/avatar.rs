@@ -18,8 +18,7 @@ use serde_json::json;
 
 use super::UserService;
 use crate::crud::users::{self, UserCrud};
-use crate::models::UserChanges;
-use crate::schemas::Me;
+use crate::models::{Profile, UserChanges};
 
 /// How long an avatar link in a response stays usable.
 const AVATAR_URL_TTL: Duration = Duration::from_secs(15 * 60);
@@ -85,10 +84,11 @@ impl UserService {
     }
 
     /// The caller as `/me` shows them, with a fresh link to their avatar.
-    pub async fn me(&self, caller: &Principal) -> Result<Me, ApiError> {
-        let mut me = Me::from(caller);
-        me.avatar_url = self.avatar_url(caller.avatar_key.as_deref()).await?;
-        Ok(me)
+    pub async fn me(&self, caller: &Principal) -> Result<Profile, ApiError> {
+        Ok(Profile {
+            principal: caller.clone(),
+            avatar_url: self.avatar_url(caller.avatar_key.as_deref()).await?,
+        })
     }
 
     async fn avatar_url(&self, key: Option<&str>) -> Result<Option<String>, ApiError> {
@@ -100,7 +100,7 @@ impl UserService {
 
     /// Stores `image` as the caller's avatar, replacing the previous one. 415 unless it
     /// is a PNG, JPEG, GIF or WebP image (the size limit is the route's).
-    pub async fn set_avatar(&self, caller: &Principal, image: Bytes) -> Result<Me, ApiError> {
+    pub async fn set_avatar(&self, caller: &Principal, image: Bytes) -> Result<Profile, ApiError> {
         let kind = ImageType::sniff(&image).ok_or_else(|| {
             ApiError::UnsupportedMediaType(
                 "An avatar must be a PNG, JPEG, GIF or WebP image.".to_owned(),
@@ -151,9 +151,10 @@ impl UserService {
             self.discard(&old).await;
         }
         self.authenticator.user_changed(id).await;
-        let mut me = Me::from(caller);
-        me.avatar_url = self.avatar_url(Some(key.as_str())).await?;
-        Ok(me)
+        Ok(Profile {
+            principal: caller.clone(),
+            avatar_url: self.avatar_url(Some(key.as_str())).await?,
+        })
     }
 
     /// Removes the caller's avatar; removing none is not an error.

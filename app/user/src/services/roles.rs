@@ -13,11 +13,10 @@ use super::UserService;
 use super::admin::ensure_holds;
 use super::seed::SUPERUSER_ROLE;
 use crate::actions;
-use crate::crud::access::{self, RoleCrud, RoleFilter, RoleSort};
+use crate::crud::access::{self, RoleCrud};
 use crate::errors::UserError;
 use crate::fields;
-use crate::models::{NewRole, Permission, Role, RoleChanges};
-use crate::schemas::RoleOut;
+use crate::models::{NewRole, Permission, Role, RoleChanges, RoleFilter, RoleGrants, RoleSort};
 use keel_activity::{Actor, Entry, record};
 use serde_json::json;
 
@@ -27,7 +26,7 @@ impl UserService {
         filter: RoleFilter,
         sort: Sort<RoleSort>,
         page: PageParams,
-    ) -> Result<Listed<RoleOut>, ApiError> {
+    ) -> Result<Listed<RoleGrants>, ApiError> {
         let mut conn = self.db.conn().await?;
         let listed = RoleCrud::list(&mut conn, &filter, sort, page).await?;
         let ids: Vec<Uuid> = listed.items.iter().map(|r| r.id).collect();
@@ -36,15 +35,15 @@ impl UserService {
             codes.entry(role).or_default().push(code);
         }
         Ok(listed.map(|role| {
-            let granted = codes.remove(&role.id).unwrap_or_default();
-            RoleOut::new(role, granted)
+            let permissions = codes.remove(&role.id).unwrap_or_default();
+            RoleGrants { role, permissions }
         }))
     }
 
-    pub async fn get_role(&self, id: Uuid) -> Result<RoleOut, ApiError> {
+    pub async fn get_role(&self, id: Uuid) -> Result<RoleGrants, ApiError> {
         let mut conn = self.db.conn().await?;
         let role = RoleCrud::get(&mut conn, id).await?;
-        role_out(&mut conn, role).await
+        grants_of(&mut conn, role).await
     }
 
     /// Creates a role granting `permissions`, each of which `actor` must hold.
@@ -54,7 +53,7 @@ impl UserService {
         name: &str,
         description: String,
         permissions: Vec<String>,
-    ) -> Result<RoleOut, ApiError> {
+    ) -> Result<RoleGrants, ApiError> {
         let name = fields::role_name("name", name).map_err(|e| ApiError::Validation(vec![e]))?;
         let permissions = dedup(permissions);
         let actor = actor.clone();
@@ -80,7 +79,7 @@ impl UserService {
                         .entity(role.id)
                         .metadata(json!({"name": role.name, "permissions": permissions}));
                     record(conn, entry).await?;
-                    role_out(conn, role).await
+                    grants_of(conn, role).await
                 })
             })
             .await
@@ -93,7 +92,7 @@ impl UserService {
         id: Uuid,
         name: Option<&str>,
         description: Option<String>,
-    ) -> Result<RoleOut, ApiError> {
+    ) -> Result<RoleGrants, ApiError> {
         let name = name
             .map(|n| fields::role_name("name", n))
             .transpose()
@@ -118,7 +117,7 @@ impl UserService {
                         .entity(id)
                         .metadata(json!({"name_before": before, "name": role.name}));
                     record(conn, entry).await?;
-                    role_out(conn, role).await
+                    grants_of(conn, role).await
                 })
             })
             .await?;
@@ -160,7 +159,7 @@ impl UserService {
         actor: &Principal,
         id: Uuid,
         permissions: Vec<String>,
-    ) -> Result<RoleOut, ApiError> {
+    ) -> Result<RoleGrants, ApiError> {
         let permissions = dedup(permissions);
         let actor = actor.clone();
         let out = self
@@ -192,7 +191,7 @@ impl UserService {
                         .entity(id)
                         .metadata(json!({"before": current, "after": permissions}));
                     record(conn, entry).await?;
-                    role_out(conn, role).await
+                    grants_of(conn, role).await
                 })
             })
             .await?;
@@ -206,9 +205,12 @@ impl UserService {
     }
 }
 
-async fn role_out(conn: &mut AsyncPgConnection, role: Role) -> Result<RoleOut, ApiError> {
+async fn grants_of(conn: &mut AsyncPgConnection, role: Role) -> Result<RoleGrants, ApiError> {
     let codes = access::permissions_of_roles(conn, &[role.id]).await?;
-    Ok(RoleOut::new(role, codes))
+    Ok(RoleGrants {
+        role,
+        permissions: codes,
+    })
 }
 
 fn dedup(codes: Vec<String>) -> Vec<String> {

@@ -59,8 +59,8 @@ fn refresh_loop(service: UserService, start: Session) -> Loop {
                 match service.refresh(&presented, Device::default()).await {
                     Ok(pair) => {
                         got.push(Session {
-                            access: pair.access_token,
-                            refresh: pair.refresh_token,
+                            access: pair.access.token,
+                            refresh: pair.refresh,
                         });
                         rotations.fetch_add(1, Ordering::Release);
                     }
@@ -426,14 +426,14 @@ async fn logins_in_flight_race(deactivate: bool) {
                     assert!(
                         app.service
                             .authenticator()
-                            .authenticate(&pair.access_token)
+                            .authenticate(&pair.access.token)
                             .await
                             .is_err(),
                         "trial {trial}: a sign-in outlived the revocation"
                     );
                     assert!(
                         app.service
-                            .refresh(&pair.refresh_token, Device::default())
+                            .refresh(&pair.refresh, Device::default())
                             .await
                             .is_err()
                     );
