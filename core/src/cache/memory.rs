@@ -9,7 +9,8 @@ use moka::Expiry;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
 
-use super::{Counter, Pending, Reserve, fresh_token};
+use super::backlog::{Pending, fresh_token};
+use super::{Counter, Reserve};
 
 #[derive(Debug, Clone)]
 enum Value {

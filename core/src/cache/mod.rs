@@ -10,13 +10,16 @@
 //!
 //! Keys are namespaced by `CACHE_KEY_PREFIX`; values are JSON with a time to live.
 
+mod backlog;
 mod breaker;
+mod counters;
 mod memory;
 mod near;
 mod redis;
+mod stamped;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -25,7 +28,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use breaker::BreakerState;
+pub use counters::{Counter, Reserve};
 
+use self::backlog::{Backlog, Pending};
 use self::breaker::Breaker;
 use self::memory::MemoryStore;
 use self::near::{FORGET_ALL, Near};
@@ -38,23 +43,6 @@ use crate::telemetry::metrics::{
 
 /// How long an open breaker leaves Redis alone before one call probes it.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(2);
-
-/// How long a version stamp lives after its last bump. It must outlive every value
-/// stored under it, or an expired stamp could make an old value look current again.
-const STAMP_TTL: Duration = Duration::from_secs(24 * 3600);
-/// The longest a stamped value is kept (half the stamp's life, for margin).
-const MAX_STAMPED_TTL: Duration = Duration::from_secs(12 * 3600);
-
-/// A value with the version stamps it was computed under.
-#[derive(Debug, Serialize, serde::Deserialize)]
-struct Stamped<T> {
-    stamps: Vec<Option<String>>,
-    value: T,
-}
-
-/// Invalidations kept for replay while Redis is unreachable; past this many, the whole
-/// namespace is dropped on recovery instead.
-const MAX_PENDING: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -70,53 +58,10 @@ pub enum CacheError {
     Encode(String),
 }
 
-/// One fixed-window counter a [`Cache::reserve`] counts under.
-#[derive(Debug, Clone, Copy)]
-pub struct Counter<'a> {
-    pub key: &'a str,
-    /// Counts the window holds; a reservation is refused once one counter has them.
-    pub limit: u64,
-    /// Starts with the key's first count.
-    pub window: Duration,
-}
-
-/// What a [`Cache::reserve`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reserve {
-    /// Counted under every counter.
-    Taken,
-    /// A counter is at its limit: nothing was counted; its window ends in `retry_after`.
-    Full { retry_after: Duration },
-}
-
 #[derive(Debug)]
 enum Store {
     Memory(MemoryStore),
     Redis(Box<RedisStore>),
-}
-
-/// An invalidation that has to reach Redis before this replica trusts it again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Pending {
-    Delete(String),
-    DeletePrefix(String),
-    /// A fresh random token under the key, for `ttl`.
-    Bump(String, Duration),
-}
-
-impl Pending {
-    fn op(&self) -> &'static str {
-        match self {
-            Self::Delete(_) => "delete",
-            Self::DeletePrefix(_) => "delete_prefix",
-            Self::Bump(..) => "bump",
-        }
-    }
-}
-
-/// The value a bump writes: new every time.
-fn fresh_token() -> Vec<u8> {
-    format!("\"{}\"", uuid::Uuid::now_v7()).into_bytes()
 }
 
 /// A cheap handle (clone it freely) to one cache.
@@ -132,10 +77,8 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     breaker: Breaker,
-    pending: Mutex<Vec<Pending>>,
-    /// Held while kept invalidations are sent: other calls wait, so none reads Redis
-    /// before the invalidations made before it have reached it.
-    replaying: tokio::sync::Mutex<()>,
+    /// Invalidations Redis hasn't had yet, sent before anything else reads it.
+    backlog: Backlog,
     /// Stamped values kept in this process while the Redis invalidation feed is up.
     near: Option<Arc<Near>>,
     /// The task following that feed; stopped with the cache.
@@ -212,8 +155,7 @@ impl Cache {
                 prefix: format!("{prefix}:"),
                 timeout,
                 breaker: Breaker::new(BREAKER_COOLDOWN),
-                pending: Mutex::new(Vec::new()),
-                replaying: tokio::sync::Mutex::new(()),
+                backlog: Backlog::default(),
                 near: None,
                 feed: None,
             }),
@@ -278,76 +220,6 @@ impl Cache {
         }
     }
 
-    /// The value under `key` if the version `stamps` it was computed under are still
-    /// current, else `compute`'s, stored with the stamps read *before* computing. A
-    /// change bumps a stamp ([`Cache::bump`]) after it commits, so a value computed
-    /// before the change — even one a racing request stores after it — is never served
-    /// again. One round trip (MGET of the value and its stamps); without a reachable
-    /// cache, every call computes.
-    pub async fn get_or_compute_stamped<T, E, F, Fut>(
-        &self,
-        key: &str,
-        stamps: &[&str],
-        ttl: Duration,
-        compute: F,
-    ) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let near = self.inner.near.as_deref();
-        let full_key = self.key(key);
-        if let Some(bytes) = near.and_then(|near| near.get(&full_key, stamps))
-            && let Some(entry) = decode_quiet::<Stamped<T>>(Some(&bytes))
-        {
-            counter!(CACHE_HITS).increment(1);
-            return Ok(entry.value);
-        }
-        let ticket = near.map(Near::ticket);
-        let mut keys = Vec::with_capacity(stamps.len() + 1);
-        keys.push(key.to_owned());
-        keys.extend(stamps.iter().map(|s| format!("stamp:{s}")));
-        let Some(mut found) = self.fetch_many(&keys).await else {
-            counter!(CACHE_MISSES).increment(1);
-            return compute().await;
-        };
-        let current: Vec<Option<String>> = found[1..]
-            .iter()
-            .map(|slot| decode_quiet(slot.as_deref()))
-            .collect();
-        // Remembered in this process with the stamps it was fetched under (Redis only).
-        let remember = |bytes: Arc<[u8]>| {
-            if let (Some(near), Some(ticket)) = (near, ticket) {
-                let stamped = keys[1..].iter().map(|k| self.key(k)).zip(current.clone());
-                near.remember(ticket, &full_key, stamps, stamped.collect(), bytes, ttl);
-            }
-        };
-        if let Some(bytes) = found[0].take()
-            && let Some(entry) =
-                decode_quiet::<Stamped<T>>(Some(&bytes)).filter(|entry| entry.stamps == current)
-        {
-            counter!(CACHE_HITS).increment(1);
-            remember(bytes.into());
-            return Ok(entry.value);
-        }
-        counter!(CACHE_MISSES).increment(1);
-        let entry = Stamped {
-            stamps: current.clone(),
-            value: compute().await?,
-        };
-        match serde_json::to_vec(&entry) {
-            Ok(bytes) => {
-                let bytes: Arc<[u8]> = bytes.into();
-                self.set_bytes(&full_key, &bytes, ttl.min(MAX_STAMPED_TTL))
-                    .await;
-                remember(bytes);
-            }
-            Err(err) => tracing::error!(key, error = %err, "cache: value not encodable"),
-        }
-        Ok(entry.value)
-    }
-
     /// Stores `value` for `ttl`; skipped (and counted) when the cache can't be reached.
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, ttl: Duration) {
         match serde_json::to_vec(value) {
@@ -378,17 +250,6 @@ impl Cache {
             .await;
     }
 
-    /// Changes the version `stamp`: every value [`Cache::get_or_compute_stamped`]
-    /// stored under it is stale from now on. Kept and resent like a delete when Redis
-    /// can't be reached.
-    pub async fn bump(&self, stamp: &str) {
-        self.invalidate(Pending::Bump(
-            self.key(&format!("stamp:{stamp}")),
-            STAMP_TTL,
-        ))
-        .await;
-    }
-
     async fn invalidate(&self, what: Pending) {
         // Forgotten here before and after Redis has the change: a read that fetched the
         // old token in between would otherwise store it after the first forget and
@@ -414,70 +275,10 @@ impl Cache {
             Store::Memory(memory) => memory.apply(&what),
             Store::Redis(redis) => {
                 if self.run(what.op(), redis.apply(&what)).await.is_err() {
-                    let mut pending = self.lock_pending();
-                    if pending.len() >= MAX_PENDING {
-                        pending.clear();
-                        pending.push(Pending::DeletePrefix(self.inner.prefix.clone()));
-                    } else if !pending.contains(&what) {
-                        pending.push(what);
-                    }
+                    self.inner.backlog.keep(what, &self.inner.prefix);
                 }
             }
         }
-    }
-
-    /// Counts one more under `key` in a fixed window of `window` that starts with the
-    /// first count; returns the count and the time left. An error means the count is
-    /// unknown: the caller decides what to do without it (see `ratelimit`).
-    pub async fn incr(&self, key: &str, window: Duration) -> Result<(u64, Duration), CacheError> {
-        let key = self.key(key);
-        match &self.inner.store {
-            Store::Memory(memory) => Ok(memory.incr(&key, window)),
-            Store::Redis(redis) => self.run("incr", redis.incr(&key, window)).await,
-        }
-    }
-
-    /// Counts one attempt under every counter at once, unless one of them has already
-    /// reached its limit (then nothing is counted): the check and the count are one
-    /// step (a Lua script in Redis), so N concurrent callers take at most the limit.
-    /// Give back an attempt that turned out not to count with [`Cache::refund`].
-    pub async fn reserve(&self, counters: &[Counter<'_>]) -> Result<Reserve, CacheError> {
-        let keyed: Vec<String> = counters.iter().map(|c| self.key(c.key)).collect();
-        let counters: Vec<Counter<'_>> = counters
-            .iter()
-            .zip(&keyed)
-            .map(|(c, key)| Counter { key, ..*c })
-            .collect();
-        match &self.inner.store {
-            Store::Memory(memory) => Ok(memory.reserve(&counters)),
-            Store::Redis(redis) => self.run("reserve", redis.reserve(&counters)).await,
-        }
-    }
-
-    /// Takes back one count under `key` in its current window (none if it has none).
-    pub async fn refund(&self, key: &str) -> Result<(), CacheError> {
-        let key = self.key(key);
-        match &self.inner.store {
-            Store::Memory(memory) => {
-                memory.refund(&key);
-                Ok(())
-            }
-            Store::Redis(redis) => self.run("refund", redis.refund(&key)).await,
-        }
-    }
-
-    /// The count [`Cache::incr`] keeps under `key` and the time left in its window,
-    /// without counting; `(0, 0)` when no window is running.
-    pub async fn count(&self, key: &str) -> Result<(u64, Duration), CacheError> {
-        let key = self.key(key);
-        match &self.inner.store {
-            Store::Memory(memory) => Ok(memory.count(&key)),
-            Store::Redis(redis) => self.run("count", redis.count(&key)).await,
-        }
-    }
-
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
-        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One Redis call through the breaker, under the timeout, with its metrics; sends
@@ -498,7 +299,7 @@ impl Cache {
         let started = Instant::now();
         let timeout = self.inner.timeout;
         let result = match tokio::time::timeout(timeout, async {
-            self.replay(redis).await?;
+            self.inner.backlog.replay(redis).await?;
             call.await
         })
         .await
@@ -521,30 +322,6 @@ impl Cache {
         }
         gauge!(CACHE_BREAKER_STATE).set(breaker.state().level());
         result
-    }
-
-    async fn replay(&self, redis: &RedisStore) -> Result<(), CacheError> {
-        // Nothing kept and no replay under way: the common case, without waiting.
-        if self.lock_pending().is_empty() && self.inner.replaying.try_lock().is_ok() {
-            return Ok(());
-        }
-        let _replaying = self.inner.replaying.lock().await;
-        let pending = std::mem::take(&mut *self.lock_pending());
-        if pending.is_empty() {
-            return Ok(());
-        }
-        for (i, what) in pending.iter().enumerate() {
-            if let Err(err) = redis.apply(what).await {
-                let mut left = self.lock_pending();
-                left.extend(pending[i..].iter().cloned());
-                return Err(err);
-            }
-        }
-        tracing::info!(
-            count = pending.len(),
-            "cache: invalidations from the outage sent"
-        );
-        Ok(())
     }
 
     /// Round trip to the backend, past the breaker: the readiness probe is what tells

@@ -8,8 +8,9 @@ use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
 
+use super::backlog::{Pending, fresh_token};
 use super::near::FORGET_ALL;
-use super::{CacheError, Counter, Pending, Reserve, fresh_token};
+use super::{CacheError, Counter, Reserve};
 
 /// INCR that starts a fixed window on the first count: returns the count and the
 /// milliseconds left in the window, in one round trip.

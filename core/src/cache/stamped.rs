@@ -1,0 +1,111 @@
+//! Values versioned by stamps: read with the stamps they were computed under, stale as
+//! soon as one is bumped. See [`Cache::get_or_compute_stamped`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::backlog::Pending;
+use super::near::Near;
+use super::{Cache, decode_quiet};
+use crate::telemetry::metrics::{CACHE_HITS, CACHE_MISSES};
+
+/// How long a version stamp lives after its last bump. It must outlive every value
+/// stored under it, or an expired stamp could make an old value look current again.
+const STAMP_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest a stamped value is kept (half the stamp's life, for margin).
+const MAX_STAMPED_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// A value with the version stamps it was computed under.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) struct Stamped<T> {
+    stamps: Vec<Option<String>>,
+    value: T,
+}
+
+impl Cache {
+    /// The value under `key` if the version `stamps` it was computed under are still
+    /// current, else `compute`'s, stored with the stamps read *before* computing. A
+    /// change bumps a stamp ([`Cache::bump`]) after it commits, so a value computed
+    /// before the change — even one a racing request stores after it — is never served
+    /// again. One round trip (MGET of the value and its stamps); without a reachable
+    /// cache, every call computes.
+    pub async fn get_or_compute_stamped<T, E, F, Fut>(
+        &self,
+        key: &str,
+        stamps: &[&str],
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let near = self.inner.near.as_deref();
+        let full_key = self.key(key);
+        if let Some(bytes) = near.and_then(|near| near.get(&full_key, stamps))
+            && let Some(entry) = decode_quiet::<Stamped<T>>(Some(&bytes))
+        {
+            counter!(CACHE_HITS).increment(1);
+            return Ok(entry.value);
+        }
+        let ticket = near.map(Near::ticket);
+        let mut keys = Vec::with_capacity(stamps.len() + 1);
+        keys.push(key.to_owned());
+        keys.extend(stamps.iter().map(|s| format!("stamp:{s}")));
+        let Some(mut found) = self.fetch_many(&keys).await else {
+            counter!(CACHE_MISSES).increment(1);
+            return compute().await;
+        };
+        let current: Vec<Option<String>> = found[1..]
+            .iter()
+            .map(|slot| decode_quiet(slot.as_deref()))
+            .collect();
+        // Remembered in this process with the stamps it was fetched under (Redis only).
+        let remember = |bytes: Arc<[u8]>| {
+            if let (Some(near), Some(ticket)) = (near, ticket) {
+                let stamped = keys[1..].iter().map(|k| self.key(k)).zip(current.clone());
+                near.remember(ticket, &full_key, stamps, stamped.collect(), bytes, ttl);
+            }
+        };
+        if let Some(bytes) = found[0].take()
+            && let Some(entry) =
+                decode_quiet::<Stamped<T>>(Some(&bytes)).filter(|entry| entry.stamps == current)
+        {
+            counter!(CACHE_HITS).increment(1);
+            remember(bytes.into());
+            return Ok(entry.value);
+        }
+        counter!(CACHE_MISSES).increment(1);
+        let entry = Stamped {
+            stamps: current.clone(),
+            value: compute().await?,
+        };
+        match serde_json::to_vec(&entry) {
+            Ok(bytes) => {
+                let bytes: Arc<[u8]> = bytes.into();
+                self.set_bytes(&full_key, &bytes, ttl.min(MAX_STAMPED_TTL))
+                    .await;
+                remember(bytes);
+            }
+            Err(err) => tracing::error!(key, error = %err, "cache: value not encodable"),
+        }
+        Ok(entry.value)
+    }
+
+    /// Changes the version `stamp`: every value [`Cache::get_or_compute_stamped`]
+    /// stored under it is stale from now on. Kept and resent like a delete when Redis
+    /// can't be reached.
+    pub async fn bump(&self, stamp: &str) {
+        self.invalidate(Pending::Bump(
+            self.key(&format!("stamp:{stamp}")),
+            STAMP_TTL,
+        ))
+        .await;
+    }
+}
