@@ -66,15 +66,13 @@ async fn run(db: &Db, rounds: usize, actor: Option<&Actor>) -> Vec<Duration> {
         });
         let started = Instant::now();
         let result = db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    conn.batch_execute("UPDATE counters SET n = n + 1 WHERE id = 1")
-                        .await?;
-                    if let Some(entry) = entry {
-                        record(conn, entry).await?;
-                    }
-                    Ok::<_, ApiError>(())
-                })
+            .transaction(async move |conn| {
+                conn.batch_execute("UPDATE counters SET n = n + 1 WHERE id = 1")
+                    .await?;
+                if let Some(entry) = entry {
+                    record(conn, entry).await?;
+                }
+                Ok::<_, ApiError>(())
             })
             .await;
         if let Err(err) = result {

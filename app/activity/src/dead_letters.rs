@@ -29,11 +29,9 @@ pub fn record(db: Db, envelope: Envelope, error: String) -> BoxFuture<'static, (
             "enqueued_at": envelope.enqueued_at,
         }));
         let recorded = db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    crate::record(conn, entry).await?;
-                    Ok::<_, ApiError>(())
-                })
+            .transaction(async move |conn| {
+                crate::record(conn, entry).await?;
+                Ok::<_, ApiError>(())
             })
             .await;
         if let Err(err) = recorded {

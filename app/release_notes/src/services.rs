@@ -97,14 +97,11 @@ impl ReleaseNoteService {
             author_email: Some(author.email.clone()),
         };
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let note = NoteCrud::create(conn, &note).await?;
-                    let summary =
-                        format!("{} drafted release notes {}", author.email, note.version);
-                    audit(conn, actions::RELEASE_NOTE_CREATED, author, &note, summary).await?;
-                    Ok(note)
-                })
+            .transaction(async move |conn| {
+                let note = NoteCrud::create(conn, &note).await?;
+                let summary = format!("{} drafted release notes {}", author.email, note.version);
+                audit(conn, actions::RELEASE_NOTE_CREATED, author, &note, summary).await?;
+                Ok(note)
             })
             .await
     }
@@ -124,13 +121,11 @@ impl ReleaseNoteService {
             ..NoteChanges::default()
         };
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let note = NoteCrud::update(conn, id, &changes).await?;
-                    let summary = format!("{} edited release notes {}", editor.email, note.version);
-                    audit(conn, actions::RELEASE_NOTE_UPDATED, editor, &note, summary).await?;
-                    Ok(note)
-                })
+            .transaction(async move |conn| {
+                let note = NoteCrud::update(conn, id, &changes).await?;
+                let summary = format!("{} edited release notes {}", editor.email, note.version);
+                audit(conn, actions::RELEASE_NOTE_UPDATED, editor, &note, summary).await?;
+                Ok(note)
             })
             .await
     }
@@ -157,29 +152,27 @@ impl ReleaseNoteService {
     ) -> Result<Note, ApiError> {
         let editor = Actor::from(editor);
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let note = crud::lock(conn, id).await?;
-                    match (publish, note.is_published) {
-                        (true, true) => return Err(NoteError::AlreadyPublished.into()),
-                        (false, false) => return Err(NoteError::NotPublished.into()),
-                        _ => {}
-                    }
-                    let changes = NoteChanges {
-                        is_published: Some(publish),
-                        published_at: Some(publish.then(Utc::now)),
-                        ..NoteChanges::default()
-                    };
-                    let note = NoteCrud::update(conn, id, &changes).await?;
-                    let (action, verb) = if publish {
-                        (actions::RELEASE_NOTE_PUBLISHED, "published")
-                    } else {
-                        (actions::RELEASE_NOTE_UNPUBLISHED, "unpublished")
-                    };
-                    let summary = format!("{} {verb} release notes {}", editor.email, note.version);
-                    audit(conn, action, editor, &note, summary).await?;
-                    Ok(note)
-                })
+            .transaction(async move |conn| {
+                let note = crud::lock(conn, id).await?;
+                match (publish, note.is_published) {
+                    (true, true) => return Err(NoteError::AlreadyPublished.into()),
+                    (false, false) => return Err(NoteError::NotPublished.into()),
+                    _ => {}
+                }
+                let changes = NoteChanges {
+                    is_published: Some(publish),
+                    published_at: Some(publish.then(Utc::now)),
+                    ..NoteChanges::default()
+                };
+                let note = NoteCrud::update(conn, id, &changes).await?;
+                let (action, verb) = if publish {
+                    (actions::RELEASE_NOTE_PUBLISHED, "published")
+                } else {
+                    (actions::RELEASE_NOTE_UNPUBLISHED, "unpublished")
+                };
+                let summary = format!("{} {verb} release notes {}", editor.email, note.version);
+                audit(conn, action, editor, &note, summary).await?;
+                Ok(note)
             })
             .await
     }
@@ -188,16 +181,14 @@ impl ReleaseNoteService {
     pub async fn delete(&self, editor: &Principal, id: Uuid) -> Result<(), ApiError> {
         let editor = Actor::from(editor);
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let note = crud::lock(conn, id).await?;
-                    if note.is_published {
-                        return Err(NoteError::DeletePublished.into());
-                    }
-                    NoteCrud::delete(conn, id).await?;
-                    let summary = format!("{} deleted the draft {}", editor.email, note.version);
-                    audit(conn, actions::RELEASE_NOTE_DELETED, editor, &note, summary).await
-                })
+            .transaction(async move |conn| {
+                let note = crud::lock(conn, id).await?;
+                if note.is_published {
+                    return Err(NoteError::DeletePublished.into());
+                }
+                NoteCrud::delete(conn, id).await?;
+                let summary = format!("{} deleted the draft {}", editor.email, note.version);
+                audit(conn, actions::RELEASE_NOTE_DELETED, editor, &note, summary).await
             })
             .await
     }
@@ -255,11 +246,9 @@ impl ReleaseNoteService {
     pub async fn mark_all_read(&self, reader: &Principal) -> Result<(), ApiError> {
         let user = reader.user_id;
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    crud::mark_all_read(conn, user, Utc::now()).await?;
-                    Ok::<_, ApiError>(())
-                })
+            .transaction(async move |conn| {
+                crud::mark_all_read(conn, user, Utc::now()).await?;
+                Ok::<_, ApiError>(())
             })
             .await?;
         self.cache.bump(&reader_stamp(user)).await;

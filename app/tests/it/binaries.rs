@@ -128,6 +128,24 @@ fn a_features_bad_setting_is_reported_with_keel_cores_before_anything_runs() {
     }
 }
 
+/// keel-worker and the dead-letter commands need RabbitMQ: without `AMQP_URL` they say
+/// so in one line and exit 1.
+#[test]
+fn commands_that_need_a_broker_say_so_in_one_line() {
+    let database = ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused");
+    for (program, args, vars, name) in [
+        (WORKER, &[][..], &[database][..], "keel-worker"),
+        (ADMIN, &["tasks", "dead", "list"][..], &[][..], "keel-admin"),
+    ] {
+        let output = run(program, args, vars);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let expected = format!("{name}: AMQP_URL is not set");
+        assert!(text.starts_with(&expected), "{text}");
+    }
+}
+
 #[test]
 fn a_non_utf8_environment_variable_does_not_crash_start_up() {
     use std::os::unix::ffi::OsStrExt;

@@ -86,38 +86,6 @@ async fn a_dead_lettered_task_is_recorded_in_the_audit_trail() {
     assert_eq!(items[0]["metadata"]["attempts"], 5);
 }
 
-#[test]
-fn the_worker_refuses_to_start_without_a_broker() {
-    let output = Command::new(WORKER)
-        .env_clear()
-        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(
-        text.starts_with("keel-worker: AMQP_URL is not set"),
-        "{text}"
-    );
-}
-
-#[test]
-fn dead_letter_commands_say_what_is_missing_without_a_broker() {
-    let output = Command::new(ADMIN)
-        .env_clear()
-        .args(["tasks", "dead", "list"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(
-        text.starts_with("keel-admin: AMQP_URL is not set"),
-        "{text}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_workers_task_is_run_by_another_and_sigterm_drains() {
     let db = TestDb::new().await;

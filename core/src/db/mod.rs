@@ -22,6 +22,28 @@ use crate::telemetry::metrics as names;
 
 type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
 
+/// What [`Db::transaction`] runs: an async closure (`async move |conn| { .. }`) over the
+/// transaction's connection, whose future is `Send` so handlers stay spawnable. Stable
+/// Rust can't bound an async closure's future directly yet; naming it through the
+/// closure's `FnOnce` output, as diesel-async does, is how it is said today.
+pub trait InTransaction<'c, R>:
+    AsyncFnOnce(&'c mut AsyncPgConnection) -> R
+    + FnOnce(&'c mut AsyncPgConnection) -> <Self as InTransaction<'c, R>>::Fut
+    + Send
+{
+    type Fut: Future<Output = R> + Send;
+}
+
+impl<'c, R, F, Fut> InTransaction<'c, R> for F
+where
+    F: AsyncFnOnce(&'c mut AsyncPgConnection) -> R
+        + FnOnce(&'c mut AsyncPgConnection) -> Fut
+        + Send,
+    Fut: Future<Output = R> + Send,
+{
+    type Fut = Fut;
+}
+
 /// A connection checked out of the pool; derefs to [`AsyncPgConnection`], so query
 /// functions that take `&mut AsyncPgConnection` accept it as well as a transaction's.
 pub type PooledConn<'a> = bb8::PooledConnection<'a, Manager>;
@@ -134,15 +156,16 @@ impl Db {
     /// the change from PostgreSQL).
     ///
     /// ```ignore
-    /// db.transaction(|conn| Box::pin(async move {
+    /// db.transaction(async move |conn| {
     ///     let user = users::create(conn, &new_user).await?;
     ///     activity::record(conn, entry).await?;
     ///     Ok(user)
-    /// })).await
+    /// })
+    /// .await
     /// ```
     pub async fn transaction<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R, E>> + Send,
+        F: for<'c> InTransaction<'c, Result<R, E>>,
         E: From<DieselError> + From<ApiError> + Send,
         R: Send,
     {
@@ -158,7 +181,7 @@ impl Db {
     /// second, it would otherwise empty them every second.
     pub async fn transaction_untracked<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R, E>> + Send,
+        F: for<'c> InTransaction<'c, Result<R, E>>,
         E: From<DieselError> + From<ApiError> + Send,
         R: Send,
     {

@@ -116,40 +116,38 @@ impl Relay {
         let (target, batch) = (self.target.clone(), self.batch);
         // Untracked: moving outbox rows must not empty this process's query caches.
         self.db
-            .transaction_untracked(move |conn| {
-                Box::pin(async move {
-                    let rows: Vec<Row> = diesel::sql_query(
-                        "SELECT id, task_id, task, queue, payload, enqueued_at FROM task_outbox \
+            .transaction_untracked(async move |conn| {
+                let rows: Vec<Row> = diesel::sql_query(
+                    "SELECT id, task_id, task, queue, payload, enqueued_at FROM task_outbox \
                          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    )
-                    .bind::<BigInt, _>(batch)
-                    .load(conn)
+                )
+                .bind::<BigInt, _>(batch)
+                .load(conn)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(0);
+                }
+                let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+                let envelopes: Vec<Envelope> = rows
+                    .into_iter()
+                    .map(|row| Envelope {
+                        id: row.task_id,
+                        task: row.task,
+                        queue: row.queue,
+                        attempt: 1,
+                        enqueued_at: row.enqueued_at,
+                        payload: row.payload,
+                    })
+                    .collect();
+                match &target {
+                    RelayTarget::Broker(broker) => broker.publish(&envelopes).await?,
+                    RelayTarget::Local(runner) => runner.start_all(envelopes.clone()),
+                }
+                diesel::sql_query("DELETE FROM task_outbox WHERE id = ANY($1)")
+                    .bind::<Array<BigInt>, _>(&ids)
+                    .execute(conn)
                     .await?;
-                    if rows.is_empty() {
-                        return Ok(0);
-                    }
-                    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-                    let envelopes: Vec<Envelope> = rows
-                        .into_iter()
-                        .map(|row| Envelope {
-                            id: row.task_id,
-                            task: row.task,
-                            queue: row.queue,
-                            attempt: 1,
-                            enqueued_at: row.enqueued_at,
-                            payload: row.payload,
-                        })
-                        .collect();
-                    match &target {
-                        RelayTarget::Broker(broker) => broker.publish(&envelopes).await?,
-                        RelayTarget::Local(runner) => runner.start_all(envelopes.clone()),
-                    }
-                    diesel::sql_query("DELETE FROM task_outbox WHERE id = ANY($1)")
-                        .bind::<Array<BigInt>, _>(&ids)
-                        .execute(conn)
-                        .await?;
-                    Ok::<_, RelayError>(ids.len())
-                })
+                Ok::<_, RelayError>(ids.len())
             })
             .await
     }

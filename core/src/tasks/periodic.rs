@@ -145,8 +145,7 @@ impl Scheduler {
             let job = job.clone();
             enqueued += self
                 .db
-                .transaction_untracked(move |conn| {
-                    Box::pin(async move {
+                .transaction_untracked(async move |conn| {
                         diesel::sql_query(
                             "INSERT INTO periodic_ticks (job, last_tick) VALUES ($1, $2) \
                              ON CONFLICT (job) DO NOTHING",
@@ -176,7 +175,6 @@ impl Scheduler {
                         tracing::info!(job = job.name, ticks = due.len(), %latest, "periodic job enqueued");
                         Ok(due.len())
                     })
-                })
                 .await?;
         }
         Ok(enqueued)

@@ -146,12 +146,10 @@ async fn a_commit_through_db_transaction_is_seen_by_the_next_read_at_once() {
     let (f, _listener) = Fixture::listening().await;
     let loaded = f.read().await;
     assert_eq!(f.read().await, loaded);
-    f.db.transaction(|conn| {
-        Box::pin(async move {
-            conn.batch_execute("INSERT INTO notes (body) VALUES ('mine')")
-                .await?;
-            Ok::<_, ApiError>(())
-        })
+    f.db.transaction(async move |conn| {
+        conn.batch_execute("INSERT INTO notes (body) VALUES ('mine')")
+            .await?;
+        Ok::<_, ApiError>(())
     })
     .await
     .unwrap();

@@ -282,12 +282,10 @@ async fn crud_functions_run_inside_a_transaction() {
     let settings = keel_testkit::settings(db.url(), &[]);
     let pool = keel_core::db::Db::new(&db.secret_url(), &settings.database, "keel-test");
     let result: Result<(), ApiError> = pool
-        .transaction(|conn| {
-            Box::pin(async move {
-                WidgetCrud::create(conn, &new("gear", "grey", 3)).await?;
-                WidgetCrud::create(conn, &new("gear", "grey", 4)).await?;
-                Ok(())
-            })
+        .transaction(async move |conn| {
+            WidgetCrud::create(conn, &new("gear", "grey", 3)).await?;
+            WidgetCrud::create(conn, &new("gear", "grey", 4)).await?;
+            Ok(())
         })
         .await;
     assert!(matches!(result, Err(ApiError::Conflict { .. })));

@@ -116,23 +116,19 @@ async fn transactions_commit_on_ok_and_roll_back_on_err() {
     };
 
     let committed: Result<(), ApiError> = db
-        .transaction(|conn| {
-            Box::pin(async move {
-                insert(1).execute(conn).await?;
-                insert(2).execute(conn).await?;
-                Ok(())
-            })
+        .transaction(async move |conn| {
+            insert(1).execute(conn).await?;
+            insert(2).execute(conn).await?;
+            Ok(())
         })
         .await;
     assert!(committed.is_ok());
     assert_eq!(count(&db).await, 2);
 
     let rolled_back: Result<(), ApiError> = db
-        .transaction(|conn| {
-            Box::pin(async move {
-                insert(3).execute(conn).await?;
-                Err(ApiError::BadRequest("changed my mind".to_owned()))
-            })
+        .transaction(async move |conn| {
+            insert(3).execute(conn).await?;
+            Err(ApiError::BadRequest("changed my mind".to_owned()))
         })
         .await;
     assert!(rolled_back.is_err());
@@ -144,13 +140,11 @@ async fn transactions_commit_on_ok_and_roll_back_on_err() {
 
     // A unique violation inside a transaction becomes a 409 naming the column.
     let duplicate: Result<(), ApiError> = db
-        .transaction(|conn| {
-            Box::pin(async move {
-                diesel::sql_query("INSERT INTO notes (id, slug) VALUES (9, 'slug-1')")
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
+        .transaction(async move |conn| {
+            diesel::sql_query("INSERT INTO notes (id, slug) VALUES (9, 'slug-1')")
+                .execute(conn)
+                .await?;
+            Ok(())
         })
         .await;
     let err = duplicate.unwrap_err();

@@ -139,11 +139,9 @@ impl Fixture {
     async fn enqueue(&self, text: &str) {
         let note = Note::new(text);
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    enqueue(conn, &note).await?;
-                    Ok::<_, keel_core::ApiError>(())
-                })
+            .transaction(async move |conn| {
+                enqueue(conn, &note).await?;
+                Ok::<_, keel_core::ApiError>(())
             })
             .await
             .unwrap();
@@ -259,11 +257,9 @@ async fn a_committed_task_is_published_run_once_and_acked() {
 async fn a_rolled_back_transaction_enqueues_nothing() {
     let f = Fixture::new().await;
     let failed =
-        f.db.transaction(|conn| {
-            Box::pin(async move {
-                enqueue(conn, &Note::new("never")).await?;
-                Err::<(), _>(keel_core::ApiError::internal("the business change failed"))
-            })
+        f.db.transaction(async move |conn| {
+            enqueue(conn, &Note::new("never")).await?;
+            Err::<(), _>(keel_core::ApiError::internal("the business change failed"))
         })
         .await;
     assert!(failed.is_err());
@@ -548,13 +544,11 @@ async fn two_schedulers_enqueue_each_tick_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_relays_share_the_outbox_without_publishing_a_row_twice() {
     let f = Fixture::new().await;
-    f.db.transaction(|conn| {
-        Box::pin(async move {
-            for i in 0..300 {
-                enqueue(conn, &Note::new(&format!("n{i}"))).await?;
-            }
-            Ok::<_, keel_core::ApiError>(())
-        })
+    f.db.transaction(async move |conn| {
+        for i in 0..300 {
+            enqueue(conn, &Note::new(&format!("n{i}"))).await?;
+        }
+        Ok::<_, keel_core::ApiError>(())
     })
     .await
     .unwrap();
@@ -676,18 +670,16 @@ impl Task for Once {
 
     async fn run(self, ctx: TaskContext<Db>) -> Result<(), TaskError> {
         let db = ctx.services.clone();
-        db.transaction(|conn| {
-            Box::pin(async move {
-                if ctx.claim(conn).await? {
-                    diesel::sql_query(
-                        "INSERT INTO task_runs (task_id, attempt, text) VALUES ($1, 1, 'once')",
-                    )
-                    .bind::<diesel::sql_types::Uuid, _>(ctx.task_id())
-                    .execute(conn)
-                    .await?;
-                }
-                Ok::<_, keel_core::ApiError>(())
-            })
+        db.transaction(async move |conn| {
+            if ctx.claim(conn).await? {
+                diesel::sql_query(
+                    "INSERT INTO task_runs (task_id, attempt, text) VALUES ($1, 1, 'once')",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(ctx.task_id())
+                .execute(conn)
+                .await?;
+            }
+            Ok::<_, keel_core::ApiError>(())
         })
         .await
         .map_err(TaskError::retry)

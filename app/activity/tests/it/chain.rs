@@ -64,11 +64,9 @@ async fn many_concurrent_writers_still_give_one_intact_chain() {
                     "session",
                     format!("w{w} e{i}"),
                 );
-                db.transaction(|conn| {
-                    Box::pin(async move {
-                        record(conn, entry).await?;
-                        Ok::<_, keel_core::ApiError>(())
-                    })
+                db.transaction(async move |conn| {
+                    record(conn, entry).await?;
+                    Ok::<_, keel_core::ApiError>(())
                 })
                 .await
                 .unwrap();
@@ -151,109 +149,82 @@ async fn sealed_trail(entries: usize) -> Trail {
     trail
 }
 
-fn assert_broken_at(verdict: Verdict, at: i64, why: &str) {
+fn assert_broken_at(verdict: Verdict, at: i64, why: &str, case: &str) {
     match verdict {
         Verdict::Broken {
             position, reason, ..
         } => {
-            assert_eq!(position, at, "{reason}");
-            assert!(reason.contains(why), "{reason}");
+            assert_eq!(position, at, "{case}: {reason}");
+            assert!(reason.contains(why), "{case}: {reason}");
         }
-        intact => panic!("tampering went unnoticed: {intact:?}"),
+        intact => panic!("{case} went unnoticed: {intact:?}"),
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn verify_reports_an_altered_entry() {
-    let trail = sealed_trail(5).await;
-    tamper(
-        &trail,
+/// Every kind of tampering `verify` must name, each on a freshly sealed trail: how many
+/// entries, what a superuser changes, and where and why the chain then breaks.
+const TAMPERING: &[(&str, usize, &str, i64, &str)] = &[
+    (
+        "an altered summary",
+        5,
         "UPDATE activity_entries SET summary = 'nothing to see' WHERE summary = 'entry 3'",
-    )
-    .await;
-    assert_broken_at(
-        trail.service.verify().await.unwrap(),
         3,
         "changed after sealing",
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn verify_reports_altered_metadata_and_actor() {
-    let trail = sealed_trail(3).await;
-    tamper(
-        &trail,
+    ),
+    (
+        "altered metadata",
+        3,
         "UPDATE activity_entries SET metadata = '{\"x\": 1}' WHERE summary = 'entry 2'",
-    )
-    .await;
-    assert_broken_at(
-        trail.service.verify().await.unwrap(),
         2,
         "changed after sealing",
-    );
-
-    let trail = sealed_trail(3).await;
-    tamper(
-        &trail,
+    ),
+    (
+        "an altered actor",
+        3,
         "UPDATE activity_entries SET actor_email = 'someone@else' WHERE summary = 'entry 1'",
-    )
-    .await;
-    assert_broken_at(
-        trail.service.verify().await.unwrap(),
         1,
         "changed after sealing",
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn verify_reports_a_removed_entry_and_a_removed_seal() {
-    let trail = sealed_trail(4).await;
-    tamper(
-        &trail,
+    ),
+    (
+        "a removed entry",
+        4,
         "ALTER TABLE activity_seals DROP CONSTRAINT activity_seals_entry_id_fkey; \
          DELETE FROM activity_entries WHERE summary = 'entry 2'",
-    )
-    .await;
-    assert_broken_at(trail.service.verify().await.unwrap(), 2, "missing");
-
-    let trail = sealed_trail(4).await;
-    tamper(&trail, "DELETE FROM activity_seals WHERE position = 3").await;
-    assert_broken_at(
-        trail.service.verify().await.unwrap(),
+        2,
+        "missing",
+    ),
+    (
+        "a removed seal",
+        4,
+        "DELETE FROM activity_seals WHERE position = 3",
         3,
         "seal 3 is missing",
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn verify_reports_a_rewritten_seal() {
-    let trail = sealed_trail(3).await;
-    tamper(
-        &trail,
+    ),
+    (
+        "a rewritten seal",
+        3,
         "UPDATE activity_seals SET hash = sha256('forged') WHERE position = 2",
-    )
-    .await;
-    assert_broken_at(
-        trail.service.verify().await.unwrap(),
         2,
         "changed after sealing",
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn verify_reports_an_entry_slipped_into_sealed_history() {
-    let trail = sealed_trail(3).await;
-    tamper(
-        &trail,
+    ),
+    (
+        "an entry slipped into sealed history",
+        3,
         "INSERT INTO activity_entries (tx_id, action, entity_type, summary) \
          VALUES (1, 'user.created', 'user', 'backdated')",
-    )
-    .await;
-    assert_broken_at(
-        trail.service.verify().await.unwrap(),
         3,
         "unsealed entry sits inside",
-    );
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reports_every_kind_of_tampering() {
+    for &(case, entries, sql, position, why) in TAMPERING {
+        let trail = sealed_trail(entries).await;
+        tamper(&trail, sql).await;
+        let verdict = trail.service.verify().await.unwrap();
+        assert_broken_at(verdict, position, why, case);
+    }
 }
 
 /// A database owner can rewrite an entry and recompute every seal after it (the hashes
@@ -290,6 +261,7 @@ async fn a_kept_head_catches_a_rewrite_with_recomputed_seals_and_a_cut_tail() {
         trail.service.verify_since(&kept).await.unwrap(),
         4,
         "no longer on the chain",
+        "a rewrite with recomputed seals",
     );
 
     // A tail cut off, seals and all, leaves a chain that verifies but ends too early.
@@ -311,6 +283,7 @@ async fn a_kept_head_catches_a_rewrite_with_recomputed_seals_and_a_cut_tail() {
         trail.service.verify_since(&kept).await.unwrap(),
         4,
         "before the kept head",
+        "a cut-off tail",
     );
     for bad in [
         "4",

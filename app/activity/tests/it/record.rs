@@ -42,15 +42,13 @@ async fn an_entry_rolls_back_with_the_change_it_describes() {
     let trail = Trail::new().await;
     let result = trail
         .db
-        .transaction(|conn| {
-            Box::pin(async move {
-                record(
-                    conn,
-                    Entry::new(Action::new("user.created"), "user", "never happened"),
-                )
-                .await?;
-                Err::<(), _>(ApiError::StateConflict("the business rule said no".into()))
-            })
+        .transaction(async move |conn| {
+            record(
+                conn,
+                Entry::new(Action::new("user.created"), "user", "never happened"),
+            )
+            .await?;
+            Err::<(), _>(ApiError::StateConflict("the business rule said no".into()))
         })
         .await;
     assert!(result.is_err());
@@ -78,11 +76,9 @@ async fn the_request_context_is_captured_and_secrets_are_redacted() {
         .metadata(json!({"changed": ["password"], "password": "hunter2", "token": "t"}));
     context
         .scope(async move {
-            db.transaction(|conn| {
-                Box::pin(async move {
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(())
-                })
+            db.transaction(async move |conn| {
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(())
             })
             .await
         })

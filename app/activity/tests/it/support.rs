@@ -35,11 +35,9 @@ impl Trail {
     pub async fn record(&self, summary: &str) {
         let entry = Entry::new(Action::new("user.updated"), "user", summary);
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(())
-                })
+            .transaction(async move |conn| {
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(())
             })
             .await
             .unwrap();

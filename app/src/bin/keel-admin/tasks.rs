@@ -65,13 +65,11 @@ async fn ping(count: u32, hold_ms: u64) -> Result<(), BoxError> {
     let (root, server) = open(Signed::AsRuntime).await?;
     root.context
         .db
-        .transaction(|conn| {
-            Box::pin(async move {
-                for _ in 0..count {
-                    tasks::enqueue(conn, &Ping { hold_ms }).await?;
-                }
-                Ok::<_, ApiError>(())
-            })
+        .transaction(async move |conn| {
+            for _ in 0..count {
+                tasks::enqueue(conn, &Ping { hold_ms }).await?;
+            }
+            Ok::<_, ApiError>(())
         })
         .await
         .map_err(|e| describe(&e))?;

@@ -41,12 +41,10 @@ impl UserService {
         .metadata(json!({"changed": changes.full_name.as_ref().map(|_| "full_name")}));
         let user = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let user = users::UserCrud::update(conn, id, &changes).await?;
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(user)
-                })
+            .transaction(async move |conn| {
+                let user = users::UserCrud::update(conn, id, &changes).await?;
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(user)
             })
             .await?;
         self.authenticator.user_changed(caller.user_id).await;
@@ -76,34 +74,28 @@ impl UserService {
         let (user, keep) = (caller.user_id, caller.session_id);
         let actor = Actor::from(caller);
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    // Refuse if another change landed since we verified.
-                    if users::lock(conn, user).await?.password_hash != stored {
-                        return Err(ApiError::StateConflict(
-                            "The password was changed concurrently; try again.".to_owned(),
-                        ));
-                    }
-                    let changes = UserChanges {
-                        password_hash: Some(hash),
-                        ..UserChanges::default()
-                    };
-                    users::UserCrud::update(conn, user, &changes).await?;
-                    let ended = sessions::revoke_user(
-                        conn,
-                        user,
-                        RevokeReason::PasswordChanged,
-                        Some(keep),
-                    )
-                    .await?;
-                    let summary = format!("{} changed their password", actor.email);
-                    let entry = Entry::new(actions::PASSWORD_CHANGED, "user", summary)
-                        .actor(actor)
-                        .entity(user)
-                        .metadata(json!({"other_sessions_ended": ended.len()}));
-                    record(conn, entry).await?;
-                    Ok(())
-                })
+            .transaction(async move |conn| {
+                // Refuse if another change landed since we verified.
+                if users::lock(conn, user).await?.password_hash != stored {
+                    return Err(ApiError::StateConflict(
+                        "The password was changed concurrently; try again.".to_owned(),
+                    ));
+                }
+                let changes = UserChanges {
+                    password_hash: Some(hash),
+                    ..UserChanges::default()
+                };
+                users::UserCrud::update(conn, user, &changes).await?;
+                let ended =
+                    sessions::revoke_user(conn, user, RevokeReason::PasswordChanged, Some(keep))
+                        .await?;
+                let summary = format!("{} changed their password", actor.email);
+                let entry = Entry::new(actions::PASSWORD_CHANGED, "user", summary)
+                    .actor(actor)
+                    .entity(user)
+                    .metadata(json!({"other_sessions_ended": ended.len()}));
+                record(conn, entry).await?;
+                Ok(())
             })
             .await?;
         self.authenticator.user_changed(user).await;
@@ -124,20 +116,18 @@ impl UserService {
     ) -> Result<(), ApiError> {
         let actor = Actor::from(caller);
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    users::lock(conn, actor.id).await?;
-                    if !sessions::is_active(conn, session, actor.id).await? {
-                        return Err(ApiError::NotFound);
-                    }
-                    sessions::revoke_family(conn, session, RevokeReason::RevokedByUser).await?;
-                    let summary = format!("{} ended one of their sessions", actor.email);
-                    let entry = Entry::new(actions::SESSION_REVOKED, "session", summary)
-                        .actor(actor)
-                        .entity(session);
-                    record(conn, entry).await?;
-                    Ok(())
-                })
+            .transaction(async move |conn| {
+                users::lock(conn, actor.id).await?;
+                if !sessions::is_active(conn, session, actor.id).await? {
+                    return Err(ApiError::NotFound);
+                }
+                sessions::revoke_family(conn, session, RevokeReason::RevokedByUser).await?;
+                let summary = format!("{} ended one of their sessions", actor.email);
+                let entry = Entry::new(actions::SESSION_REVOKED, "session", summary)
+                    .actor(actor)
+                    .entity(session);
+                record(conn, entry).await?;
+                Ok(())
             })
             .await?;
         self.authenticator.session_changed(session).await;

@@ -107,36 +107,34 @@ impl UserService {
         let password_hash = self.passwords.hash(account.password).await?;
         let actor = actor.cloned();
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let roles = roles_by_name(conn, &role_names).await?;
-                    if let Some(actor) = &actor {
-                        check_can_grant(conn, actor, &roles).await?;
-                    }
-                    let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
-                    let user = insert_account(conn, email, password_hash, full_name, &ids).await?;
-                    let out = account_of(conn, user).await?;
-                    let by = match &actor {
-                        Some(a) => a.email.as_str(),
-                        None => "keel-admin",
-                    };
-                    let mut entry = Entry::new(
-                        actions::USER_CREATED,
-                        "user",
-                        format!(
-                            "{by} created {} with roles {}",
-                            out.user.email,
-                            out.roles.join(", ")
-                        ),
-                    )
-                    .entity(out.user.id)
-                    .metadata(json!({"roles": out.roles}));
-                    if let Some(actor) = &actor {
-                        entry = entry.actor(actor);
-                    }
-                    record(conn, entry).await?;
-                    Ok(out)
-                })
+            .transaction(async move |conn| {
+                let roles = roles_by_name(conn, &role_names).await?;
+                if let Some(actor) = &actor {
+                    check_can_grant(conn, actor, &roles).await?;
+                }
+                let ids: Vec<Uuid> = roles.iter().map(|r| r.id).collect();
+                let user = insert_account(conn, email, password_hash, full_name, &ids).await?;
+                let out = account_of(conn, user).await?;
+                let by = match &actor {
+                    Some(a) => a.email.as_str(),
+                    None => "keel-admin",
+                };
+                let mut entry = Entry::new(
+                    actions::USER_CREATED,
+                    "user",
+                    format!(
+                        "{by} created {} with roles {}",
+                        out.user.email,
+                        out.roles.join(", ")
+                    ),
+                )
+                .entity(out.user.id)
+                .metadata(json!({"roles": out.roles}));
+                if let Some(actor) = &actor {
+                    entry = entry.actor(actor);
+                }
+                record(conn, entry).await?;
+                Ok(out)
             })
             .await
     }
@@ -368,7 +366,7 @@ impl UserService {
         let snapshot = audited.clone();
         let outcome = self
             .db
-            .transaction(move |conn| change(conn, principal, snapshot))
+            .transaction(async move |conn| change(conn, principal, snapshot).await)
             .await
             .map_err(|err| (err, attempted));
         let out = self.refusal_audited(&audited, target, outcome).await?;
@@ -565,35 +563,33 @@ impl UserService {
         let id = user.id;
         let outcome = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let user = crate::crud::users::lock(conn, id).await?;
-                    let superuser = roles_by_name(conn, &[SUPERUSER_ROLE.to_owned()]).await?;
-                    let held = access::roles_of(conn, id).await?;
-                    let was = user.is_active && held.iter().any(|r| r.name == SUPERUSER_ROLE);
-                    let ids: Vec<Uuid> = superuser.iter().map(|r| r.id).collect();
-                    access::grant_roles(conn, id, &ids).await?;
-                    let user = if user.is_active {
-                        user
-                    } else {
-                        let changes = UserChanges {
-                            is_active: Some(true),
-                            ..UserChanges::default()
-                        };
-                        UserCrud::update(conn, id, &changes).await?
+            .transaction(async move |conn| {
+                let user = crate::crud::users::lock(conn, id).await?;
+                let superuser = roles_by_name(conn, &[SUPERUSER_ROLE.to_owned()]).await?;
+                let held = access::roles_of(conn, id).await?;
+                let was = user.is_active && held.iter().any(|r| r.name == SUPERUSER_ROLE);
+                let ids: Vec<Uuid> = superuser.iter().map(|r| r.id).collect();
+                access::grant_roles(conn, id, &ids).await?;
+                let user = if user.is_active {
+                    user
+                } else {
+                    let changes = UserChanges {
+                        is_active: Some(true),
+                        ..UserChanges::default()
                     };
-                    let out = account_of(conn, user).await?;
-                    if !was {
-                        let summary = format!("keel-admin made {} a superuser", out.user.email);
-                        let entry =
-                            Entry::new(actions::USER_PROMOTED, "user", summary).entity(out.user.id);
-                        record(conn, entry).await?;
-                    }
-                    Ok::<_, ApiError>(if was {
-                        AdminOutcome::AlreadySuperuser(out)
-                    } else {
-                        AdminOutcome::Promoted(out)
-                    })
+                    UserCrud::update(conn, id, &changes).await?
+                };
+                let out = account_of(conn, user).await?;
+                if !was {
+                    let summary = format!("keel-admin made {} a superuser", out.user.email);
+                    let entry =
+                        Entry::new(actions::USER_PROMOTED, "user", summary).entity(out.user.id);
+                    record(conn, entry).await?;
+                }
+                Ok::<_, ApiError>(if was {
+                    AdminOutcome::AlreadySuperuser(out)
+                } else {
+                    AdminOutcome::Promoted(out)
                 })
             })
             .await?;

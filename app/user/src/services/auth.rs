@@ -69,33 +69,31 @@ impl UserService {
         let password_hash = self.passwords.hash(password).await?;
         let created = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    if users::find_by_email(conn, email.as_str()).await?.is_some() {
-                        return Ok::<_, ApiError>(None);
-                    }
-                    let role = access::find_role_by_name(conn, USER_ROLE)
-                        .await?
-                        .ok_or_else(|| {
-                            ApiError::internal("the `user` role is missing: run keel-admin seed")
-                        })?;
-                    let user =
-                        insert_account(conn, email, password_hash, full_name, &[role.id]).await?;
-                    let entry = Entry::new(
-                        actions::USER_REGISTERED,
-                        "user",
-                        format!("{} registered", user.email),
-                    )
-                    .actor(Actor {
-                        id: user.id,
-                        email: user.email.clone(),
-                    })
-                    .entity(user.id);
-                    record(conn, entry).await?;
-                    let welcome = SendWelcomeEmail { user_id: user.id };
-                    keel_core::tasks::enqueue(conn, &welcome).await?;
-                    Ok(Some(user.id))
+            .transaction(async move |conn| {
+                if users::find_by_email(conn, email.as_str()).await?.is_some() {
+                    return Ok::<_, ApiError>(None);
+                }
+                let role = access::find_role_by_name(conn, USER_ROLE)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::internal("the `user` role is missing: run keel-admin seed")
+                    })?;
+                let user =
+                    insert_account(conn, email, password_hash, full_name, &[role.id]).await?;
+                let entry = Entry::new(
+                    actions::USER_REGISTERED,
+                    "user",
+                    format!("{} registered", user.email),
+                )
+                .actor(Actor {
+                    id: user.id,
+                    email: user.email.clone(),
                 })
+                .entity(user.id);
+                record(conn, entry).await?;
+                let welcome = SendWelcomeEmail { user_id: user.id };
+                keel_core::tasks::enqueue(conn, &welcome).await?;
+                Ok(Some(user.id))
             })
             .await;
         match created {
@@ -217,36 +215,34 @@ impl UserService {
         let ttl = self.rules.refresh_ttl;
         let family = Uuid::now_v7();
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let current = users::lock(conn, user_id).await?;
-                    if current.password_hash != verified {
-                        return Ok(SignIn::HashChanged(current.password_hash));
-                    }
-                    if !current.is_active {
-                        return Err(UserError::Deactivated.into());
-                    }
-                    let changes = UserChanges {
-                        password_hash: rehash,
-                        last_login_at: Some(Utc::now()),
-                        ..UserChanges::default()
-                    };
-                    let user = users::UserCrud::update(conn, user_id, &changes).await?;
-                    let (_, refresh) =
-                        open_session(conn, user_id, family, Utc::now(), ttl, device).await?;
-                    let entry = Entry::new(
-                        actions::LOGIN_SUCCEEDED,
-                        "session",
-                        format!("{} signed in", user.email),
-                    )
-                    .actor(Actor {
-                        id: user.id,
-                        email: user.email,
-                    })
-                    .entity(family);
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(SignIn::Opened { family, refresh })
+            .transaction(async move |conn| {
+                let current = users::lock(conn, user_id).await?;
+                if current.password_hash != verified {
+                    return Ok(SignIn::HashChanged(current.password_hash));
+                }
+                if !current.is_active {
+                    return Err(UserError::Deactivated.into());
+                }
+                let changes = UserChanges {
+                    password_hash: rehash,
+                    last_login_at: Some(Utc::now()),
+                    ..UserChanges::default()
+                };
+                let user = users::UserCrud::update(conn, user_id, &changes).await?;
+                let (_, refresh) =
+                    open_session(conn, user_id, family, Utc::now(), ttl, device).await?;
+                let entry = Entry::new(
+                    actions::LOGIN_SUCCEEDED,
+                    "session",
+                    format!("{} signed in", user.email),
+                )
+                .actor(Actor {
+                    id: user.id,
+                    email: user.email,
                 })
+                .entity(family);
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(SignIn::Opened { family, refresh })
             })
             .await
     }
@@ -258,56 +254,54 @@ impl UserService {
         let ttl = self.rules.refresh_ttl;
         let outcome = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    // Account lock first, then the token's row (see crud::users::lock).
-                    let Some(owner) = sessions::owner_of_hash(conn, &hash).await? else {
-                        return Ok::<_, ApiError>(Rotation::Refused);
-                    };
-                    let Some(user) = users::lock(conn, owner).await.optional()? else {
-                        return Ok(Rotation::Refused);
-                    };
-                    let Some(row) = sessions::lock_by_hash(conn, &hash).await? else {
-                        return Ok(Rotation::Refused);
-                    };
-                    if row.revoke_reason.as_deref() == Some(RevokeReason::Rotated.as_str()) {
-                        sessions::revoke_family(conn, row.family_id, RevokeReason::ReuseDetected)
-                            .await?;
-                        let actor = actor_of(conn, row.user_id).await?;
-                        let summary = format!(
-                            "a used refresh token of {} was presented again: session ended",
-                            actor.email
-                        );
-                        let entry = Entry::new(actions::REFRESH_REUSED, "session", summary)
-                            .actor(actor)
-                            .entity(row.family_id);
-                        record(conn, entry).await?;
-                        return Ok(Rotation::ReuseDetected {
-                            family: row.family_id,
-                        });
-                    }
-                    let now = Utc::now();
-                    if row.revoked_at.is_some() || row.expires_at <= now {
-                        return Ok(Rotation::Refused);
-                    }
-                    if !user.is_active {
-                        return Ok(Rotation::Refused);
-                    }
-                    let (successor, refresh) = open_session(
-                        conn,
-                        row.user_id,
-                        row.family_id,
-                        row.started_at,
-                        ttl,
-                        device,
-                    )
-                    .await?;
-                    sessions::mark_rotated(conn, row.id, successor, now).await?;
-                    Ok(Rotation::Rotated {
-                        user: row.user_id,
+            .transaction(async move |conn| {
+                // Account lock first, then the token's row (see crud::users::lock).
+                let Some(owner) = sessions::owner_of_hash(conn, &hash).await? else {
+                    return Ok::<_, ApiError>(Rotation::Refused);
+                };
+                let Some(user) = users::lock(conn, owner).await.optional()? else {
+                    return Ok(Rotation::Refused);
+                };
+                let Some(row) = sessions::lock_by_hash(conn, &hash).await? else {
+                    return Ok(Rotation::Refused);
+                };
+                if row.revoke_reason.as_deref() == Some(RevokeReason::Rotated.as_str()) {
+                    sessions::revoke_family(conn, row.family_id, RevokeReason::ReuseDetected)
+                        .await?;
+                    let actor = actor_of(conn, row.user_id).await?;
+                    let summary = format!(
+                        "a used refresh token of {} was presented again: session ended",
+                        actor.email
+                    );
+                    let entry = Entry::new(actions::REFRESH_REUSED, "session", summary)
+                        .actor(actor)
+                        .entity(row.family_id);
+                    record(conn, entry).await?;
+                    return Ok(Rotation::ReuseDetected {
                         family: row.family_id,
-                        refresh,
-                    })
+                    });
+                }
+                let now = Utc::now();
+                if row.revoked_at.is_some() || row.expires_at <= now {
+                    return Ok(Rotation::Refused);
+                }
+                if !user.is_active {
+                    return Ok(Rotation::Refused);
+                }
+                let (successor, refresh) = open_session(
+                    conn,
+                    row.user_id,
+                    row.family_id,
+                    row.started_at,
+                    ttl,
+                    device,
+                )
+                .await?;
+                sessions::mark_rotated(conn, row.id, successor, now).await?;
+                Ok(Rotation::Rotated {
+                    user: row.user_id,
+                    family: row.family_id,
+                    refresh,
                 })
             })
             .await?;
@@ -337,42 +331,40 @@ impl UserService {
         let caller = caller.map(|c| (c.session_id, c.user_id));
         let family = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let (family, user) = match (hash, caller) {
-                        (Some(hash), _) => {
-                            let owner = sessions::owner_of_hash(conn, &hash)
-                                .await?
-                                .ok_or(UserError::InvalidRefreshToken)?;
-                            if caller.is_some_and(|(_, user)| user != owner) {
-                                return Err(UserError::InvalidRefreshToken.into());
-                            }
-                            users::lock(conn, owner).await?;
-                            let row = sessions::lock_by_hash(conn, &hash)
-                                .await?
-                                .ok_or(UserError::InvalidRefreshToken)?;
-                            (row.family_id, row.user_id)
+            .transaction(async move |conn| {
+                let (family, user) = match (hash, caller) {
+                    (Some(hash), _) => {
+                        let owner = sessions::owner_of_hash(conn, &hash)
+                            .await?
+                            .ok_or(UserError::InvalidRefreshToken)?;
+                        if caller.is_some_and(|(_, user)| user != owner) {
+                            return Err(UserError::InvalidRefreshToken.into());
                         }
-                        (None, Some((family, user))) => {
-                            users::lock(conn, user).await?;
-                            (family, user)
-                        }
-                        (None, None) => {
-                            return Err(ApiError::Unauthorized(
-                                "Send the refresh token in the body or a bearer access token."
-                                    .to_owned(),
-                            ));
-                        }
-                    };
-                    sessions::revoke_family(conn, family, RevokeReason::Logout).await?;
-                    let actor = actor_of(conn, user).await?;
-                    let summary = format!("{} signed out", actor.email);
-                    let entry = Entry::new(actions::LOGOUT, "session", summary)
-                        .actor(actor)
-                        .entity(family);
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(family)
-                })
+                        users::lock(conn, owner).await?;
+                        let row = sessions::lock_by_hash(conn, &hash)
+                            .await?
+                            .ok_or(UserError::InvalidRefreshToken)?;
+                        (row.family_id, row.user_id)
+                    }
+                    (None, Some((family, user))) => {
+                        users::lock(conn, user).await?;
+                        (family, user)
+                    }
+                    (None, None) => {
+                        return Err(ApiError::Unauthorized(
+                            "Send the refresh token in the body or a bearer access token."
+                                .to_owned(),
+                        ));
+                    }
+                };
+                sessions::revoke_family(conn, family, RevokeReason::Logout).await?;
+                let actor = actor_of(conn, user).await?;
+                let summary = format!("{} signed out", actor.email);
+                let entry = Entry::new(actions::LOGOUT, "session", summary)
+                    .actor(actor)
+                    .entity(family);
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(family)
             })
             .await?;
         self.authenticator.session_changed(family).await;
@@ -384,19 +376,17 @@ impl UserService {
         let actor = Actor::from(caller);
         let user = caller.user_id;
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    users::lock(conn, user).await?;
-                    let ended =
-                        sessions::revoke_user(conn, user, RevokeReason::LogoutAll, None).await?;
-                    let summary = format!("{} signed out everywhere", actor.email);
-                    let entry = Entry::new(actions::LOGOUT_ALL, "user", summary)
-                        .actor(actor)
-                        .entity(user)
-                        .metadata(json!({"sessions_ended": ended.len()}));
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(())
-                })
+            .transaction(async move |conn| {
+                users::lock(conn, user).await?;
+                let ended =
+                    sessions::revoke_user(conn, user, RevokeReason::LogoutAll, None).await?;
+                let summary = format!("{} signed out everywhere", actor.email);
+                let entry = Entry::new(actions::LOGOUT_ALL, "user", summary)
+                    .actor(actor)
+                    .entity(user)
+                    .metadata(json!({"sessions_ended": ended.len()}));
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(())
             })
             .await?;
         self.authenticator.user_changed(caller.user_id).await;

@@ -127,17 +127,15 @@ impl UserService {
         let new_key = key.as_str().to_owned();
         let replaced = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let before = users::lock(conn, id).await?;
-                    let changes = UserChanges {
-                        avatar_key: Some(Some(new_key)),
-                        ..UserChanges::default()
-                    };
-                    UserCrud::update(conn, id, &changes).await?;
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(before.avatar_key)
-                })
+            .transaction(async move |conn| {
+                let before = users::lock(conn, id).await?;
+                let changes = UserChanges {
+                    avatar_key: Some(Some(new_key)),
+                    ..UserChanges::default()
+                };
+                UserCrud::update(conn, id, &changes).await?;
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(before.avatar_key)
             })
             .await;
         let replaced = match replaced {
@@ -169,19 +167,17 @@ impl UserService {
         .entity(id);
         let removed = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let before = users::lock(conn, id).await?;
-                    if before.avatar_key.is_some() {
-                        let changes = UserChanges {
-                            avatar_key: Some(None),
-                            ..UserChanges::default()
-                        };
-                        UserCrud::update(conn, id, &changes).await?;
-                        record(conn, entry).await?;
-                    }
-                    Ok::<_, ApiError>(before.avatar_key)
-                })
+            .transaction(async move |conn| {
+                let before = users::lock(conn, id).await?;
+                if before.avatar_key.is_some() {
+                    let changes = UserChanges {
+                        avatar_key: Some(None),
+                        ..UserChanges::default()
+                    };
+                    UserCrud::update(conn, id, &changes).await?;
+                    record(conn, entry).await?;
+                }
+                Ok::<_, ApiError>(before.avatar_key)
             })
             .await?;
         if let Some(old) = removed {

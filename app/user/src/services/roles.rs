@@ -58,29 +58,27 @@ impl UserService {
         let permissions = dedup(permissions);
         let actor = actor.clone();
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    ensure_exist(conn, &permissions).await?;
-                    ensure_holds(&actor, &permissions)?;
-                    let role = RoleCrud::create(
-                        conn,
-                        &NewRole {
-                            id: Uuid::now_v7(),
-                            name,
-                            description,
-                            is_system: false,
-                        },
-                    )
-                    .await?;
-                    access::set_role_permissions(conn, role.id, &permissions).await?;
-                    let summary = format!("{} created the role {}", actor.email, role.name);
-                    let entry = Entry::new(actions::ROLE_CREATED, "role", summary)
-                        .actor(&actor)
-                        .entity(role.id)
-                        .metadata(json!({"name": role.name, "permissions": permissions}));
-                    record(conn, entry).await?;
-                    grants_of(conn, role).await
-                })
+            .transaction(async move |conn| {
+                ensure_exist(conn, &permissions).await?;
+                ensure_holds(&actor, &permissions)?;
+                let role = RoleCrud::create(
+                    conn,
+                    &NewRole {
+                        id: Uuid::now_v7(),
+                        name,
+                        description,
+                        is_system: false,
+                    },
+                )
+                .await?;
+                access::set_role_permissions(conn, role.id, &permissions).await?;
+                let summary = format!("{} created the role {}", actor.email, role.name);
+                let entry = Entry::new(actions::ROLE_CREATED, "role", summary)
+                    .actor(&actor)
+                    .entity(role.id)
+                    .metadata(json!({"name": role.name, "permissions": permissions}));
+                record(conn, entry).await?;
+                grants_of(conn, role).await
             })
             .await
     }
@@ -101,24 +99,22 @@ impl UserService {
         let actor = Actor::from(actor);
         let out = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let role = access::lock_role(conn, id).await?;
-                    if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
-                        return Err(UserError::SystemRole.into());
-                    }
-                    ensure_outranks_role(conn, &principal, &role).await?;
-                    let before = role.name;
-                    let changes = RoleChanges { name, description };
-                    let role = RoleCrud::update(conn, id, &changes).await?;
-                    let summary = format!("{} edited the role {}", actor.email, role.name);
-                    let entry = Entry::new(actions::ROLE_UPDATED, "role", summary)
-                        .actor(actor)
-                        .entity(id)
-                        .metadata(json!({"name_before": before, "name": role.name}));
-                    record(conn, entry).await?;
-                    grants_of(conn, role).await
-                })
+            .transaction(async move |conn| {
+                let role = access::lock_role(conn, id).await?;
+                if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
+                    return Err(UserError::SystemRole.into());
+                }
+                ensure_outranks_role(conn, &principal, &role).await?;
+                let before = role.name;
+                let changes = RoleChanges { name, description };
+                let role = RoleCrud::update(conn, id, &changes).await?;
+                let summary = format!("{} edited the role {}", actor.email, role.name);
+                let entry = Entry::new(actions::ROLE_UPDATED, "role", summary)
+                    .actor(actor)
+                    .entity(id)
+                    .metadata(json!({"name_before": before, "name": role.name}));
+                record(conn, entry).await?;
+                grants_of(conn, role).await
             })
             .await?;
         self.authenticator.everyone_changed().await;
@@ -130,22 +126,20 @@ impl UserService {
         let principal = actor.clone();
         let actor = Actor::from(actor);
         self.db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    let role = access::lock_role(conn, id).await?;
-                    if role.is_system {
-                        return Err(UserError::SystemRole.into());
-                    }
-                    ensure_outranks_role(conn, &principal, &role).await?;
-                    RoleCrud::delete(conn, id).await?;
-                    let summary = format!("{} deleted the role {}", actor.email, role.name);
-                    let entry = Entry::new(actions::ROLE_DELETED, "role", summary)
-                        .actor(actor)
-                        .entity(id)
-                        .metadata(json!({"name": role.name}));
-                    record(conn, entry).await?;
-                    Ok::<_, ApiError>(())
-                })
+            .transaction(async move |conn| {
+                let role = access::lock_role(conn, id).await?;
+                if role.is_system {
+                    return Err(UserError::SystemRole.into());
+                }
+                ensure_outranks_role(conn, &principal, &role).await?;
+                RoleCrud::delete(conn, id).await?;
+                let summary = format!("{} deleted the role {}", actor.email, role.name);
+                let entry = Entry::new(actions::ROLE_DELETED, "role", summary)
+                    .actor(actor)
+                    .entity(id)
+                    .metadata(json!({"name": role.name}));
+                record(conn, entry).await?;
+                Ok::<_, ApiError>(())
             })
             .await?;
         self.authenticator.everyone_changed().await;
@@ -164,35 +158,33 @@ impl UserService {
         let actor = actor.clone();
         let out = self
             .db
-            .transaction(|conn| {
-                Box::pin(async move {
-                    // Locked: holders being judged by this role's grants (delegation)
-                    // finish first, and two edits can't interleave.
-                    let role = access::lock_role(conn, id).await?;
-                    if role.name == SUPERUSER_ROLE {
-                        return Err(UserError::SystemRole.into());
-                    }
-                    ensure_outranks_role(conn, &actor, &role).await?;
-                    ensure_exist(conn, &permissions).await?;
-                    let current = access::permissions_of_roles(conn, &[id]).await?;
-                    let added: Vec<String> = permissions
-                        .iter()
-                        .filter(|c| !current.contains(c))
-                        .cloned()
-                        .collect();
-                    ensure_holds(&actor, &added)?;
-                    access::set_role_permissions(conn, id, &permissions).await?;
-                    let summary = format!(
-                        "{} set the permissions of the role {}",
-                        actor.email, role.name
-                    );
-                    let entry = Entry::new(actions::ROLE_PERMISSIONS_CHANGED, "role", summary)
-                        .actor(&actor)
-                        .entity(id)
-                        .metadata(json!({"before": current, "after": permissions}));
-                    record(conn, entry).await?;
-                    grants_of(conn, role).await
-                })
+            .transaction(async move |conn| {
+                // Locked: holders being judged by this role's grants (delegation)
+                // finish first, and two edits can't interleave.
+                let role = access::lock_role(conn, id).await?;
+                if role.name == SUPERUSER_ROLE {
+                    return Err(UserError::SystemRole.into());
+                }
+                ensure_outranks_role(conn, &actor, &role).await?;
+                ensure_exist(conn, &permissions).await?;
+                let current = access::permissions_of_roles(conn, &[id]).await?;
+                let added: Vec<String> = permissions
+                    .iter()
+                    .filter(|c| !current.contains(c))
+                    .cloned()
+                    .collect();
+                ensure_holds(&actor, &added)?;
+                access::set_role_permissions(conn, id, &permissions).await?;
+                let summary = format!(
+                    "{} set the permissions of the role {}",
+                    actor.email, role.name
+                );
+                let entry = Entry::new(actions::ROLE_PERMISSIONS_CHANGED, "role", summary)
+                    .actor(&actor)
+                    .entity(id)
+                    .metadata(json!({"before": current, "after": permissions}));
+                record(conn, entry).await?;
+                grants_of(conn, role).await
             })
             .await?;
         self.authenticator.everyone_changed().await;

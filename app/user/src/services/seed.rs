@@ -47,52 +47,49 @@ impl SeedReport {
 
 /// Seeds `declared` (`(code, description)` pairs from every feature) in one transaction.
 pub async fn seed(db: &Db, declared: Vec<(String, String)>) -> Result<SeedReport, ApiError> {
-    db.transaction(|conn| {
-        Box::pin(async move {
-            // Replicas starting together seed one after the other.
-            diesel_async::RunQueryDsl::execute(
-                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('keel-seed'))"),
+    db.transaction(async move |conn| {
+        // Replicas starting together seed one after the other.
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('keel-seed'))"),
+            conn,
+        )
+        .await?;
+        let mut report = SeedReport {
+            permissions: access::upsert_permissions(conn, &declared).await?,
+            ..SeedReport::default()
+        };
+        let mut superuser = None;
+        for (name, description) in [
+            (SUPERUSER_ROLE, "Holds every permission."),
+            (USER_ROLE, "Given to every registered account."),
+        ] {
+            let (role, created) = access::ensure_role(
                 conn,
+                &NewRole {
+                    id: Uuid::now_v7(),
+                    name: name.to_owned(),
+                    description: description.to_owned(),
+                    is_system: true,
+                },
             )
             .await?;
-            let mut report = SeedReport {
-                permissions: access::upsert_permissions(conn, &declared).await?,
-                ..SeedReport::default()
-            };
-            let mut superuser = None;
-            for (name, description) in [
-                (SUPERUSER_ROLE, "Holds every permission."),
-                (USER_ROLE, "Given to every registered account."),
-            ] {
-                let (role, created) = access::ensure_role(
-                    conn,
-                    &NewRole {
-                        id: Uuid::now_v7(),
-                        name: name.to_owned(),
-                        description: description.to_owned(),
-                        is_system: true,
-                    },
-                )
-                .await?;
-                report.roles_created += usize::from(created);
-                if name == SUPERUSER_ROLE {
-                    superuser = Some(role.id);
-                }
+            report.roles_created += usize::from(created);
+            if name == SUPERUSER_ROLE {
+                superuser = Some(role.id);
             }
-            let superuser =
-                superuser.ok_or_else(|| ApiError::internal("superuser role not seeded"))?;
-            let all: Vec<String> = access::list_permissions(conn)
-                .await?
-                .into_iter()
-                .map(|p| p.code)
-                .collect();
-            let held = access::permissions_of_roles(conn, &[superuser]).await?;
-            if held != all {
-                access::set_role_permissions(conn, superuser, &all).await?;
-                report.superuser_updated = true;
-            }
-            Ok::<_, ApiError>(report)
-        })
+        }
+        let superuser = superuser.ok_or_else(|| ApiError::internal("superuser role not seeded"))?;
+        let all: Vec<String> = access::list_permissions(conn)
+            .await?
+            .into_iter()
+            .map(|p| p.code)
+            .collect();
+        let held = access::permissions_of_roles(conn, &[superuser]).await?;
+        if held != all {
+            access::set_role_permissions(conn, superuser, &all).await?;
+            report.superuser_updated = true;
+        }
+        Ok::<_, ApiError>(report)
     })
     .await
 }

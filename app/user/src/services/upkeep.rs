@@ -61,10 +61,8 @@ impl UserService {
         loop {
             let deleted = self
                 .db
-                .transaction_untracked(|conn| {
-                    Box::pin(async move {
-                        Ok::<_, ApiError>(sessions::purge_ended(conn, PURGE_BATCH).await?)
-                    })
+                .transaction_untracked(async move |conn| {
+                    Ok::<_, ApiError>(sessions::purge_ended(conn, PURGE_BATCH).await?)
                 })
                 .await?;
             purged += deleted;
