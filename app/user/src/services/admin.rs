@@ -4,12 +4,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
-use futures_util::future::BoxFuture;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
-use keel_core::db::Db;
 use keel_core::db::cached::QueryCache;
+use keel_core::db::{Db, InTransaction};
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
@@ -196,28 +195,24 @@ impl UserService {
             password_hash,
             ..UserChanges::default()
         };
-        self.administer(actor, id, "edit", |conn, principal, actor| {
-            Box::pin(async move {
-                let target = crate::crud::users::lock(conn, id).await?;
-                if principal.user_id == id
-                    && (changes.password_hash.is_some() || changes.email.is_some())
-                {
-                    // A stolen access token must not become the account for good.
-                    return Err(UserError::OwnCredentials.into());
-                }
-                ensure_may_administer(conn, &principal, &target).await?;
-                let user = UserCrud::update(conn, id, &changes).await?;
-                if ends_sessions {
-                    sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
-                }
-                let summary = format!("{} edited {}", actor.email, user.email);
-                let entry = Entry::new(actions::USER_UPDATED, "user", summary)
-                    .actor(actor)
-                    .entity(id)
-                    .metadata(metadata);
-                record(conn, entry).await?;
-                account_of(conn, user).await
-            })
+        self.administer(actor, id, "edit", async move |conn| {
+            let target = crate::crud::users::lock(conn, id).await?;
+            if actor.user_id == id && (changes.password_hash.is_some() || changes.email.is_some()) {
+                // A stolen access token must not become the account for good.
+                return Err(UserError::OwnCredentials.into());
+            }
+            ensure_may_administer(conn, actor, &target).await?;
+            let user = UserCrud::update(conn, id, &changes).await?;
+            if ends_sessions {
+                sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
+            }
+            let summary = format!("{} edited {}", actor.email, user.email);
+            let entry = Entry::new(actions::USER_UPDATED, "user", summary)
+                .actor(actor)
+                .entity(id)
+                .metadata(metadata);
+            record(conn, entry).await?;
+            account_of(conn, user).await
         })
         .await
     }
@@ -225,29 +220,27 @@ impl UserService {
     /// Deactivates an account and ends its sessions. Nobody deactivates themselves or
     /// the last active superuser.
     pub async fn deactivate_user(&self, actor: &Principal, id: Uuid) -> Result<Account, ApiError> {
-        self.administer(actor, id, "deactivate", |conn, principal, actor| {
-            Box::pin(async move {
-                if principal.user_id == id {
-                    return Err(UserError::DeactivateSelf.into());
-                }
-                let user = crate::crud::users::lock(conn, id).await?;
-                ensure_may_administer(conn, &principal, &user).await?;
-                if user.is_active {
-                    ensure_not_last_superuser(conn, id).await?;
-                }
-                let changes = UserChanges {
-                    is_active: Some(false),
-                    ..UserChanges::default()
-                };
-                let user = UserCrud::update(conn, id, &changes).await?;
-                sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
-                let summary = format!("{} deactivated {}", actor.email, user.email);
-                let entry = Entry::new(actions::USER_DEACTIVATED, "user", summary)
-                    .actor(actor)
-                    .entity(id);
-                record(conn, entry).await?;
-                account_of(conn, user).await
-            })
+        self.administer(actor, id, "deactivate", async move |conn| {
+            if actor.user_id == id {
+                return Err(UserError::DeactivateSelf.into());
+            }
+            let user = crate::crud::users::lock(conn, id).await?;
+            ensure_may_administer(conn, actor, &user).await?;
+            if user.is_active {
+                ensure_not_last_superuser(conn, id).await?;
+            }
+            let changes = UserChanges {
+                is_active: Some(false),
+                ..UserChanges::default()
+            };
+            let user = UserCrud::update(conn, id, &changes).await?;
+            sessions::revoke_user(conn, id, RevokeReason::Deactivated, None).await?;
+            let summary = format!("{} deactivated {}", actor.email, user.email);
+            let entry = Entry::new(actions::USER_DEACTIVATED, "user", summary)
+                .actor(actor)
+                .entity(id);
+            record(conn, entry).await?;
+            account_of(conn, user).await
         })
         .await
     }
@@ -257,18 +250,16 @@ impl UserService {
             is_active: Some(true),
             ..UserChanges::default()
         };
-        self.administer(actor, id, "activate", |conn, principal, actor| {
-            Box::pin(async move {
-                let target = crate::crud::users::lock(conn, id).await?;
-                ensure_may_administer(conn, &principal, &target).await?;
-                let user = UserCrud::update(conn, id, &changes).await?;
-                let summary = format!("{} activated {}", actor.email, user.email);
-                let entry = Entry::new(actions::USER_ACTIVATED, "user", summary)
-                    .actor(actor)
-                    .entity(id);
-                record(conn, entry).await?;
-                account_of(conn, user).await
-            })
+        self.administer(actor, id, "activate", async move |conn| {
+            let target = crate::crud::users::lock(conn, id).await?;
+            ensure_may_administer(conn, actor, &target).await?;
+            let user = UserCrud::update(conn, id, &changes).await?;
+            let summary = format!("{} activated {}", actor.email, user.email);
+            let entry = Entry::new(actions::USER_ACTIVATED, "user", summary)
+                .actor(actor)
+                .entity(id);
+            record(conn, entry).await?;
+            account_of(conn, user).await
         })
         .await
     }
@@ -281,70 +272,65 @@ impl UserService {
         id: Uuid,
         names: Vec<String>,
     ) -> Result<Account, ApiError> {
-        self.administer(actor, id, "set_roles", |conn, actor, _| {
-            Box::pin(async move {
-                let user = crate::crud::users::lock(conn, id).await?;
-                ensure_may_administer(conn, &actor, &user).await?;
-                let wanted = roles_by_name(conn, &names).await?;
-                let held = access::roles_of(conn, id).await?;
-                let added: Vec<Role> = wanted
-                    .iter()
-                    .filter(|r| held.iter().all(|h| h.id != r.id))
-                    .cloned()
-                    .collect();
-                check_can_grant(conn, &actor, &added).await?;
-                let drops_superuser = held.iter().any(|r| r.name == SUPERUSER_ROLE)
-                    && wanted.iter().all(|r| r.name != SUPERUSER_ROLE);
-                if drops_superuser && user.is_active {
-                    ensure_not_last_superuser(conn, id).await?;
-                }
-                let ids: Vec<Uuid> = wanted.iter().map(|r| r.id).collect();
-                access::set_user_roles(conn, id, &ids).await?;
-                let out = account_of(conn, user).await?;
-                let before: Vec<&str> = held.iter().map(|r| r.name.as_str()).collect();
-                let entry = Entry::new(
-                    actions::USER_ROLES_CHANGED,
-                    "user",
-                    format!(
-                        "{} set the roles of {} to {}",
-                        actor.email,
-                        out.user.email,
-                        out.roles.join(", ")
-                    ),
-                )
-                .actor(&actor)
-                .entity(id)
-                .metadata(json!({"before": before, "after": out.roles}));
-                record(conn, entry).await?;
-                Ok::<_, ApiError>(out)
-            })
+        self.administer(actor, id, "set_roles", async move |conn| {
+            let user = crate::crud::users::lock(conn, id).await?;
+            ensure_may_administer(conn, actor, &user).await?;
+            let wanted = roles_by_name(conn, &names).await?;
+            let held = access::roles_of(conn, id).await?;
+            let added: Vec<Role> = wanted
+                .iter()
+                .filter(|r| held.iter().all(|h| h.id != r.id))
+                .cloned()
+                .collect();
+            check_can_grant(conn, actor, &added).await?;
+            let drops_superuser = held.iter().any(|r| r.name == SUPERUSER_ROLE)
+                && wanted.iter().all(|r| r.name != SUPERUSER_ROLE);
+            if drops_superuser && user.is_active {
+                ensure_not_last_superuser(conn, id).await?;
+            }
+            let ids: Vec<Uuid> = wanted.iter().map(|r| r.id).collect();
+            access::set_user_roles(conn, id, &ids).await?;
+            let out = account_of(conn, user).await?;
+            let before: Vec<&str> = held.iter().map(|r| r.name.as_str()).collect();
+            let entry = Entry::new(
+                actions::USER_ROLES_CHANGED,
+                "user",
+                format!(
+                    "{} set the roles of {} to {}",
+                    actor.email,
+                    out.user.email,
+                    out.roles.join(", ")
+                ),
+            )
+            .actor(actor)
+            .entity(id)
+            .metadata(json!({"before": before, "after": out.roles}));
+            record(conn, entry).await?;
+            Ok::<_, ApiError>(out)
         })
         .await
     }
 
     /// Ends every session of the user (their access tokens stop working at once).
     pub async fn force_logout(&self, actor: &Principal, id: Uuid) -> Result<(), ApiError> {
-        self.administer(actor, id, "force_logout", |conn, principal, actor| {
-            Box::pin(async move {
-                let user = crate::crud::users::lock(conn, id).await?;
-                ensure_may_administer(conn, &principal, &user).await?;
-                let ended =
-                    sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
-                let summary = format!("{} signed {} out everywhere", actor.email, user.email);
-                let entry = Entry::new(actions::USER_SESSIONS_REVOKED, "user", summary)
-                    .actor(actor)
-                    .entity(id)
-                    .metadata(json!({"sessions_ended": ended.len()}));
-                record(conn, entry).await?;
-                Ok::<_, ApiError>(())
-            })
+        self.administer(actor, id, "force_logout", async move |conn| {
+            let user = crate::crud::users::lock(conn, id).await?;
+            ensure_may_administer(conn, actor, &user).await?;
+            let ended = sessions::revoke_user(conn, id, RevokeReason::RevokedByAdmin, None).await?;
+            let summary = format!("{} signed {} out everywhere", actor.email, user.email);
+            let entry = Entry::new(actions::USER_SESSIONS_REVOKED, "user", summary)
+                .actor(actor)
+                .entity(id)
+                .metadata(json!({"sessions_ended": ended.len()}));
+            record(conn, entry).await?;
+            Ok::<_, ApiError>(())
         })
         .await
     }
 
-    /// Runs `change` on account `target` in one transaction, as `actor` (given to it as
-    /// the principal and as the audit actor): a refusal (403) is audited as an attempt at
-    /// `attempted`, and a change makes every replica forget what it cached of the account.
+    /// Runs `change` on account `target` in one transaction, on behalf of `actor`: a
+    /// refusal (403) is audited as an attempt at `attempted`, and a change makes every
+    /// replica forget what it cached of the account.
     async fn administer<T, F>(
         &self,
         actor: &Principal,
@@ -354,19 +340,12 @@ impl UserService {
     ) -> Result<T, ApiError>
     where
         T: Send,
-        F: for<'c> FnOnce(
-                &'c mut AsyncPgConnection,
-                Principal,
-                Actor,
-            ) -> BoxFuture<'c, Result<T, ApiError>>
-            + Send,
+        F: for<'c> InTransaction<'c, Result<T, ApiError>>,
     {
-        let principal = actor.clone();
         let audited = Actor::from(actor);
-        let snapshot = audited.clone();
         let outcome = self
             .db
-            .transaction(async move |conn| change(conn, principal, snapshot).await)
+            .transaction(change)
             .await
             .map_err(|err| (err, attempted));
         let out = self.refusal_audited(&audited, target, outcome).await?;
