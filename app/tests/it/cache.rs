@@ -50,6 +50,40 @@ async fn a_logout_on_one_replica_reaches_the_other_with_the_bumps_message() {
     assert!(refused, "the logout reached replica B within 2 s");
 }
 
+/// Profiles are the user feature's, cached per user: an edit shows at once on the
+/// replica that made it and on the other's next `/me` once the bump's message arrives,
+/// round after round (a stale profile cached between edits would show).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_edit_on_one_replica_reaches_the_other() {
+    let (a, b) = two_replicas(&[("AUTH_CACHE_TTL", "60s")]).await;
+    let (on_a, on_b) = (Client::new(&a), Client::new(&b));
+    let token = on_a.sign_up("grace@example.com").await;
+    for round in 0..5 {
+        // B holds the current profile before each edit.
+        assert_eq!(
+            on_b.get("/api/v1/auth/me", Some(&token)).await.0,
+            StatusCode::OK
+        );
+        let name = format!("Grace {round}");
+        let edit = json!({"full_name": name});
+        let (status, me) = on_a
+            .call(Method::PATCH, "/api/v1/auth/me", Some(&token), Some(edit))
+            .await;
+        assert_eq!((status, &me["full_name"]), (StatusCode::OK, &json!(name)));
+        let (_, again) = on_a.get("/api/v1/auth/me", Some(&token)).await;
+        assert_eq!(again["full_name"], name, "round {round}: replica A");
+        let mut seen = false;
+        for _ in 0..100 {
+            if on_b.get("/api/v1/auth/me", Some(&token)).await.1["full_name"] == name {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(seen, "round {round}: the edit reached replica B within 2 s");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_logins_are_counted_across_replicas() {
     let (a, b) = two_replicas(&[("LOGIN_MAX_FAILURES_PER_ACCOUNT", "2")]).await;

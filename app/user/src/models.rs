@@ -269,11 +269,32 @@ pub struct RoleGrants {
     pub permissions: Vec<String>,
 }
 
-/// The signed-in caller with a fresh link to their avatar: what `/me` shows.
+/// What `/me` shows: the signed-in caller, their profile, and a fresh link to their
+/// avatar.
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub principal: Principal,
+    pub details: ProfileDetails,
     pub avatar_url: Option<String>,
+}
+
+/// The part of an account its owner sees and edits; cached per user (so it is serde)
+/// and dropped whenever the account changes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProfileDetails {
+    pub full_name: String,
+    pub created_at: DateTime<Utc>,
+    pub avatar_key: Option<String>,
+}
+
+impl From<User> for ProfileDetails {
+    fn from(user: User) -> Self {
+        Self {
+            full_name: user.full_name,
+            created_at: user.created_at,
+            avatar_key: user.avatar_key,
+        }
+    }
 }
 
 /// A fresh access token and the refresh token that replaces the presented one.

@@ -110,20 +110,16 @@ pub struct Me {
 }
 
 impl From<Profile> for Me {
-    fn from(
-        Profile {
-            principal: p,
-            avatar_url,
-        }: Profile,
-    ) -> Self {
+    fn from(profile: Profile) -> Self {
+        let (p, details) = (profile.principal, profile.details);
         Self {
             id: p.user_id,
             email: p.email,
-            full_name: p.full_name,
-            created_at: p.created_at,
+            full_name: details.full_name,
+            created_at: details.created_at,
             roles: p.roles,
             permissions: p.permissions.into_iter().collect(),
-            avatar_url,
+            avatar_url: profile.avatar_url,
         }
     }
 }

@@ -183,11 +183,8 @@ mod tests {
             user_id: user,
             session_id: session,
             email: "a@example.com".to_owned(),
-            full_name: String::new(),
-            created_at: chrono::Utc::now(),
             roles: Vec::new(),
             permissions: BTreeSet::new(),
-            avatar_key: None,
         })
     }
 

@@ -2,28 +2,24 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
 use poem_openapi::OAuthScopes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// An authenticated user in an active session, as loaded once and then cached.
+/// An authenticated user in an active session, as loaded once and then cached: what
+/// authorization needs, and the email the audit trail names the actor by. Profile
+/// data (name, avatar) is the user feature's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub email: String,
-    pub full_name: String,
-    pub created_at: DateTime<Utc>,
     /// Role names, sorted.
     pub roles: Vec<String>,
     /// `resource:action` codes granted through the roles.
     pub permissions: BTreeSet<String>,
-    /// The avatar's object-storage key, if the user has one.
-    #[serde(default)]
-    pub avatar_key: Option<String>,
 }
 
 impl Principal {

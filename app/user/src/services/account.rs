@@ -39,18 +39,15 @@ impl UserService {
         .actor(caller)
         .entity(id)
         .metadata(json!({"changed": changes.full_name.as_ref().map(|_| "full_name")}));
-        let user = self
-            .db
+        self.db
             .transaction(async move |conn| {
-                let user = users::UserCrud::update(conn, id, &changes).await?;
+                users::UserCrud::update(conn, id, &changes).await?;
                 record(conn, entry).await?;
-                Ok::<_, ApiError>(user)
+                Ok::<_, ApiError>(())
             })
             .await?;
-        self.authenticator.user_changed(caller.user_id).await;
-        let mut profile = self.me(caller).await?;
-        profile.principal.full_name = user.full_name;
-        Ok(profile)
+        self.user_changed(caller.user_id).await;
+        self.me(caller).await
     }
 
     /// Checks the current password, stores the new one and ends every other session.
@@ -98,7 +95,7 @@ impl UserService {
                 Ok(())
             })
             .await?;
-        self.authenticator.user_changed(user).await;
+        self.user_changed(user).await;
         Ok(())
     }
 

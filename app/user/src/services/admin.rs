@@ -349,7 +349,7 @@ impl UserService {
             .await
             .map_err(|err| (err, attempted));
         let out = self.refusal_audited(&audited, target, outcome).await?;
-        self.authenticator.user_changed(target).await;
+        self.user_changed(target).await;
         Ok(out)
     }
 
@@ -572,7 +572,7 @@ impl UserService {
                 })
             })
             .await?;
-        self.authenticator.user_changed(id).await;
+        self.user_changed(id).await;
         Ok(outcome)
     }
 }

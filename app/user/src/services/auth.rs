@@ -389,7 +389,7 @@ impl UserService {
                 Ok::<_, ApiError>(())
             })
             .await?;
-        self.authenticator.user_changed(caller.user_id).await;
+        self.user_changed(caller.user_id).await;
         Ok(())
     }
 

@@ -16,9 +16,9 @@ use keel_core::crud::CrudBase;
 use keel_core::storage::ObjectKey;
 use serde_json::json;
 
-use super::UserService;
+use super::{UserService, profile_key, profile_stamp};
 use crate::crud::users::{self, UserCrud};
-use crate::models::{Profile, UserChanges};
+use crate::models::{Profile, ProfileDetails, UserChanges};
 
 /// How long an avatar link in a response stays usable.
 const AVATAR_URL_TTL: Duration = Duration::from_secs(15 * 60);
@@ -85,9 +85,24 @@ impl UserService {
 
     /// The caller as `/me` shows them, with a fresh link to their avatar.
     pub async fn me(&self, caller: &Principal) -> Result<Profile, ApiError> {
+        let id = caller.user_id;
+        let load = || async move {
+            let mut conn = self.db.conn().await?;
+            Ok::<_, ApiError>(ProfileDetails::from(UserCrud::get(&mut conn, id).await?))
+        };
+        let details = if self.profile_ttl.is_zero() {
+            load().await?
+        } else {
+            let (key, stamp) = (profile_key(id), profile_stamp(id));
+            let cache = &self.cache;
+            cache
+                .get_or_compute_stamped(&key, &[&stamp], self.profile_ttl, load)
+                .await?
+        };
         Ok(Profile {
             principal: caller.clone(),
-            avatar_url: self.avatar_url(caller.avatar_key.as_deref()).await?,
+            avatar_url: self.avatar_url(details.avatar_key.as_deref()).await?,
+            details,
         })
     }
 
@@ -148,11 +163,8 @@ impl UserService {
         if let Some(old) = replaced {
             self.discard(&old).await;
         }
-        self.authenticator.user_changed(id).await;
-        Ok(Profile {
-            principal: caller.clone(),
-            avatar_url: self.avatar_url(Some(key.as_str())).await?,
-        })
+        self.user_changed(id).await;
+        self.me(caller).await
     }
 
     /// Removes the caller's avatar; removing none is not an error.
@@ -182,7 +194,7 @@ impl UserService {
             .await?;
         if let Some(old) = removed {
             self.discard(&old).await;
-            self.authenticator.user_changed(id).await;
+            self.user_changed(id).await;
         }
         Ok(())
     }

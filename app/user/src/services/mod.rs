@@ -17,6 +17,7 @@ use std::time::Duration;
 use keel_core::ApiError;
 use keel_core::Context;
 use keel_core::auth::{Authenticator, TokenKeys};
+use keel_core::cache::Cache;
 use keel_core::db::Db;
 use keel_core::mail::Mailer;
 use keel_core::ratelimit::{self, RateLimiter, Rule};
@@ -51,7 +52,25 @@ pub struct UserService {
     rules: Rules,
     storage: Storage,
     mailer: Mailer,
+    /// Profiles for `/me` (shared by replicas when it is Redis).
+    cache: Cache,
+    /// How long a profile is kept: changes drop it at once on every replica that shares
+    /// the cache; without Redis other replicas may show the old one for
+    /// `AUTH_CACHE_TTL`, as they do the principal (zero: not cached).
+    profile_ttl: Duration,
     avatar_max_bytes: usize,
+}
+
+/// How long a profile lives in a shared cache without a change.
+const SHARED_PROFILE_TTL: Duration = Duration::from_secs(600);
+
+/// Where `user`'s profile is kept, and the stamp that versions it.
+fn profile_key(user: Uuid) -> String {
+    format!("user:profile:{user}")
+}
+
+fn profile_stamp(user: Uuid) -> String {
+    format!("user:{user}")
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +126,12 @@ impl UserService {
             rules,
             storage: ctx.storage.clone(),
             mailer: ctx.mailer.clone(),
+            cache: cache.clone(),
+            profile_ttl: if cache.is_shared() {
+                SHARED_PROFILE_TTL
+            } else {
+                security.auth_cache_ttl
+            },
             avatar_max_bytes: own.avatar_max_bytes,
         })
     }
@@ -114,6 +139,13 @@ impl UserService {
     /// Install it as request data (`.data(..)`) so `Auth` extractors can verify tokens.
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
+    }
+
+    /// After a change to `user` commits: every replica's next request sees the account
+    /// as it is now (its principal and its profile).
+    pub async fn user_changed(&self, user: Uuid) {
+        self.authenticator.user_changed(user).await;
+        self.cache.bump(&profile_stamp(user)).await;
     }
 
     pub fn db(&self) -> &Db {

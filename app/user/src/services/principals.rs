@@ -38,11 +38,8 @@ impl DbPrincipals {
             user_id: user.id,
             session_id: claims.sid,
             email: user.email,
-            full_name: user.full_name,
-            created_at: user.created_at,
             roles: roles.into_iter().map(|r| r.name).collect(),
             permissions: permissions.into_iter().collect::<BTreeSet<_>>(),
-            avatar_key: user.avatar_key,
         }))
     }
 }

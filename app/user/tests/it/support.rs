@@ -180,7 +180,7 @@ impl TestApp {
         access::grant_roles(&mut conn, user.id, &[role.id])
             .await
             .unwrap();
-        self.service.authenticator().user_changed(user.id).await;
+        self.service.user_changed(user.id).await;
     }
 
     /// Creates a role holding exactly `codes` (test set-up only).

@@ -131,7 +131,7 @@ async fn a_token_of_a_deleted_user_stops_working() {
     diesel_async::RunQueryDsl::execute(diesel::delete(users::table.find(id)), &mut conn)
         .await
         .unwrap();
-    app.service.authenticator().user_changed(id).await;
+    app.service.user_changed(id).await;
     assert_eq!(app.me_status(&session.access).await, 401);
 }
 
