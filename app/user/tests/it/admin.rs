@@ -170,11 +170,10 @@ async fn the_cached_users_list_shows_every_write() {
     // Through the API: the very next read sees it.
     let ada = app.sign_in("ada@example.com").await;
     let patched = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/auth/me",
-            Some(&ada.access),
-            Some(json!({"full_name": "Ada Lovelace"})),
+            &ada.access,
+            json!({"full_name": "Ada Lovelace"}),
         )
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
@@ -225,11 +224,10 @@ async fn admins_create_edit_and_read_users() {
 
     let made = app.sign_in("made@example.com").await;
     let patched = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/users/{id}"),
-            Some(&admin.access),
-            Some(json!({"full_name": "Renamed", "password": "a reset password!"})),
+            &admin.access,
+            json!({"full_name": "Renamed", "password": "a reset password!"}),
         )
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
@@ -303,12 +301,7 @@ async fn deactivation_and_force_logout_apply_to_the_next_request() {
     assert_eq!(activated.status, 200);
     let again = app.sign_in("victim@example.com").await;
     let forced = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/users/{id}/sessions"),
-            Some(&admin.access),
-            None,
-        )
+        .delete(&format!("/api/v1/users/{id}/sessions"), &admin.access)
         .await;
     assert_eq!(forced.status, 204);
     assert_eq!(app.me_status(&again.access).await, 401);
@@ -330,11 +323,10 @@ async fn guard_rails_protect_the_last_superuser_and_stop_escalation() {
         .await;
     assert_eq!(self_deactivate.status, 403);
     let demote = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{root_id}/roles"),
-            Some(&root.access),
-            Some(json!({"roles": ["user"]})),
+            &root.access,
+            json!({"roles": ["user"]}),
         )
         .await;
     assert_eq!(demote.status, 409, "{demote:?}");
@@ -348,11 +340,10 @@ async fn guard_rails_protect_the_last_superuser_and_stop_escalation() {
     let plain = app.sign_up("plain@example.com").await;
     let plain_id = app.user_id(&plain.access).await;
     let escalate = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{plain_id}/roles"),
-            Some(&manager.access),
-            Some(json!({"roles": ["superuser", "user"]})),
+            &manager.access,
+            json!({"roles": ["superuser", "user"]}),
         )
         .await;
     assert_eq!(escalate.status, 403, "{escalate:?}");
@@ -366,11 +357,10 @@ async fn guard_rails_protect_the_last_superuser_and_stop_escalation() {
     assert_eq!(create_admin.status, 403, "{create_admin:?}");
     let manager_id = app.user_id(&manager.access).await;
     let self_promote = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{manager_id}/roles"),
-            Some(&manager.access),
-            Some(json!({"roles": ["manager", "superuser"]})),
+            &manager.access,
+            json!({"roles": ["manager", "superuser"]}),
         )
         .await;
     assert_eq!(self_promote.status, 403);
@@ -387,11 +377,10 @@ async fn guard_rails_protect_the_last_superuser_and_stop_escalation() {
         "only a superuser acts on a superuser"
     );
     let unknown_role = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{manager_id}/roles"),
-            Some(&root.access),
-            Some(json!({"roles": ["ghost"]})),
+            &root.access,
+            json!({"roles": ["ghost"]}),
         )
         .await;
     assert_eq!(unknown_role.status, 422);
@@ -399,11 +388,10 @@ async fn guard_rails_protect_the_last_superuser_and_stop_escalation() {
     // With a second superuser, the first may step down.
     let second = app.superuser("second@example.com").await;
     let step_down = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{root_id}/roles"),
-            Some(&second.access),
-            Some(json!({"roles": ["user"]})),
+            &second.access,
+            json!({"roles": ["user"]}),
         )
         .await;
     assert_eq!(step_down.status, 200, "{step_down:?}");
@@ -455,22 +443,20 @@ async fn roles_are_managed_and_permission_changes_apply_at_once() {
     let auditor = app.sign_up("auditor@example.com").await;
     let auditor_id = app.user_id(&auditor.access).await;
     let granted = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{auditor_id}/roles"),
-            Some(&root.access),
-            Some(json!({"roles": ["auditor", "user"]})),
+            &root.access,
+            json!({"roles": ["auditor", "user"]}),
         )
         .await;
     assert_eq!(granted.status, 200);
     assert_eq!(app.get("/api/v1/users", &auditor.access).await.status, 200);
 
     let emptied = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/roles/{role_id}/permissions"),
-            Some(&root.access),
-            Some(json!({"permissions": []})),
+            &root.access,
+            json!({"permissions": []}),
         )
         .await;
     assert_eq!(emptied.status, 200);
@@ -491,30 +477,19 @@ async fn roles_are_managed_and_permission_changes_apply_at_once() {
     assert_eq!(names, [json!("auditor"), json!("superuser"), json!("user")]);
     let superuser_id = roles.body["items"][1]["id"].as_str().unwrap().to_owned();
     let system_delete = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/roles/{superuser_id}"),
-            Some(&root.access),
-            None,
-        )
+        .delete(&format!("/api/v1/roles/{superuser_id}"), &root.access)
         .await;
     assert_eq!(system_delete.status, 409);
     let system_perms = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/roles/{superuser_id}/permissions"),
-            Some(&root.access),
-            Some(json!({"permissions": []})),
+            &root.access,
+            json!({"permissions": []}),
         )
         .await;
     assert_eq!(system_perms.status, 409);
     let deleted = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/roles/{role_id}"),
-            Some(&root.access),
-            None,
-        )
+        .delete(&format!("/api/v1/roles/{role_id}"), &root.access)
         .await;
     assert_eq!(deleted.status, 204);
     assert_eq!(

@@ -56,22 +56,16 @@ async fn each_account_action_is_recorded_once() {
     assert_eq!(replay.status, 401);
     let ada = app.sign_in("ada@example.com").await;
     let patched = app
-        .call(
-            Method::PATCH,
-            "/api/v1/auth/me",
-            Some(&ada.access),
-            Some(json!({"full_name": "Ada"})),
-        )
+        .patch("/api/v1/auth/me", &ada.access, json!({"full_name": "Ada"}))
         .await;
     assert_eq!(patched.status, 200);
     // A second session, which the password change ends.
     let _other = app.sign_in("ada@example.com").await;
     let changed = app
-        .call(
-            Method::PUT,
+        .put(
             "/api/v1/auth/me/password",
-            Some(&ada.access),
-            Some(json!({"current_password": PASSWORD, "new_password": "another good one"})),
+            &ada.access,
+            json!({"current_password": PASSWORD, "new_password": "another good one"}),
         )
         .await;
     assert_eq!(changed.status, 204, "{changed:?}");
@@ -80,12 +74,7 @@ async fn each_account_action_is_recorded_once() {
     let sessions = app.get("/api/v1/auth/sessions", &access).await;
     let session = sessions.body[0]["id"].as_str().unwrap().to_owned();
     let ended = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/auth/sessions/{session}"),
-            Some(&access),
-            None,
-        )
+        .delete(&format!("/api/v1/auth/sessions/{session}"), &access)
         .await;
     assert_eq!(ended.status, 204);
     let ada = app.login("ada@example.com", "another good one").await;
@@ -205,11 +194,10 @@ async fn each_account_action_is_recorded_once() {
     let start = app.actions_since(0).await.len();
     let admin_id = app.user_id(&admin.access).await;
     let refused = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{admin_id}/roles"),
-            Some(&admin.access),
-            Some(json!({"roles": ["user"]})),
+            &admin.access,
+            json!({"roles": ["user"]}),
         )
         .await;
     assert_eq!(refused.status, 409);

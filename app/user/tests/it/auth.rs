@@ -357,15 +357,7 @@ async fn password_change_keeps_this_session_and_ends_the_others() {
         let body = json!({"current_password": current, "new_password": new});
         let token = here.access.clone();
         let app = &app;
-        async move {
-            app.call(
-                Method::PUT,
-                "/api/v1/auth/me/password",
-                Some(&token),
-                Some(body),
-            )
-            .await
-        }
+        async move { app.put("/api/v1/auth/me/password", &token, body).await }
     };
     assert_eq!(
         put("wrong password!!", "a brand new password").await.status,
@@ -401,15 +393,11 @@ async fn own_sessions_are_listed_and_can_be_ended() {
     let other = sessions.iter().find(|s| s["current"] == false).unwrap();
     let path = format!("/api/v1/auth/sessions/{}", other["id"].as_str().unwrap());
 
-    let deleted = app
-        .call(Method::DELETE, &path, Some(&here.access), None)
-        .await;
+    let deleted = app.delete(&path, &here.access).await;
     assert_eq!(deleted.status, 204);
     assert_eq!(app.me_status(&there.access).await, 401);
     assert_eq!(app.me_status(&here.access).await, 200);
-    let again = app
-        .call(Method::DELETE, &path, Some(&here.access), None)
-        .await;
+    let again = app.delete(&path, &here.access).await;
     assert_eq!(again.status, 404);
 
     // Someone else's session is not found either, rather than forbidden.
@@ -417,12 +405,7 @@ async fn own_sessions_are_listed_and_can_be_ended() {
     let mine = app.get("/api/v1/auth/sessions", &here.access).await;
     let id = mine.body[0]["id"].as_str().unwrap().to_owned();
     let theirs = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/auth/sessions/{id}"),
-            Some(&stranger.access),
-            None,
-        )
+        .delete(&format!("/api/v1/auth/sessions/{id}"), &stranger.access)
         .await;
     assert_eq!(theirs.status, 404);
 }
@@ -433,11 +416,10 @@ async fn profile_edits_show_on_the_next_request() {
     let session = app.sign_up("profile@example.com").await;
     assert_eq!(app.me_status(&session.access).await, 200); // now cached
     let patched = app
-        .call(
-            Method::PATCH,
+        .patch(
             "/api/v1/auth/me",
-            Some(&session.access),
-            Some(json!({"full_name": "  Ada Lovelace "})),
+            &session.access,
+            json!({"full_name": "  Ada Lovelace "}),
         )
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");

@@ -212,11 +212,10 @@ async fn only_a_superuser_grants_the_superuser_role() {
     let (other_id, _) = target(&app, "other@example.com", None).await;
     for id in [own_id, other_id] {
         let promote = app
-            .call(
-                Method::PUT,
+            .put(
                 &format!("/api/v1/users/{id}/roles"),
-                Some(&almighty.access),
-                Some(json!({"roles": ["user", "everything", "superuser"]})),
+                &almighty.access,
+                json!({"roles": ["user", "everything", "superuser"]}),
             )
             .await;
         assert_eq!(promote.status, 403, "{promote:?}");
@@ -236,11 +235,10 @@ async fn only_a_superuser_grants_the_superuser_role() {
         .await;
     assert_eq!(create.status, 403, "{create:?}");
     let by_root = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/users/{other_id}/roles"),
-            Some(&root.access),
-            Some(json!({"roles": ["user", "superuser"]})),
+            &root.access,
+            json!({"roles": ["user", "superuser"]}),
         )
         .await;
     assert_eq!(by_root.status, 200, "{by_root:?}");
@@ -294,21 +292,19 @@ async fn a_role_granting_more_than_the_actor_holds_is_out_of_their_reach() {
     }
     // The account still outranks the actor, so it stays out of reach too.
     let edit = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/users/{auditor_id}"),
-            Some(&smith.access),
-            Some(json!({"password": "a brand new passphrase"})),
+            &smith.access,
+            json!({"password": "a brand new passphrase"}),
         )
         .await;
     assert_eq!(edit.status, 403, "{edit:?}");
     // Someone holding what the role grants may change it.
     let by_root = app
-        .call(
-            Method::PUT,
+        .put(
             &format!("/api/v1/roles/{auditor_role}/permissions"),
-            Some(&root.access),
-            Some(json!({"permissions": []})),
+            &root.access,
+            json!({"permissions": []}),
         )
         .await;
     assert_eq!(by_root.status, 200, "{by_root:?}");
@@ -325,12 +321,7 @@ async fn administrators_change_their_own_credentials_through_their_own_routes() 
         json!({"email": "elsewhere@example.com"}),
     ] {
         let answer = app
-            .call(
-                Method::PATCH,
-                &format!("/api/v1/users/{own}"),
-                Some(&helpdesk.access),
-                Some(body),
-            )
+            .patch(&format!("/api/v1/users/{own}"), &helpdesk.access, body)
             .await;
         assert_eq!(answer.status, 403, "{answer:?}");
         assert!(
@@ -345,11 +336,10 @@ async fn administrators_change_their_own_credentials_through_their_own_routes() 
         200
     );
     let renamed = app
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/users/{own}"),
-            Some(&helpdesk.access),
-            Some(json!({"full_name": "Help Desk"})),
+            &helpdesk.access,
+            json!({"full_name": "Help Desk"}),
         )
         .await;
     assert_eq!(renamed.status, 200, "{renamed:?}");

@@ -199,11 +199,10 @@ async fn a_nul_anywhere_is_a_422_naming_the_field() {
         .await;
     assert_eq!(fields(&register), ["full_name"]);
     let roles = app
-        .call(
-            Method::PUT,
+        .put(
             "/api/v1/users/00000000-0000-0000-0000-000000000000/roles",
-            Some(&admin.access),
-            Some(json!({"roles": ["user", "x\u{0}"]})),
+            &admin.access,
+            json!({"roles": ["user", "x\u{0}"]}),
         )
         .await;
     assert_eq!(fields(&roles), ["roles.1"]);
@@ -241,12 +240,7 @@ async fn an_empty_patch_returns_the_account_unchanged() {
     let session = app.sign_up("still@example.com").await;
     let before = app.get("/api/v1/auth/me", &session.access).await;
     let patched = app
-        .call(
-            Method::PATCH,
-            "/api/v1/auth/me",
-            Some(&session.access),
-            Some(json!({})),
-        )
+        .patch("/api/v1/auth/me", &session.access, json!({}))
         .await;
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.body, before.body);
