@@ -160,10 +160,11 @@ impl UserService {
                 return Err(err);
             }
         };
+        // Forgotten before the old image goes, so no replica links to a deleted object.
+        self.user_changed(id).await;
         if let Some(old) = replaced {
             self.discard(&old).await;
         }
-        self.user_changed(id).await;
         self.me(caller).await
     }
 
@@ -193,8 +194,8 @@ impl UserService {
             })
             .await?;
         if let Some(old) = removed {
-            self.discard(&old).await;
             self.user_changed(id).await;
+            self.discard(&old).await;
         }
         Ok(())
     }

@@ -54,15 +54,11 @@ pub struct UserService {
     mailer: Mailer,
     /// Profiles for `/me` (shared by replicas when it is Redis).
     cache: Cache,
-    /// How long a profile is kept: changes drop it at once on every replica that shares
-    /// the cache; without Redis other replicas may show the old one for
-    /// `AUTH_CACHE_TTL`, as they do the principal (zero: not cached).
+    /// `AUTH_CACHE_TTL`, as for the principal: changes drop a profile at once on every
+    /// replica that shares the cache (without Redis, on this one); zero: not cached.
     profile_ttl: Duration,
     avatar_max_bytes: usize,
 }
-
-/// How long a profile lives in a shared cache without a change.
-const SHARED_PROFILE_TTL: Duration = Duration::from_secs(600);
 
 /// Where `user`'s profile is kept, and the stamp that versions it.
 fn profile_key(user: Uuid) -> String {
@@ -127,11 +123,7 @@ impl UserService {
             storage: ctx.storage.clone(),
             mailer: ctx.mailer.clone(),
             cache: cache.clone(),
-            profile_ttl: if cache.is_shared() {
-                SHARED_PROFILE_TTL
-            } else {
-                security.auth_cache_ttl
-            },
+            profile_ttl: security.auth_cache_ttl,
             avatar_max_bytes: own.avatar_max_bytes,
         })
     }

@@ -427,3 +427,35 @@ async fn profile_edits_show_on_the_next_request() {
     let me = app.get("/api/v1/auth/me", &session.access).await;
     assert_eq!(me.body["full_name"], "Ada Lovelace");
 }
+
+/// With `AUTH_CACHE_TTL=0s` nothing of the caller is kept, in memory or in Redis: a
+/// change made straight in the database (another service, an operator's SQL) shows on
+/// the very next `/me`.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_cache_ttl_me_reads_the_account_every_time() {
+    use diesel_async::SimpleAsyncConnection;
+    let redis = keel_testkit::redis_settings();
+    let with_redis: Vec<(&str, &str)> = redis.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for shared in [&[][..], &with_redis[..]] {
+        let mut overrides = vec![("AUTH_CACHE_TTL", "0s")];
+        overrides.extend_from_slice(shared);
+        let app = TestApp::spawn_with(&overrides).await;
+        let ada = app.sign_up("ada@example.com").await;
+        let name = async || app.get("/api/v1/auth/me", &ada.access).await.body["full_name"].clone();
+        assert_eq!(name().await, "Test User");
+        app.db
+            .connect()
+            .await
+            .batch_execute(
+                "UPDATE users SET full_name = 'Changed Outside' WHERE email = 'ada@example.com'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            name().await,
+            "Changed Outside",
+            "redis: {}",
+            !shared.is_empty()
+        );
+    }
+}
