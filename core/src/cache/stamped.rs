@@ -33,7 +33,7 @@ impl Cache {
     /// change bumps a stamp ([`Cache::bump`]) after it commits, so a value computed
     /// before the change — even one a racing request stores after it — is never served
     /// again. One round trip (MGET of the value and its stamps); without a reachable
-    /// cache, every call computes.
+    /// cache, or with a zero `ttl` (caching switched off), every call computes.
     pub async fn get_or_compute_stamped<T, E, F, Fut>(
         &self,
         key: &str,
@@ -46,6 +46,9 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        if ttl.is_zero() {
+            return compute().await;
+        }
         let near = self.inner.near.as_deref();
         let full_key = self.key(key);
         if let Some(bytes) = near.and_then(|near| near.get(&full_key, stamps))

@@ -120,6 +120,30 @@ async fn counters_run_in_fixed_windows() {
     }
 }
 
+/// A zero time to live switches caching off for that value: every call computes, and
+/// nothing is stored that a later call with a real TTL could serve.
+#[tokio::test]
+async fn a_zero_ttl_stamped_value_is_computed_every_time() {
+    for cache in both() {
+        let backend = cache.backend();
+        let computed = AtomicUsize::new(0);
+        let get = |ttl| {
+            cache.get_or_compute_stamped("z", &["zs"], ttl, || async {
+                Ok::<_, CacheError>(computed.fetch_add(1, Ordering::SeqCst))
+            })
+        };
+        assert_eq!(get(Duration::ZERO).await.unwrap(), 0, "{backend}");
+        assert_eq!(get(Duration::ZERO).await.unwrap(), 1, "{backend}");
+        assert_eq!(get(Duration::from_secs(60)).await.unwrap(), 2, "{backend}");
+        assert_eq!(
+            get(Duration::from_secs(60)).await.unwrap(),
+            2,
+            "{backend}: cached"
+        );
+        cache.delete_prefix("").await;
+    }
+}
+
 #[tokio::test]
 async fn a_stamped_value_is_recomputed_after_a_bump_and_a_racing_store_is_never_served() {
     for cache in both() {

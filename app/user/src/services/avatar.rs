@@ -90,15 +90,11 @@ impl UserService {
             let mut conn = self.db.conn().await?;
             Ok::<_, ApiError>(ProfileDetails::from(UserCrud::get(&mut conn, id).await?))
         };
-        let details = if self.profile_ttl.is_zero() {
-            load().await?
-        } else {
-            let (key, stamp) = (profile_key(id), profile_stamp(id));
-            let cache = &self.cache;
-            cache
-                .get_or_compute_stamped(&key, &[&stamp], self.profile_ttl, load)
-                .await?
-        };
+        let (key, stamp) = (profile_key(id), profile_stamp(id));
+        let details = self
+            .cache
+            .get_or_compute_stamped(&key, &[&stamp], self.profile_ttl, load)
+            .await?;
         Ok(Profile {
             principal: caller.clone(),
             avatar_url: self.avatar_url(details.avatar_key.as_deref()).await?,

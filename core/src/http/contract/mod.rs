@@ -39,7 +39,12 @@ pub fn hold<E: Endpoint + 'static>(
     document: &Value,
     check_statuses: bool,
 ) -> BoxEndpoint<'static, Response> {
-    let statuses = Arc::new(DeclaredStatuses::from_document(document));
+    // Read only where they are checked: production never looks at them.
+    let statuses = if check_statuses {
+        Arc::new(DeclaredStatuses::from_document(document))
+    } else {
+        Arc::default()
+    };
     endpoint
         .data(Arc::new(RequiredScopes::from_document(document)))
         .with_if(check_statuses, EnforceDeclared(statuses))
@@ -84,24 +89,28 @@ impl DeclaredStatuses {
 /// document shows and what the server checks.
 #[derive(Debug, Default)]
 pub struct RequiredScopes {
-    /// Keyed like [`DeclaredStatuses`].
-    operations: HashMap<(Method, String), Vec<String>>,
+    /// By poem's route pattern, then method: looked up on every authenticated request,
+    /// so by `&str`, without building a key.
+    operations: HashMap<String, HashMap<Method, Vec<String>>>,
 }
 
 impl RequiredScopes {
-    /// Reads an OpenAPI 3 document.
     /// Reads an OpenAPI 3 document. Every scope an operation lists is required (keel
     /// declares one requirement per operation, so "all" is what it says); two document
     /// paths that poem routes alike (`/x/{a}`, `/x/{b}`) require what both list.
     pub fn from_document(document: &Value) -> Self {
-        let mut operations: HashMap<_, Vec<String>> = HashMap::new();
-        for (key, operation) in by_operation(document) {
+        let mut operations: HashMap<String, HashMap<Method, Vec<String>>> = HashMap::new();
+        for ((method, pattern), operation) in by_operation(document) {
             let requirements = operation["security"].as_array().into_iter().flatten();
             let schemes = requirements.filter_map(Value::as_object).flatten();
             let scopes = schemes
                 .filter_map(|(_, scopes)| scopes.as_array())
                 .flatten();
-            let required = operations.entry(key).or_default();
+            let required = operations
+                .entry(pattern)
+                .or_default()
+                .entry(method)
+                .or_default();
             required.extend(scopes.filter_map(Value::as_str).map(str::to_owned));
             required.sort_unstable();
             required.dedup();
@@ -113,10 +122,10 @@ impl RequiredScopes {
     /// operation of its own is answered by GET's); `None` when the document has no such
     /// operation.
     pub fn of(&self, method: &Method, pattern: &str) -> Option<&[String]> {
-        let find = |method: Method| self.operations.get(&(method, pattern.to_owned()));
-        let scopes = find(method.clone()).or_else(|| {
+        let methods = self.operations.get(pattern)?;
+        let scopes = methods.get(method).or_else(|| {
             (method == Method::HEAD)
-                .then(|| find(Method::GET))
+                .then(|| methods.get(&Method::GET))
                 .flatten()
         })?;
         Some(scopes.as_slice())
