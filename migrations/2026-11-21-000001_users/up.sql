@@ -8,7 +8,13 @@ CREATE TABLE users (
     is_active     boolean NOT NULL DEFAULT true,
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now(),
-    last_login_at timestamptz
+    last_login_at timestamptz,
+    -- The object-storage key of the avatar. The bytes live in object storage; a replaced
+    -- or removed avatar's object is deleted after the change commits.
+    avatar_key    text CHECK (length(avatar_key) <= 512),
+    -- When the welcome email went out: the welcome task checks it first, so a
+    -- redelivered task doesn't greet the same person twice.
+    welcome_sent_at timestamptz
 );
 -- Case-insensitive uniqueness; named like a column constraint so a violation is a 409
 -- on `email`.

@@ -1,0 +1,3 @@
+DROP TABLE tasks_done;
+DROP TABLE periodic_ticks;
+DROP TABLE task_outbox;
