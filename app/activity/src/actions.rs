@@ -1,12 +1,13 @@
 //! What the audit trail records: an [`Action`], stored as `noun.verb`.
 //!
-//! Each feature declares its own as constants and lists them in its
-//! [`keel_core::Feature::audit_actions`], so the values the `action` filter accepts
+//! Each feature declares its own with [`actions!`](crate::actions) and lists them in
+//! its [`keel_core::Feature::audit_actions`], so the values the `action` filter accepts
 //! (and the enum the OpenAPI document gives it) come from the application's feature
 //! list, not from a closed set here.
 
-/// What happened, as `noun.verb` (`user.registered`). Make one with [`Action::new`] in
-/// a `const` and declare it; renaming one orphans the entries stored under the old name.
+/// What happened, as `noun.verb` (`user.registered`). Declare one with
+/// [`actions!`](crate::actions); renaming one orphans the entries stored under the old
+/// name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Action(&'static str);
 
@@ -42,11 +43,33 @@ impl std::fmt::Display for Action {
     }
 }
 
-/// A background task was given up on (permanent error or attempts used up).
-pub const TASK_DEAD_LETTERED: Action = Action::new("task.dead_lettered");
+/// Declares actions as constants and `ALL`, every one of them (what a feature's
+/// `audit_actions` returns), so an action can't be left out of its feature's list:
+///
+/// ```
+/// keel_activity::actions! {
+///     /// Doc comments stay with each constant.
+///     THING_DONE = "thing.done",
+/// }
+/// assert_eq!(ALL, &[THING_DONE]);
+/// ```
+#[macro_export]
+macro_rules! actions {
+    ($($(#[$meta:meta])* $name:ident = $action:literal),+ $(,)?) => {
+        $(
+            $(#[$meta])*
+            pub const $name: $crate::Action = $crate::Action::new($action);
+        )+
 
-/// keel-activity's own actions.
-pub const ALL: &[Action] = &[TASK_DEAD_LETTERED];
+        /// Every action above.
+        pub const ALL: &[$crate::Action] = &[$($name),+];
+    };
+}
+
+crate::actions! {
+    /// A background task was given up on (permanent error or attempts used up).
+    TASK_DEAD_LETTERED = "task.dead_lettered",
+}
 
 #[cfg(test)]
 mod tests {

@@ -132,18 +132,15 @@ impl ReleaseNoteService {
 
     /// Makes a draft visible to readers, as of now (so it is unread for everyone).
     pub async fn publish(&self, editor: &Principal, id: Uuid) -> Result<Note, ApiError> {
-        let note = self.set_published(editor, id, true).await?;
-        self.cache.bump(PUBLISHED_STAMP).await;
-        Ok(note)
+        self.set_published(editor, id, true).await
     }
 
     /// Hides a published note again; it becomes a draft.
     pub async fn unpublish(&self, editor: &Principal, id: Uuid) -> Result<Note, ApiError> {
-        let note = self.set_published(editor, id, false).await?;
-        self.cache.bump(PUBLISHED_STAMP).await;
-        Ok(note)
+        self.set_published(editor, id, false).await
     }
 
+    /// Publishes or unpublishes; once committed, every reader's unread count is stale.
     async fn set_published(
         &self,
         editor: &Principal,
@@ -151,7 +148,8 @@ impl ReleaseNoteService {
         publish: bool,
     ) -> Result<Note, ApiError> {
         let editor = Actor::from(editor);
-        self.db
+        let note = self
+            .db
             .transaction(async move |conn| {
                 let note = crud::lock(conn, id).await?;
                 match (publish, note.is_published) {
@@ -172,9 +170,11 @@ impl ReleaseNoteService {
                 };
                 let summary = format!("{} {verb} release notes {}", editor.email, note.version);
                 audit(conn, action, editor, &note, summary).await?;
-                Ok(note)
+                Ok::<_, ApiError>(note)
             })
-            .await
+            .await?;
+        self.cache.bump(PUBLISHED_STAMP).await;
+        Ok(note)
     }
 
     /// Deletes a draft; published notes must be unpublished first.

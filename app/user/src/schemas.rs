@@ -203,23 +203,11 @@ impl From<Account> for UserOut {
     }
 }
 
+// A registration's fields, plus roles.
 #[derive(Debug, Clone, Object)]
 pub struct CreateUser {
-    #[oai(validator(max_length = 254))]
-    pub email: EmailText,
-    /// 10 to 128 characters, not only whitespace, not the email address.
-    #[oai(validator(
-        min_length = 10,
-        max_length = 128,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    ))]
-    pub password: String,
-    /// Without control characters.
-    #[oai(
-        default,
-        validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")
-    )]
-    pub full_name: String,
+    #[oai(flatten)]
+    pub account: RegisterRequest,
     /// Role names; default: the `user` role.
     #[oai(validator(max_items = 100, max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
     pub roles: Option<Vec<String>>,

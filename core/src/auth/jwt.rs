@@ -168,10 +168,8 @@ pub enum TokenError {
 /// Signs and verifies access tokens with the keys and claims from settings.
 #[derive(Clone)]
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: SigningKeys,
     validation: Validation,
-    algorithm: Algorithm,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -180,7 +178,7 @@ pub struct TokenKeys {
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
-            .field("algorithm", &self.algorithm)
+            .field("algorithm", &self.keys.algorithm)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("ttl", &self.ttl)
@@ -195,18 +193,15 @@ impl TokenKeys {
     pub fn from_settings(security: &SecuritySettings) -> Result<Self, SettingsError> {
         let keys = SigningKeys::from_settings(&security.jwt_keys)
             .map_err(|problem| SettingsError::new(vec![problem]))?;
-        let algorithm = keys.algorithm;
-        let mut validation = Validation::new(algorithm);
+        let mut validation = Validation::new(keys.algorithm);
         validation.set_issuer(&[&security.jwt_issuer]);
         validation.set_audience(&[&security.jwt_audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
         Ok(Self {
-            encoding: keys.encoding,
-            decoding: keys.decoding,
+            keys,
             validation,
-            algorithm,
             issuer: security.jwt_issuer.clone(),
             audience: security.jwt_audience.clone(),
             ttl: security.access_token_ttl,
@@ -235,13 +230,18 @@ impl TokenKeys {
 
     /// Signs arbitrary claims with our key; `issue` is the normal way in.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.encoding)
-            .map_err(TokenError::Sign)
+        jsonwebtoken::encode(
+            &Header::new(self.keys.algorithm),
+            claims,
+            &self.keys.encoding,
+        )
+        .map_err(TokenError::Sign)
     }
 
     /// Checks signature, algorithm, expiry, issuer, audience and type.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.keys.decoding, &self.validation)?;
         if data.claims.typ != ACCESS_TYPE {
             return Err(TokenError::WrongType(data.claims.typ));
         }

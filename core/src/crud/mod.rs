@@ -31,6 +31,15 @@ pub fn contains_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The [`contains_pattern`] of a search box's text, trimmed; `None` when it is blank, as
+/// a blank search narrows nothing.
+pub fn search_pattern(search: Option<&str>) -> Option<String> {
+    search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(contains_pattern)
+}
+
 /// Data access for one table. Implement it with [`impl_crud!`](crate::impl_crud).
 pub trait CrudBase {
     /// The row as loaded (`Queryable + Selectable`).

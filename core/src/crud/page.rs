@@ -1,5 +1,8 @@
 //! Page-number pagination: the request parameters and the response shape of every list.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use poem_openapi::Object;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 
@@ -83,6 +86,25 @@ impl<T> Listed<T> {
             total: self.total,
             params: self.params,
         }
+    }
+
+    /// Gives each item its children from one query's `(parent key, child)` rows (users
+    /// with their role names), so a page's children cost one round trip, not one per
+    /// item. Children keep the rows' order; an item without rows gets none.
+    pub fn attach<K: Eq + Hash, C, U>(
+        self,
+        rows: impl IntoIterator<Item = (K, C)>,
+        key: impl Fn(&T) -> K,
+        mut join: impl FnMut(T, Vec<C>) -> U,
+    ) -> Listed<U> {
+        let mut children: HashMap<K, Vec<C>> = HashMap::new();
+        for (parent, child) in rows {
+            children.entry(parent).or_default().push(child);
+        }
+        self.map(|item| {
+            let own = children.remove(&key(&item)).unwrap_or_default();
+            join(item, own)
+        })
     }
 }
 

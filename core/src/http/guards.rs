@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use poem::http::header;
-use poem::{Body, Endpoint, Middleware, Request, Result};
+use poem::{Body, Endpoint, Request, Response, Result};
 
+use super::around::{Around, around_middleware, respond};
 use crate::error::ApiError;
 
 /// Refuses bodies larger than `limit` bytes with 413, whether the client declared the
@@ -18,27 +19,10 @@ pub struct BodyLimit {
     pub limit: usize,
 }
 
-impl<E: Endpoint> Middleware<E> for BodyLimit {
-    type Output = BodyLimitEndpoint<E>;
+around_middleware!(BodyLimit);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        BodyLimitEndpoint {
-            inner: ep,
-            limit: self.limit,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct BodyLimitEndpoint<E> {
-    inner: E,
-    limit: usize,
-}
-
-impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
-    type Output = E::Output;
-
-    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+impl Around for BodyLimit {
+    async fn around<E: Endpoint>(&self, inner: &E, mut req: Request) -> Result<Response> {
         let too_large = ApiError::PayloadTooLarge { limit: self.limit };
         let declared = req
             .headers()
@@ -66,7 +50,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             Ok(chunk)
         });
         req.set_body(Body::from_bytes_stream(stream));
-        let result = self.inner.call(req).await;
+        let result = respond(inner, req).await;
         if exceeded.load(Ordering::Relaxed) {
             return Err(too_large.into());
         }
@@ -80,28 +64,11 @@ pub struct Deadline {
     pub timeout: Duration,
 }
 
-impl<E: Endpoint> Middleware<E> for Deadline {
-    type Output = DeadlineEndpoint<E>;
+around_middleware!(Deadline);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        DeadlineEndpoint {
-            inner: ep,
-            timeout: self.timeout,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct DeadlineEndpoint<E> {
-    inner: E,
-    timeout: Duration,
-}
-
-impl<E: Endpoint> Endpoint for DeadlineEndpoint<E> {
-    type Output = E::Output;
-
-    async fn call(&self, req: Request) -> Result<Self::Output> {
-        match tokio::time::timeout(self.timeout, self.inner.call(req)).await {
+impl Around for Deadline {
+    async fn around<E: Endpoint>(&self, inner: &E, req: Request) -> Result<Response> {
+        match tokio::time::timeout(self.timeout, respond(inner, req)).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(timeout = ?self.timeout, "request cancelled at its deadline");
@@ -121,6 +88,8 @@ impl<E: Endpoint> Endpoint for DeadlineEndpoint<E> {
 pub struct TrustedHosts {
     hosts: Arc<[String]>,
 }
+
+around_middleware!(TrustedHosts);
 
 impl TrustedHosts {
     pub fn new(hosts: &[String]) -> Self {
@@ -152,35 +121,16 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-impl<E: Endpoint> Middleware<E> for TrustedHosts {
-    type Output = TrustedHostsEndpoint<E>;
-
-    fn transform(&self, ep: E) -> Self::Output {
-        TrustedHostsEndpoint {
-            inner: ep,
-            hosts: self.clone(),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct TrustedHostsEndpoint<E> {
-    inner: E,
-    hosts: TrustedHosts,
-}
-
-impl<E: Endpoint> Endpoint for TrustedHostsEndpoint<E> {
-    type Output = E::Output;
-
-    async fn call(&self, req: Request) -> Result<Self::Output> {
+impl Around for TrustedHosts {
+    async fn around<E: Endpoint>(&self, inner: &E, req: Request) -> Result<Response> {
         let host = req
             .headers()
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .or_else(|| req.uri().host())
             .unwrap_or_default();
-        if self.hosts.allows(host) {
-            self.inner.call(req).await
+        if self.allows(host) {
+            respond(inner, req).await
         } else {
             Err(ApiError::BadRequest(
                 "The Host header is not one this server answers to.".to_owned(),

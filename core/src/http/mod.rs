@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every keel service: the middleware stack, system endpoints,
 //! and a server that shuts down gracefully.
 
+pub mod around;
 pub mod client_ip;
 pub mod contract;
 pub mod formats;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response};
+use poem::{Endpoint, PathPattern, Request, Response};
 use tracing::{Instrument, field::Empty};
 
+use super::around::{Around, around_middleware, respond};
 use super::client_ip;
 use crate::error::{ApiError, ProblemDetails, problem_response};
 use crate::net::IpNetwork;
@@ -29,27 +30,10 @@ pub struct Observe {
     pub trusted_proxies: Arc<[IpNetwork]>,
 }
 
-impl<E: Endpoint> Middleware<E> for Observe {
-    type Output = ObserveEndpoint<E>;
+around_middleware!(Observe);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        ObserveEndpoint {
-            inner: ep,
-            trusted_proxies: Arc::clone(&self.trusted_proxies),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct ObserveEndpoint<E> {
-    inner: E,
-    trusted_proxies: Arc<[IpNetwork]>,
-}
-
-impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+impl Around for Observe {
+    async fn around<E: Endpoint>(&self, inner: &E, req: Request) -> poem::Result<Response> {
         let started = Instant::now();
         let request_id = RequestId::from_header(
             req.headers()
@@ -79,7 +63,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
 
         let (route, mut response) = context
             .scope(async {
-                let result = self.inner.call(req).await.map(IntoResponse::into_response);
+                let result = respond(inner, req).await;
                 let route = match &result {
                     Ok(resp) => resp.data::<PathPattern>(),
                     Err(err) => err.data::<PathPattern>(),

@@ -8,9 +8,10 @@
 //! (uploads) pass through unread.
 
 use bytes::Bytes;
-use poem::{Endpoint, Middleware, Request, Result};
+use poem::{Endpoint, Request, Response, Result};
 use serde_json::Value;
 
+use super::around::{Around, around_middleware, respond};
 use super::json;
 use crate::error::{ApiError, FieldError};
 
@@ -20,23 +21,10 @@ const MESSAGE: &str = "must not contain NUL characters";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StorableText;
 
-impl<E: Endpoint> Middleware<E> for StorableText {
-    type Output = StorableTextEndpoint<E>;
+around_middleware!(StorableText);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        StorableTextEndpoint { inner: ep }
-    }
-}
-
-#[derive(Debug)]
-pub struct StorableTextEndpoint<E> {
-    inner: E,
-}
-
-impl<E: Endpoint> Endpoint for StorableTextEndpoint<E> {
-    type Output = E::Output;
-
-    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+impl Around for StorableText {
+    async fn around<E: Endpoint>(&self, inner: &E, mut req: Request) -> Result<Response> {
         if has_escaped_nul(req.uri().path().as_bytes()) {
             return Err(refused("path"));
         }
@@ -57,7 +45,7 @@ impl<E: Endpoint> Endpoint for StorableTextEndpoint<E> {
             }
             req.set_body(body);
         }
-        self.inner.call(req).await
+        respond(inner, req).await
     }
 }
 

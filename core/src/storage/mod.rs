@@ -100,6 +100,17 @@ enum Store {
     S3(S3Store),
 }
 
+/// `$call` on whichever store a [`Storage`] has, named `$store`: the two backends share
+/// the methods it passes through.
+macro_rules! on_store {
+    ($storage:expr, |$store:ident| $call:expr) => {
+        match &$storage.inner.store {
+            Store::Local($store) => $call,
+            Store::S3($store) => $call,
+        }
+    };
+}
+
 /// A cheap handle (clone it freely) to the configured store.
 #[derive(Debug, Clone)]
 pub struct Storage {
@@ -149,10 +160,7 @@ impl Storage {
         body: impl Stream<Item = io::Result<Bytes>> + Send + Unpin,
         content_type: &str,
     ) -> Result<u64, StorageError> {
-        match &self.inner.store {
-            Store::Local(local) => local.put(key, body, content_type).await,
-            Store::S3(s3) => s3.put(key, body, content_type).await,
-        }
+        on_store!(self, |store| store.put(key, body, content_type).await)
     }
 
     /// [`Storage::put`] for bytes already in memory.
@@ -168,34 +176,22 @@ impl Storage {
 
     /// The object and its bytes as a stream; `None` when there is none.
     pub async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StorageError> {
-        match &self.inner.store {
-            Store::Local(local) => local.get(key).await,
-            Store::S3(s3) => s3.get(key).await,
-        }
+        on_store!(self, |store| store.get(key).await)
     }
 
     pub async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StorageError> {
-        match &self.inner.store {
-            Store::Local(local) => local.head(key).await,
-            Store::S3(s3) => s3.head(key).await,
-        }
+        on_store!(self, |store| store.head(key).await)
     }
 
     /// Idempotent: deleting a missing object succeeds.
     pub async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        match &self.inner.store {
-            Store::Local(local) => local.delete(key).await,
-            Store::S3(s3) => s3.delete(key).await,
-        }
+        on_store!(self, |store| store.delete(key).await)
     }
 
     /// Every object whose key starts with `prefix` (a raw prefix: `avatars/01` matches
     /// `avatars/0192/x.png`).
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
-        match &self.inner.store {
-            Store::Local(local) => local.list(prefix).await,
-            Store::S3(s3) => s3.list(prefix).await,
-        }
+        on_store!(self, |store| store.list(prefix).await)
     }
 
     /// A URL that reads the object without credentials until `expires_in` has passed.
@@ -288,10 +284,7 @@ impl Storage {
     }
 
     pub async fn ping(&self) -> Result<(), StorageError> {
-        match &self.inner.store {
-            Store::Local(local) => local.ping().await,
-            Store::S3(s3) => s3.ping().await,
-        }
+        on_store!(self, |store| store.ping().await)
     }
 }
 

@@ -3,7 +3,7 @@
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{Sort, contains_pattern};
+use keel_core::crud::{Sort, search_pattern};
 use keel_core::impl_crud;
 use uuid::Uuid;
 
@@ -31,13 +31,8 @@ fn filter_roles<'a>(
     mut query: roles::BoxedQuery<'a, Pg>,
     filter: &'a RoleFilter,
 ) -> roles::BoxedQuery<'a, Pg> {
-    if let Some(search) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        query = query.filter(roles::name.ilike(contains_pattern(search)));
+    if let Some(pattern) = search_pattern(filter.search.as_deref()) {
+        query = query.filter(roles::name.ilike(pattern));
     }
     query
 }

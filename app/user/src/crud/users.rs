@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use keel_core::crud::{Sort, contains_pattern};
+use keel_core::crud::{Sort, search_pattern};
 use keel_core::impl_crud;
 use uuid::Uuid;
 
@@ -31,13 +31,7 @@ fn filter_users<'a>(
     mut query: users::BoxedQuery<'a, Pg>,
     filter: &'a UserFilter,
 ) -> users::BoxedQuery<'a, Pg> {
-    if let Some(search) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let pattern = contains_pattern(search);
+    if let Some(pattern) = search_pattern(filter.search.as_deref()) {
         query = query.filter(
             users::email
                 .ilike(pattern.clone())

@@ -85,16 +85,11 @@ impl UsersApi {
         #[oai(scope = "UserPermission::UsersWrite")] auth: Auth,
         body: JsonBody<CreateUser>,
     ) -> Result<Created, Problems<CreateProblems>> {
-        let CreateUser {
-            email,
-            password,
-            full_name,
-            roles,
-        } = body.0;
+        let CreateUser { account, roles } = body.0;
         let account = NewAccount {
-            email: email.0,
-            password,
-            full_name,
+            email: account.email.0,
+            password: account.password,
+            full_name: account.full_name,
             roles,
         };
         let user = self.service.create_user(Some(&auth), account).await?;

@@ -5,8 +5,8 @@ use keel_core::auth::Principal;
 use keel_core::crud::CrudBase;
 use uuid::Uuid;
 
-use super::UserService;
 use super::auth::invalid;
+use super::{UserService, own_account_entry};
 use crate::actions;
 use crate::crud::{sessions, users};
 use crate::errors::UserError;
@@ -31,14 +31,8 @@ impl UserService {
             ..UserChanges::default()
         };
         let id = caller.user_id;
-        let entry = Entry::new(
-            actions::PROFILE_UPDATED,
-            "user",
-            format!("{} edited their profile", caller.email),
-        )
-        .actor(caller)
-        .entity(id)
-        .metadata(json!({"changed": changes.full_name.as_ref().map(|_| "full_name")}));
+        let entry = own_account_entry(actions::PROFILE_UPDATED, caller, "edited their profile")
+            .metadata(json!({"changed": changes.full_name.as_ref().map(|_| "full_name")}));
         self.db
             .transaction(async move |conn| {
                 users::UserCrud::update(conn, id, &changes).await?;
@@ -86,11 +80,9 @@ impl UserService {
                 let ended =
                     sessions::revoke_user(conn, user, RevokeReason::PasswordChanged, Some(keep))
                         .await?;
-                let summary = format!("{} changed their password", actor.email);
-                let entry = Entry::new(actions::PASSWORD_CHANGED, "user", summary)
-                    .actor(actor)
-                    .entity(user)
-                    .metadata(json!({"other_sessions_ended": ended.len()}));
+                let entry =
+                    own_account_entry(actions::PASSWORD_CHANGED, actor, "changed their password")
+                        .metadata(json!({"other_sessions_ended": ended.len()}));
                 record(conn, entry).await?;
                 Ok(())
             })

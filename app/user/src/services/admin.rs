@@ -1,6 +1,6 @@
 //! Administering accounts: list, create, edit, (de)activate, roles, force sign-out.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
@@ -77,14 +77,8 @@ impl UserService {
         let mut conn = self.db.conn().await?;
         let listed = UserCrud::list(&mut conn, &filter, sort, page).await?;
         let ids: Vec<Uuid> = listed.items.iter().map(|u| u.id).collect();
-        let mut roles: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for (user, role) in access::role_names_of_users(&mut conn, &ids).await? {
-            roles.entry(user).or_default().push(role);
-        }
-        Ok(listed.map(|user| {
-            let roles = roles.remove(&user.id).unwrap_or_default();
-            Account { user, roles }
-        }))
+        let roles = access::role_names_of_users(&mut conn, &ids).await?;
+        Ok(listed.attach(roles, |user| user.id, |user, roles| Account { user, roles }))
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<Account, ApiError> {

@@ -10,7 +10,7 @@ use keel_core::crud::CrudBase;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
-use super::{Device, UserService, actor_of, check_new_account, insert_account};
+use super::{Device, UserService, actor_of, check_new_account, insert_account, own_account_entry};
 use crate::actions;
 use crate::crud::{access, sessions, users};
 use crate::errors::UserError;
@@ -85,10 +85,7 @@ impl UserService {
                     "user",
                     format!("{} registered", user.email),
                 )
-                .actor(Actor {
-                    id: user.id,
-                    email: user.email.clone(),
-                })
+                .actor(&user)
                 .entity(user.id);
                 record(conn, entry).await?;
                 let welcome = SendWelcomeEmail { user_id: user.id };
@@ -236,10 +233,7 @@ impl UserService {
                     "session",
                     format!("{} signed in", user.email),
                 )
-                .actor(Actor {
-                    id: user.id,
-                    email: user.email,
-                })
+                .actor(&user)
                 .entity(family);
                 record(conn, entry).await?;
                 Ok::<_, ApiError>(SignIn::Opened { family, refresh })
@@ -380,10 +374,7 @@ impl UserService {
                 users::lock(conn, user).await?;
                 let ended =
                     sessions::revoke_user(conn, user, RevokeReason::LogoutAll, None).await?;
-                let summary = format!("{} signed out everywhere", actor.email);
-                let entry = Entry::new(actions::LOGOUT_ALL, "user", summary)
-                    .actor(actor)
-                    .entity(user)
+                let entry = own_account_entry(actions::LOGOUT_ALL, actor, "signed out everywhere")
                     .metadata(json!({"sessions_ended": ended.len()}));
                 record(conn, entry).await?;
                 Ok::<_, ApiError>(())

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use crate::actions;
 use bytes::Bytes;
-use keel_activity::{Entry, record};
+use keel_activity::record;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::CrudBase;
 use keel_core::storage::ObjectKey;
 use serde_json::json;
 
-use super::{UserService, profile_key, profile_stamp};
+use super::{UserService, own_account_entry, profile_key, profile_stamp};
 use crate::crud::users::{self, UserCrud};
 use crate::models::{Profile, ProfileDetails, UserChanges};
 
@@ -127,14 +127,8 @@ impl UserService {
         let size = image.len();
         self.storage.put_bytes(&key, image, kind.mime()).await?;
 
-        let entry = Entry::new(
-            actions::AVATAR_CHANGED,
-            "user",
-            format!("{} changed their avatar", caller.email),
-        )
-        .actor(caller)
-        .entity(id)
-        .metadata(json!({"type": kind.mime(), "bytes": size}));
+        let entry = own_account_entry(actions::AVATAR_CHANGED, caller, "changed their avatar")
+            .metadata(json!({"type": kind.mime(), "bytes": size}));
         let new_key = key.as_str().to_owned();
         let replaced = self
             .db
@@ -167,13 +161,7 @@ impl UserService {
     /// Removes the caller's avatar; removing none is not an error.
     pub async fn delete_avatar(&self, caller: &Principal) -> Result<(), ApiError> {
         let id = caller.user_id;
-        let entry = Entry::new(
-            actions::AVATAR_REMOVED,
-            "user",
-            format!("{} removed their avatar", caller.email),
-        )
-        .actor(caller)
-        .entity(id);
+        let entry = own_account_entry(actions::AVATAR_REMOVED, caller, "removed their avatar");
         let removed = self
             .db
             .transaction(async move |conn| {

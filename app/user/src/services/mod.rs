@@ -30,6 +30,7 @@ pub use principals::DbPrincipals;
 pub use seed::{SUPERUSER_ROLE, SeedReport, USER_ROLE, seed};
 
 use diesel_async::AsyncPgConnection;
+use keel_activity::{Action, Actor, Entry};
 use keel_core::crud::CrudBase;
 use uuid::Uuid;
 
@@ -145,16 +146,28 @@ impl UserService {
     }
 }
 
+/// An account as an audit actor: its id and current email.
+impl From<&User> for Actor {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email.clone(),
+        }
+    }
+}
+
 /// `user` as an audit actor (id and current email).
-async fn actor_of(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-) -> Result<keel_activity::Actor, ApiError> {
-    let user = UserCrud::get(conn, user).await?;
-    Ok(keel_activity::Actor {
-        id: user.id,
-        email: user.email,
-    })
+async fn actor_of(conn: &mut AsyncPgConnection, user: Uuid) -> Result<Actor, ApiError> {
+    Ok(Actor::from(&UserCrud::get(conn, user).await?))
+}
+
+/// The audit entry for something a user did to their own account, summarised as
+/// "<email> <did>" ("ada@example.com changed their avatar").
+fn own_account_entry(action: Action, actor: impl Into<Actor>, did: &str) -> Entry {
+    let actor = actor.into();
+    Entry::new(action, "user", format!("{} {did}", actor.email))
+        .entity(actor.id)
+        .actor(actor)
 }
 
 /// Where a sign-in or registration comes from: the client's address (rate limits) and

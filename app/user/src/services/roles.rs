@@ -1,11 +1,12 @@
 //! Administering roles and reading the declared permissions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use diesel_async::AsyncPgConnection;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::{CrudBase, Listed, PageParams, Sort};
+use keel_core::db::InTransaction;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
@@ -30,14 +31,12 @@ impl UserService {
         let mut conn = self.db.conn().await?;
         let listed = RoleCrud::list(&mut conn, &filter, sort, page).await?;
         let ids: Vec<Uuid> = listed.items.iter().map(|r| r.id).collect();
-        let mut codes: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for (role, code) in access::role_permission_pairs(&mut conn, &ids).await? {
-            codes.entry(role).or_default().push(code);
-        }
-        Ok(listed.map(|role| {
-            let permissions = codes.remove(&role.id).unwrap_or_default();
-            RoleGrants { role, permissions }
-        }))
+        let codes = access::role_permission_pairs(&mut conn, &ids).await?;
+        Ok(listed.attach(
+            codes,
+            |role| role.id,
+            |role, permissions| RoleGrants { role, permissions },
+        ))
     }
 
     pub async fn get_role(&self, id: Uuid) -> Result<RoleGrants, ApiError> {
@@ -97,53 +96,46 @@ impl UserService {
             .map_err(|e| ApiError::Validation(vec![e]))?;
         let principal = actor.clone();
         let actor = Actor::from(actor);
-        let out = self
-            .db
-            .transaction(async move |conn| {
-                let role = access::lock_role(conn, id).await?;
-                if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
-                    return Err(UserError::SystemRole.into());
-                }
-                ensure_outranks_role(conn, &principal, &role).await?;
-                let before = role.name;
-                let changes = RoleChanges { name, description };
-                let role = RoleCrud::update(conn, id, &changes).await?;
-                let summary = format!("{} edited the role {}", actor.email, role.name);
-                let entry = Entry::new(actions::ROLE_UPDATED, "role", summary)
-                    .actor(actor)
-                    .entity(id)
-                    .metadata(json!({"name_before": before, "name": role.name}));
-                record(conn, entry).await?;
-                grants_of(conn, role).await
-            })
-            .await?;
-        self.authenticator.everyone_changed().await;
-        Ok(out)
+        self.change_roles(async move |conn| {
+            let role = access::lock_role(conn, id).await?;
+            if role.is_system && name.as_ref().is_some_and(|n| *n != role.name) {
+                return Err(UserError::SystemRole.into());
+            }
+            ensure_outranks_role(conn, &principal, &role).await?;
+            let before = role.name;
+            let changes = RoleChanges { name, description };
+            let role = RoleCrud::update(conn, id, &changes).await?;
+            let summary = format!("{} edited the role {}", actor.email, role.name);
+            let entry = Entry::new(actions::ROLE_UPDATED, "role", summary)
+                .actor(actor)
+                .entity(id)
+                .metadata(json!({"name_before": before, "name": role.name}));
+            record(conn, entry).await?;
+            grants_of(conn, role).await
+        })
+        .await
     }
 
     /// Deletes a role (its holders lose its permissions at once); system roles stay.
     pub async fn delete_role(&self, actor: &Principal, id: Uuid) -> Result<(), ApiError> {
         let principal = actor.clone();
         let actor = Actor::from(actor);
-        self.db
-            .transaction(async move |conn| {
-                let role = access::lock_role(conn, id).await?;
-                if role.is_system {
-                    return Err(UserError::SystemRole.into());
-                }
-                ensure_outranks_role(conn, &principal, &role).await?;
-                RoleCrud::delete(conn, id).await?;
-                let summary = format!("{} deleted the role {}", actor.email, role.name);
-                let entry = Entry::new(actions::ROLE_DELETED, "role", summary)
-                    .actor(actor)
-                    .entity(id)
-                    .metadata(json!({"name": role.name}));
-                record(conn, entry).await?;
-                Ok::<_, ApiError>(())
-            })
-            .await?;
-        self.authenticator.everyone_changed().await;
-        Ok(())
+        self.change_roles(async move |conn| {
+            let role = access::lock_role(conn, id).await?;
+            if role.is_system {
+                return Err(UserError::SystemRole.into());
+            }
+            ensure_outranks_role(conn, &principal, &role).await?;
+            RoleCrud::delete(conn, id).await?;
+            let summary = format!("{} deleted the role {}", actor.email, role.name);
+            let entry = Entry::new(actions::ROLE_DELETED, "role", summary)
+                .actor(actor)
+                .entity(id)
+                .metadata(json!({"name": role.name}));
+            record(conn, entry).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces the permissions a role grants. `actor` must hold each one added; the
@@ -156,44 +148,52 @@ impl UserService {
     ) -> Result<RoleGrants, ApiError> {
         let permissions = dedup(permissions);
         let actor = actor.clone();
-        let out = self
-            .db
-            .transaction(async move |conn| {
-                // Locked: holders being judged by this role's grants (delegation)
-                // finish first, and two edits can't interleave.
-                let role = access::lock_role(conn, id).await?;
-                if role.name == SUPERUSER_ROLE {
-                    return Err(UserError::SystemRole.into());
-                }
-                ensure_outranks_role(conn, &actor, &role).await?;
-                ensure_exist(conn, &permissions).await?;
-                let current = access::permissions_of_roles(conn, &[id]).await?;
-                let added: Vec<String> = permissions
-                    .iter()
-                    .filter(|c| !current.contains(c))
-                    .cloned()
-                    .collect();
-                ensure_holds(&actor, &added)?;
-                access::set_role_permissions(conn, id, &permissions).await?;
-                let summary = format!(
-                    "{} set the permissions of the role {}",
-                    actor.email, role.name
-                );
-                let entry = Entry::new(actions::ROLE_PERMISSIONS_CHANGED, "role", summary)
-                    .actor(&actor)
-                    .entity(id)
-                    .metadata(json!({"before": current, "after": permissions}));
-                record(conn, entry).await?;
-                grants_of(conn, role).await
-            })
-            .await?;
-        self.authenticator.everyone_changed().await;
-        Ok(out)
+        self.change_roles(async move |conn| {
+            // Locked: holders being judged by this role's grants (delegation)
+            // finish first, and two edits can't interleave.
+            let role = access::lock_role(conn, id).await?;
+            if role.name == SUPERUSER_ROLE {
+                return Err(UserError::SystemRole.into());
+            }
+            ensure_outranks_role(conn, &actor, &role).await?;
+            ensure_exist(conn, &permissions).await?;
+            let current = access::permissions_of_roles(conn, &[id]).await?;
+            let added: Vec<String> = permissions
+                .iter()
+                .filter(|c| !current.contains(c))
+                .cloned()
+                .collect();
+            ensure_holds(&actor, &added)?;
+            access::set_role_permissions(conn, id, &permissions).await?;
+            let summary = format!(
+                "{} set the permissions of the role {}",
+                actor.email, role.name
+            );
+            let entry = Entry::new(actions::ROLE_PERMISSIONS_CHANGED, "role", summary)
+                .actor(&actor)
+                .entity(id)
+                .metadata(json!({"before": current, "after": permissions}));
+            record(conn, entry).await?;
+            grants_of(conn, role).await
+        })
+        .await
     }
 
     pub async fn list_permissions(&self) -> Result<Vec<Permission>, ApiError> {
         let mut conn = self.db.conn().await?;
         Ok(access::list_permissions(&mut conn).await?)
+    }
+
+    /// Runs `change` to roles in one transaction; once it commits, every principal is
+    /// read afresh, as a role's grants reach everyone who holds it.
+    async fn change_roles<T, F>(&self, change: F) -> Result<T, ApiError>
+    where
+        T: Send,
+        F: for<'c> InTransaction<'c, Result<T, ApiError>>,
+    {
+        let out = self.db.transaction(change).await?;
+        self.authenticator.everyone_changed().await;
+        Ok(out)
     }
 }
 

@@ -22,12 +22,11 @@ use std::sync::Arc;
 use poem::endpoint::BoxEndpoint;
 use poem::error::ResponseError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{
-    Endpoint, EndpointExt, IntoResponse, Middleware, PathPattern, Request, Response, Result,
-};
+use poem::{Endpoint, EndpointExt, PathPattern, Request, Response, Result};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::http::around::{Around, around_middleware, respond};
 
 /// `endpoint` held to its published `document`: each operation's scopes enforced by
 /// `Auth` ([`RequiredScopes`]), request bodies to their schemas ([`shape::HoldToShape`]),
@@ -226,29 +225,12 @@ impl PathTemplate {
 #[derive(Debug, Clone)]
 pub struct AnswerAllow(pub Arc<AllowedMethods>);
 
-impl<E: Endpoint> Middleware<E> for AnswerAllow {
-    type Output = AnswerAllowEndpoint<E>;
+around_middleware!(AnswerAllow);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        AnswerAllowEndpoint {
-            inner: ep,
-            allowed: Arc::clone(&self.0),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct AnswerAllowEndpoint<E> {
-    inner: E,
-    allowed: Arc<AllowedMethods>,
-}
-
-impl<E: Endpoint> Endpoint for AnswerAllowEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> Result<Response> {
-        let allow = self.allowed.of(req.uri().path()).cloned();
-        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+impl Around for AnswerAllow {
+    async fn around<E: Endpoint>(&self, inner: &E, req: Request) -> Result<Response> {
+        let allow = self.0.of(req.uri().path()).cloned();
+        let result = respond(inner, req).await;
         let not_allowed = match &result {
             Ok(response) => response.status() == StatusCode::METHOD_NOT_ALLOWED,
             Err(err) => err.status() == StatusCode::METHOD_NOT_ALLOWED,
@@ -285,29 +267,12 @@ fn route_pattern(path: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct EnforceDeclared(pub Arc<DeclaredStatuses>);
 
-impl<E: Endpoint> Middleware<E> for EnforceDeclared {
-    type Output = EnforceDeclaredEndpoint<E>;
+around_middleware!(EnforceDeclared);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        EnforceDeclaredEndpoint {
-            inner: ep,
-            declared: Arc::clone(&self.0),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct EnforceDeclaredEndpoint<E> {
-    inner: E,
-    declared: Arc<DeclaredStatuses>,
-}
-
-impl<E: Endpoint> Endpoint for EnforceDeclaredEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> Result<Response> {
+impl Around for EnforceDeclared {
+    async fn around<E: Endpoint>(&self, inner: &E, req: Request) -> Result<Response> {
         let method = req.method().clone();
-        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let result = respond(inner, req).await;
         let (status, pattern) = match &result {
             Ok(response) => (response.status(), response.data::<PathPattern>()),
             Err(err) => (err.status(), err.data::<PathPattern>()),
@@ -315,7 +280,7 @@ impl<E: Endpoint> Endpoint for EnforceDeclaredEndpoint<E> {
         let Some(pattern) = pattern.map(|p| p.0.to_string()) else {
             return result;
         };
-        if self.declared.declares(&method, &pattern, status.as_u16()) == Some(false) {
+        if self.0.declares(&method, &pattern, status.as_u16()) == Some(false) {
             let drift = format!(
                 "{method} {pattern} answered {status}, which its OpenAPI entry doesn't declare"
             );

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use poem::http::Method;
-use poem::{Endpoint, Middleware, Request, Result};
+use poem::{Endpoint, Request, Response, Result};
 use serde_json::{Map, Value};
 
 use super::{PathTemplate, operations_of, paths};
 use crate::error::{ApiError, FieldError};
+use crate::http::around::{Around, around_middleware, respond};
 use crate::http::json;
 
 /// Operation → the schema of its JSON request body, read once from the document.
@@ -175,43 +176,26 @@ impl Walk<'_> {
 #[derive(Debug, Clone)]
 pub struct HoldToShape(pub Arc<RequestShapes>);
 
-impl<E: Endpoint> Middleware<E> for HoldToShape {
-    type Output = HoldToShapeEndpoint<E>;
+around_middleware!(HoldToShape);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        HoldToShapeEndpoint {
-            inner: ep,
-            shapes: Arc::clone(&self.0),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct HoldToShapeEndpoint<E> {
-    inner: E,
-    shapes: Arc<RequestShapes>,
-}
-
-impl<E: Endpoint> Endpoint for HoldToShapeEndpoint<E> {
-    type Output = E::Output;
-
-    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+impl Around for HoldToShape {
+    async fn around<E: Endpoint>(&self, inner: &E, mut req: Request) -> Result<Response> {
         let is_json = req.content_type().is_some_and(json::is_json);
         let schema = is_json
-            .then(|| self.shapes.schema_of(req.method(), req.uri().path()))
+            .then(|| self.0.schema_of(req.method(), req.uri().path()))
             .flatten();
         if let Some(schema) = schema {
             let body: Bytes = req.take_body().into_bytes().await?;
             // A body that isn't JSON at all is the handler's to refuse (400).
             if let Ok(value) = serde_json::from_slice::<Value>(&body) {
-                let errors = self.shapes.broken(schema, &value);
+                let errors = self.0.broken(schema, &value);
                 if !errors.is_empty() {
                     return Err(ApiError::Validation(errors).into());
                 }
             }
             req.set_body(body);
         }
-        self.inner.call(req).await
+        respond(inner, req).await
     }
 }
 

@@ -5,7 +5,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions, Queue
 use lapin::types::AMQPValue;
 use lapin::{Channel, Connection};
 
-use super::topology::{durable, short};
+use super::topology::short;
 use super::{Broker, BrokerError};
 use crate::tasks::Envelope;
 
@@ -57,21 +57,7 @@ impl Broker {
         let channel = conn.create_channel().await?;
         let mut stats = Vec::with_capacity(queues.len());
         for queue in queues {
-            // Declaring (idempotent) answers with the counts.
-            let work = channel
-                .queue_declare(
-                    short(&self.topology.work(queue))?,
-                    durable(),
-                    self.topology.arguments(),
-                )
-                .await?;
-            let dead = channel
-                .queue_declare(
-                    short(&self.topology.dead(queue))?,
-                    durable(),
-                    self.topology.arguments(),
-                )
-                .await?;
+            let (work, dead) = self.topology.declare(&channel, queue).await?;
             stats.push(QueueStats {
                 queue: (*queue).to_owned(),
                 ready: work.message_count(),

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use lapin::Channel;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Queue};
 
 use super::BrokerError;
 
@@ -57,15 +57,17 @@ impl Topology {
         args
     }
 
-    /// Declares the work and dead-letter queues of `queue` (idempotent). A publishing
-    /// link remembers what it declared under these names (and the delay tiers' own).
-    pub(crate) async fn declare(&self, channel: &Channel, queue: &str) -> Result<(), BrokerError> {
-        for name in [self.work(queue), self.dead(queue)] {
-            channel
-                .queue_declare(short(&name)?, durable(), self.arguments())
-                .await?;
-        }
-        Ok(())
+    /// Declares the work and dead-letter queues of `queue` (idempotent), which answers
+    /// with their counts. A publishing link remembers what it declared under these names
+    /// (and the delay tiers' own).
+    pub(crate) async fn declare(
+        &self,
+        channel: &Channel,
+        queue: &str,
+    ) -> Result<(Queue, Queue), BrokerError> {
+        let work = declare(channel, &self.work(queue), self.arguments()).await?;
+        let dead = declare(channel, &self.dead(queue), self.arguments()).await?;
+        Ok((work, dead))
     }
 
     /// Declares `name`, a delay tier of `queue` (idempotent).
@@ -84,7 +86,7 @@ impl Topology {
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(self.work(queue).into()),
         );
-        channel.queue_declare(short(name)?, durable(), args).await?;
+        declare(channel, name, args).await?;
         Ok(())
     }
 
@@ -96,7 +98,12 @@ impl Topology {
     }
 }
 
-pub(super) fn durable() -> QueueDeclareOptions {
+/// Declares the durable queue `name` (idempotent).
+async fn declare(channel: &Channel, name: &str, args: FieldTable) -> Result<Queue, BrokerError> {
+    Ok(channel.queue_declare(short(name)?, durable(), args).await?)
+}
+
+fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
