@@ -21,14 +21,11 @@ pub fn v1(features: &All, tasks: TasksApi) -> impl OpenApi + use<> {
 /// What the application declares: the features' permissions and `tasks:read`, and
 /// the features' audit actions.
 pub fn declared() -> Declared {
-    Declared {
-        permissions: [
-            All::permissions(),
-            keel_core::auth::declared::<TaskPermission>(),
-        ]
-        .concat(),
-        audit_actions: All::audit_actions(),
-    }
+    let mut declared = All::declared();
+    declared
+        .permissions
+        .extend(keel_core::auth::declared::<TaskPermission>());
+    declared
 }
 
 /// The service that serves every operation and generates the spec from the same types.
@@ -62,9 +59,10 @@ const OAUTH2_DESCRIPTION: &str = "Sign in with your email as the username and yo
      password; send the access token as `Authorization: Bearer <token>`. Each operation \
      lists the permission it needs as a scope.";
 
-/// The published document: poem-openapi's, with the OAuth2 password flow listing every
-/// declared permission as a scope (the scheme is declared in keel-core, which knows no
-/// feature's permissions; OpenAPI requires the list), and the rules keel's request
+/// The published document: poem-openapi's, with the OAuth2 password flow signing in at
+/// the token-issuing feature's endpoint and listing every declared permission as a
+/// scope (the scheme is declared in keel-core, which knows no feature's endpoints or
+/// permissions; OpenAPI requires both), and the rules keel's request
 /// guards enforce ([`keel_core::http::contract::rules`]).
 pub fn document(generated: &str, declared: &Declared) -> Result<String, String> {
     let mut document: serde_json::Value =
@@ -83,6 +81,11 @@ pub fn document(generated: &str, declared: &Declared) -> Result<String, String> 
         .iter()
         .map(|(code, description)| (code.clone(), description.as_str().into()))
         .collect();
+    let token_url = declared
+        .token_url
+        .as_deref()
+        .ok_or("no listed feature issues access tokens (Feature::TOKEN_PATH)")?;
+    scheme["flows"]["password"]["tokenUrl"] = token_url.into();
     scheme["flows"]["password"]["scopes"] = serde_json::Value::Object(scopes);
     scheme["description"] = OAUTH2_DESCRIPTION.into();
     keel_core::http::contract::rules::declare(&mut document, &codes, &declared.audit_actions);

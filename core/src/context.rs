@@ -31,6 +31,8 @@ pub struct Declared {
     pub permissions: Vec<(String, String)>,
     /// `noun.verb`: the enum of [`crate::http::formats::ActionName`].
     pub audit_actions: Vec<&'static str>,
+    /// The OAuth2 password flow's `tokenUrl` (see [`crate::Feature::TOKEN_PATH`]).
+    pub token_url: Option<String>,
 }
 
 impl Context {

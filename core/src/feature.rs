@@ -12,8 +12,9 @@ use poem::endpoint::BoxEndpoint;
 use poem_openapi::OpenApi;
 
 use crate::ApiError;
-use crate::context::Context;
+use crate::context::{Context, Declared};
 use crate::db::Db;
+use crate::http::versioned;
 use crate::settings::{AppEnv, Reader, Section};
 use crate::tasks::Registry;
 
@@ -36,6 +37,11 @@ pub trait Feature: Send + Sync + Sized + 'static {
     /// Its own settings section, `()` when it has none: read and checked with
     /// keel-core's when the process loads its settings.
     type Settings: Section;
+
+    /// Where the OAuth2 password flow signs in, relative to `/api/v1`, if this feature
+    /// issues access tokens (keel-user's `/auth/token`): the published document's
+    /// Authorize dialog posts there. keel-core's scheme can't name a feature's path.
+    const TOKEN_PATH: Option<&'static str> = None;
 
     /// Builds the feature's services. Runs once per process, and on an offline context
     /// for the OpenAPI document, so it must not need the database to answer.
@@ -121,6 +127,18 @@ pub trait Features: Send + Sync + Sized + 'static {
     /// Every audit action the features record.
     fn audit_actions() -> Vec<&'static str>;
 
+    /// The first listed feature's [`Feature::TOKEN_PATH`].
+    fn token_path() -> Option<&'static str>;
+
+    /// What the features declare: their permissions, audit actions and token endpoint.
+    fn declared() -> Declared {
+        Declared {
+            permissions: Self::permissions(),
+            audit_actions: Self::audit_actions(),
+            token_url: Self::token_path().map(|path| format!("{}{path}", versioned::PREFIX)),
+        }
+    }
+
     /// Registers every feature's tasks.
     fn tasks(&self, registry: &mut Registry);
 
@@ -187,6 +205,10 @@ macro_rules! features_tuple {
 
             fn audit_actions() -> Vec<&'static str> {
                 [$($F::audit_actions()),+].concat()
+            }
+
+            fn token_path() -> Option<&'static str> {
+                [$($F::TOKEN_PATH),+].into_iter().flatten().next()
             }
 
             fn tasks(&self, registry: &mut Registry) {

@@ -40,6 +40,8 @@ impl keel_core::Feature for UserService {
 
     type Settings = settings::UserSettings;
 
+    const TOKEN_PATH: Option<&'static str> = Some("/auth/token");
+
     async fn build(ctx: &Context, settings: Self::Settings) -> Result<Self, ApiError> {
         Self::new(ctx, &settings).await
     }

@@ -160,7 +160,9 @@ fn unauthorized() -> ApiError {
 #[oai(
     rename = "OAuth2",
     ty = "oauth2",
-    flows(password(token_url = "/api/v1/auth/token")),
+    // Named in the published document by the feature that issues tokens
+    // (`Feature::TOKEN_PATH`); poem-openapi wants a value here.
+    flows(password(token_url = "/token")),
     checker = "authenticate"
 )]
 /// Sign in with your email as username; the access token goes in

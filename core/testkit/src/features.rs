@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use keel_core::Context;
 use keel_core::cache::Cache;
-use keel_core::context::Declared;
 use keel_core::db::Db;
 use keel_core::db::changes::Listener;
 use keel_core::feature::{Features, Running};
@@ -47,10 +46,7 @@ impl<F: Features> FeatureApp<F> {
         let settings = crate::settings(db.url(), overrides);
         let pool = Db::new(&db.secret_url(), &settings.database, "keel-test");
         let changes = pool.listen_for_changes();
-        let declared = Declared {
-            permissions: F::permissions(),
-            audit_actions: F::audit_actions(),
-        };
+        let declared = F::declared();
         F::seed(&pool, &declared.permissions)
             .await
             .expect("the features seed");
