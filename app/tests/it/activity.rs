@@ -9,12 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Client, TestApp};
 
 fn actions(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_owned())
-        .collect()
+    crate::helpers::field_of_items(page, "action")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -26,6 +21,7 @@ async fn the_trail_records_user_actions_and_is_guarded_filtered_and_paged() {
     let (status, _) = client
         .post(
             "/api/v1/auth/login",
+            None,
             json!({"email": "ada@example.com", "password": "not the password"}),
         )
         .await;
@@ -108,26 +104,14 @@ async fn the_trail_records_user_actions_and_is_guarded_filtered_and_paged() {
 
     // Paging input outside what the document declares is a 400 naming the parameter, as
     // is an unknown action; any cursor of the declared form reads (here: past the end).
-    let (status, body) = client
-        .get("/api/v1/activity?cursor=bogus", Some(&admin))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("`cursor`"),
-        "{body}"
-    );
-    let (status, body) = client.get("/api/v1/activity?size=101", Some(&admin)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("`size`"),
-        "{body}"
-    );
+    for (query, parameter) in [("cursor=bogus", "`cursor`"), ("size=101", "`size`")] {
+        let (status, body) = client
+            .get(&format!("/api/v1/activity?{query}"), Some(&admin))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(parameter), "{body}");
+    }
     let (status, body) = client
         .get(
             &format!("/api/v1/activity?cursor={}", "0".repeat(32)),

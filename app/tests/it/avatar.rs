@@ -1,7 +1,7 @@
 //! The avatar flow end to end, on local disk (links served by keel-api itself) and on a
 //! real S3-compatible server.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{Client, TestApp};
@@ -83,16 +83,12 @@ async fn avatars_flow(overrides: &[(&str, &str)]) -> TestApp {
     );
 
     // Removing it: 204, the object goes, /me has no link.
-    let (status, _) = c
-        .call(Method::DELETE, "/api/v1/auth/me/avatar", Some(&token), None)
-        .await;
+    let (status, _) = c.delete("/api/v1/auth/me/avatar", Some(&token)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_ne!(fetch_from(&app, &second_url).await.0, StatusCode::OK);
     let (_, me) = c.get("/api/v1/auth/me", Some(&token)).await;
     assert!(me.get("avatar_url").is_none(), "{me}");
-    let (status, _) = c
-        .call(Method::DELETE, "/api/v1/auth/me/avatar", Some(&token), None)
-        .await;
+    let (status, _) = c.delete("/api/v1/auth/me/avatar", Some(&token)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "removing none is fine");
 
     // Every change is in the caller's trail.

@@ -197,16 +197,7 @@ async fn sigterm_stops_the_api_with_exit_code_zero() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = String::from_utf8_lossy(&output.stdout);
+    let (output, logs) = crate::helpers::terminate(child).await;
     assert!(
         output.status.success(),
         "exit {:?}: {logs}{}",
@@ -225,29 +216,18 @@ async fn admin_migrate_applies_then_reports_nothing_pending() {
     let db = TestDb::empty().await;
     let vars = [("DATABASE_URL", db.url())];
 
-    let pending = run(ADMIN, &["migrate", "--pending"], &vars);
-    assert!(pending.status.success(), "{}", stderr(&pending));
-    assert!(
-        stderr(&pending).contains("pending: 00000000000000"),
-        "{}",
-        stderr(&pending)
-    );
-
-    let first = run(ADMIN, &["migrate"], &vars);
-    assert!(first.status.success(), "{}", stderr(&first));
-    assert!(
-        stderr(&first).contains("applied: 00000000000000"),
-        "{}",
-        stderr(&first)
-    );
-
-    let second = run(ADMIN, &["migrate"], &vars);
-    assert!(second.status.success(), "{}", stderr(&second));
-    assert!(
-        stderr(&second).contains("no migrations applied"),
-        "{}",
-        stderr(&second)
-    );
+    for (args, says) in [
+        (&["migrate", "--pending"][..], "pending: 00000000000000"),
+        (&["migrate"], "applied: 00000000000000"),
+        (&["migrate"], "no migrations applied"),
+    ] {
+        let output = run(ADMIN, args, &vars);
+        let err = stderr(&output);
+        assert!(
+            output.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

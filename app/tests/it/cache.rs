@@ -1,10 +1,10 @@
 //! Replicas sharing Redis share revocations and login limits; with Redis refused the
 //! app keeps serving and says so on /health/ready.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Client, PASSWORD, TestApp};
+use crate::helpers::{Client, PASSWORD, TestApp, until};
 
 /// Two replicas of the app on one database and one Redis.
 async fn two_replicas(extra: &[(&str, &str)]) -> (TestApp, TestApp) {
@@ -33,21 +33,14 @@ async fn a_logout_on_one_replica_reaches_the_other_with_the_bumps_message() {
         StatusCode::OK
     );
 
-    let (status, _) = on_a
-        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
-        .await;
+    let (status, _) = on_a.act("/api/v1/auth/logout", Some(&token)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // B may have the principal in memory: it drops it when the bump's message arrives
     // (Redis pub/sub, well under a second), not when its 30 s there run out.
-    let mut refused = false;
-    for _ in 0..100 {
-        if on_b.get("/api/v1/auth/me", Some(&token)).await.0 == StatusCode::UNAUTHORIZED {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(refused, "the logout reached replica B within 2 s");
+    until("the logout reaches replica B", async || {
+        on_b.get("/api/v1/auth/me", Some(&token)).await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
 }
 
 /// Profiles are the user feature's, cached per user: an edit shows at once on the
@@ -66,21 +59,15 @@ async fn a_profile_edit_on_one_replica_reaches_the_other() {
         );
         let name = format!("Grace {round}");
         let edit = json!({"full_name": name});
-        let (status, me) = on_a
-            .call(Method::PATCH, "/api/v1/auth/me", Some(&token), Some(edit))
-            .await;
+        let (status, me) = on_a.patch("/api/v1/auth/me", Some(&token), edit).await;
         assert_eq!((status, &me["full_name"]), (StatusCode::OK, &json!(name)));
         let (_, again) = on_a.get("/api/v1/auth/me", Some(&token)).await;
         assert_eq!(again["full_name"], name, "round {round}: replica A");
-        let mut seen = false;
-        for _ in 0..100 {
-            if on_b.get("/api/v1/auth/me", Some(&token)).await.1["full_name"] == name {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert!(seen, "round {round}: the edit reached replica B within 2 s");
+        until(
+            &format!("round {round}: the edit reaches replica B"),
+            async || on_b.get("/api/v1/auth/me", Some(&token)).await.1["full_name"] == name,
+        )
+        .await;
     }
 }
 
@@ -91,16 +78,16 @@ async fn failed_logins_are_counted_across_replicas() {
     on_a.sign_up("ada@example.com").await;
     let wrong = json!({"email": "ada@example.com", "password": "not the password"});
     assert_eq!(
-        on_a.post("/api/v1/auth/login", wrong.clone()).await.0,
+        on_a.post("/api/v1/auth/login", None, wrong.clone()).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        on_b.post("/api/v1/auth/login", wrong.clone()).await.0,
+        on_b.post("/api/v1/auth/login", None, wrong.clone()).await.0,
         StatusCode::UNAUTHORIZED
     );
     let right = json!({"email": "ada@example.com", "password": PASSWORD});
     assert_eq!(
-        on_a.post("/api/v1/auth/login", right).await.0,
+        on_a.post("/api/v1/auth/login", None, right).await.0,
         StatusCode::TOO_MANY_REQUESTS,
         "two failures, one on each replica, use up the account's limit"
     );
@@ -131,9 +118,7 @@ async fn with_redis_refused_requests_still_work_and_readiness_says_degraded() {
 
     // Principals are remembered in-process during the outage, and a logout on this
     // replica still applies at once.
-    let (status, _) = c
-        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
-        .await;
+    let (status, _) = c.act("/api/v1/auth/logout", Some(&token)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         c.get("/api/v1/auth/me", Some(&token)).await.0,

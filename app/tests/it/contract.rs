@@ -200,7 +200,7 @@ async fn every_json_body_is_held_to_its_schema() {
             "must not be null",
         ),
     ] {
-        let (status, answer) = client.post("/api/v1/auth/login", body).await;
+        let (status, answer) = client.post("/api/v1/auth/login", None, body).await;
         assert_eq!(status, 422, "{answer}");
         assert_eq!(answer["errors"][0]["field"], field, "{answer}");
         assert_eq!(answer["errors"][0]["message"], message, "{answer}");

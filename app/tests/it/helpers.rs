@@ -62,6 +62,39 @@ impl TestApp {
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// One string field of each item of a page, in order.
+pub fn field_of_items(page: &Value, field: &str) -> Vec<String> {
+    let items = page["items"].as_array().expect("a page of items");
+    items
+        .iter()
+        .map(|item| item[field].as_str().expect("a string field").to_owned())
+        .collect()
+}
+
+/// Waits up to 20 s for `done`, failing the test with `what` otherwise.
+pub async fn until(what: &str, done: impl AsyncFnMut() -> bool) {
+    assert!(
+        keel_testkit::eventually(std::time::Duration::from_secs(20), done).await,
+        "timed out: {what}"
+    );
+}
+
+/// Sends a binary SIGTERM, as an orchestrator stops it, and waits for it to exit;
+/// returns what it left and its log (stdout).
+pub async fn terminate(child: std::process::Child) -> (std::process::Output, String) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("the wait finishes")
+        .expect("the child is waited for");
+    let logs = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output, logs)
+}
+
 /// A signed-in (or anonymous) JSON client of the app, over keel-testkit's client.
 pub struct Client<'a> {
     app: &'a TestApp,
@@ -88,9 +121,23 @@ impl<'a> Client<'a> {
         (answer.status, answer.body)
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, None, Some(body))
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
             .await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PATCH, path, token, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// A POST with no body: the action endpoints (publish, read, deactivate).
+    pub async fn act(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, token, None).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -101,6 +148,7 @@ impl<'a> Client<'a> {
         let (status, _) = self
             .post(
                 "/api/v1/auth/register",
+                None,
                 json!({"email": email, "password": PASSWORD}),
             )
             .await;
@@ -112,6 +160,7 @@ impl<'a> Client<'a> {
         let (status, body) = self
             .post(
                 "/api/v1/auth/login",
+                None,
                 json!({"email": email, "password": PASSWORD}),
             )
             .await;

@@ -1,17 +1,12 @@
 //! Release notes through the real app: editors' workflow, readers' view, read state.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Client, TestApp};
 
 fn versions(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["version"].as_str().unwrap().to_owned())
-        .collect()
+    crate::helpers::field_of_items(page, "version")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -27,20 +22,18 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
 
     // Only editors draft.
     let (status, _) = c
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/release-notes",
             Some(&reader),
-            Some(note("1.0.0", "feature")),
+            note("1.0.0", "feature"),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, first) = c
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/release-notes",
             Some(&editor),
-            Some(note("1.0.0", "feature")),
+            note("1.0.0", "feature"),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
@@ -51,31 +44,20 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
     );
     let id = first["id"].as_str().unwrap().to_owned();
     let (status, body) = c
-        .call(
-            Method::POST,
-            "/api/v1/release-notes",
-            Some(&editor),
-            Some(note("1.0.0", "fix")),
-        )
+        .post("/api/v1/release-notes", Some(&editor), note("1.0.0", "fix"))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["errors"][0]["field"], "version");
     let (status, body) = c
-        .call(
-            Method::POST,
-            "/api/v1/release-notes",
-            Some(&editor),
-            Some(note("v1", "fix")),
-        )
+        .post("/api/v1/release-notes", Some(&editor), note("v1", "fix"))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["field"], "version", "{body}");
     let (status, _) = c
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/release-notes",
             Some(&editor),
-            Some(json!({"version": "1.0.1", "title": "", "body": "x", "category": "fix"})),
+            json!({"version": "1.0.1", "title": "", "body": "x", "category": "fix"}),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -84,17 +66,13 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
     let path = format!("/api/v1/release-notes/{id}");
     assert_eq!(c.get(&path, Some(&reader)).await.0, StatusCode::NOT_FOUND);
     assert_eq!(
-        c.call(Method::POST, &format!("{path}/read"), Some(&reader), None)
-            .await
-            .0,
+        c.act(&format!("{path}/read"), Some(&reader)).await.0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(c.get(&path, Some(&editor)).await.0, StatusCode::OK);
     // An editor sees the draft, so marking it read is a conflict rather than a 404.
     assert_eq!(
-        c.call(Method::POST, &format!("{path}/read"), Some(&editor), None)
-            .await
-            .0,
+        c.act(&format!("{path}/read"), Some(&editor)).await.0,
         StatusCode::CONFLICT
     );
     let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
@@ -115,92 +93,47 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
     );
 
     // Publish: visible, unread; twice is 409; a published note can't be deleted.
-    let (status, published) = c
-        .call(
-            Method::POST,
-            &format!("{path}/publish"),
-            Some(&editor),
-            None,
-        )
-        .await;
+    let (status, published) = c.act(&format!("{path}/publish"), Some(&editor)).await;
     assert_eq!(status, StatusCode::OK, "{published}");
     assert!(published["published_at"].is_string());
     assert_eq!(
-        c.call(
-            Method::POST,
-            &format!("{path}/publish"),
-            Some(&editor),
-            None
-        )
-        .await
-        .0,
+        c.act(&format!("{path}/publish"), Some(&editor)).await.0,
         StatusCode::CONFLICT
     );
-    assert_eq!(
-        c.call(Method::DELETE, &path, Some(&editor), None).await.0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(c.delete(&path, Some(&editor)).await.0, StatusCode::CONFLICT);
     let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
     assert_eq!(versions(&list), ["1.0.0"]);
 
     // Editing is for editors, and only of notes that exist.
     let (status, _) = c
-        .call(
-            Method::PATCH,
-            &path,
-            Some(&reader),
-            Some(json!({"title": "Mine"})),
-        )
+        .patch(&path, Some(&reader), json!({"title": "Mine"}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = c
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/api/v1/release-notes/{}", uuid_v7()),
             Some(&editor),
-            Some(json!({"title": "Ghost"})),
+            json!({"title": "Ghost"}),
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
-        c.call(
-            Method::POST,
-            &format!("{path}/unpublish"),
-            Some(&reader),
-            None
-        )
-        .await
-        .0,
+        c.act(&format!("{path}/unpublish"), Some(&reader)).await.0,
         StatusCode::FORBIDDEN
     );
 
     // Edit, then a second note in another category.
     let (status, edited) = c
-        .call(
-            Method::PATCH,
-            &path,
-            Some(&editor),
-            Some(json!({"title": "Hello"})),
-        )
+        .patch(&path, Some(&editor), json!({"title": "Hello"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{edited}");
     assert_eq!(c.get(&path, Some(&reader)).await.1["title"], "Hello");
     let (_, second) = c
-        .call(
-            Method::POST,
-            "/api/v1/release-notes",
-            Some(&editor),
-            Some(note("1.1.0", "fix")),
-        )
+        .post("/api/v1/release-notes", Some(&editor), note("1.1.0", "fix"))
         .await;
     let second_path = format!("/api/v1/release-notes/{}", second["id"].as_str().unwrap());
-    c.call(
-        Method::POST,
-        &format!("{second_path}/publish"),
-        Some(&editor),
-        None,
-    )
-    .await;
+    c.act(&format!("{second_path}/publish"), Some(&editor))
+        .await;
     let (_, list) = c.get("/api/v1/release-notes", Some(&reader)).await;
     assert_eq!(versions(&list), ["1.1.0", "1.0.0"], "newest first");
     let (_, fixes) = c
@@ -210,25 +143,15 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
 
     // Unpublish hides it again; then a draft can be deleted.
     assert_eq!(
-        c.call(
-            Method::POST,
-            &format!("{second_path}/unpublish"),
-            Some(&editor),
-            None
-        )
-        .await
-        .0,
+        c.act(&format!("{second_path}/unpublish"), Some(&editor))
+            .await
+            .0,
         StatusCode::OK
     );
     assert_eq!(
-        c.call(
-            Method::POST,
-            &format!("{second_path}/unpublish"),
-            Some(&editor),
-            None
-        )
-        .await
-        .0,
+        c.act(&format!("{second_path}/unpublish"), Some(&editor))
+            .await
+            .0,
         StatusCode::CONFLICT
     );
     assert_eq!(
@@ -236,9 +159,7 @@ async fn editors_draft_publish_and_readers_see_only_published_notes() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        c.call(Method::DELETE, &second_path, Some(&editor), None)
-            .await
-            .0,
+        c.delete(&second_path, Some(&editor)).await.0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -302,20 +223,13 @@ async fn unread_counts_follow_publishing_and_reading_on(overrides: &[(&str, &str
         let (c, editor, version) = (&c, editor.clone(), version.to_owned());
         async move {
             let (_, note) = c
-                .call(
-                    Method::POST,
-                    "/api/v1/release-notes",
-                    Some(&editor),
-                    Some(json!({"version": version, "title": "t", "body": "b", "category": "improvement"})),
-                )
+                .post("/api/v1/release-notes", Some(&editor), json!({"version": version, "title": "t", "body": "b", "category": "improvement"}))
                 .await;
             let id = note["id"].as_str().unwrap().to_owned();
             let (status, _) = c
-                .call(
-                    Method::POST,
+                .act(
                     &format!("/api/v1/release-notes/{id}/publish"),
                     Some(&editor),
-                    None,
                 )
                 .await;
             assert_eq!(status, StatusCode::OK);
@@ -338,12 +252,7 @@ async fn unread_counts_follow_publishing_and_reading_on(overrides: &[(&str, &str
     // Mark one read (twice is harmless).
     for _ in 0..2 {
         let (status, _) = c
-            .call(
-                Method::POST,
-                &format!("/api/v1/release-notes/{two}/read"),
-                Some(&reader),
-                None,
-            )
+            .act(&format!("/api/v1/release-notes/{two}/read"), Some(&reader))
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
@@ -352,25 +261,16 @@ async fn unread_counts_follow_publishing_and_reading_on(overrides: &[(&str, &str
         json!({"unread": 2, "unread_ids": [three, one]})
     );
     // Unpublishing takes a note out of the count; it is someone else's count too.
-    c.call(
-        Method::POST,
+    c.act(
         &format!("/api/v1/release-notes/{three}/unpublish"),
         Some(&editor),
-        None,
     )
     .await;
     assert_eq!(unread(reader.clone()).await["unread"], 1);
     assert_eq!(unread(editor.clone()).await["unread"], 2);
 
     // Mark all read: nothing unread, then only what is published afterwards.
-    let (status, _) = c
-        .call(
-            Method::POST,
-            "/api/v1/release-notes/read-all",
-            Some(&reader),
-            None,
-        )
-        .await;
+    let (status, _) = c.act("/api/v1/release-notes/read-all", Some(&reader)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(unread(reader.clone()).await["unread"], 0);
     let four = publish("2.0.0").await;
@@ -379,22 +279,15 @@ async fn unread_counts_follow_publishing_and_reading_on(overrides: &[(&str, &str
         json!({"unread": 1, "unread_ids": [four]})
     );
     // Republishing makes a note new again.
-    c.call(
-        Method::POST,
+    c.act(
         &format!("/api/v1/release-notes/{three}/publish"),
         Some(&editor),
-        None,
     )
     .await;
     assert_eq!(unread(reader.clone()).await["unread"], 2);
     // Reading a note the watermark already covers changes nothing.
     let (status, _) = c
-        .call(
-            Method::POST,
-            &format!("/api/v1/release-notes/{one}/read"),
-            Some(&reader),
-            None,
-        )
+        .act(&format!("/api/v1/release-notes/{one}/read"), Some(&reader))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(unread(reader.clone()).await["unread"], 2);

@@ -12,7 +12,7 @@ use keel_core::tasks::{Broker, Envelope, Relay, RelayTarget};
 use keel_testkit::TestDb;
 use reqwest::StatusCode;
 
-use crate::helpers::{Client, TestApp};
+use crate::helpers::{Client, TestApp, terminate, until};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_keel-worker");
 const ADMIN: &str = env!("CARGO_BIN_EXE_keel-admin");
@@ -130,16 +130,7 @@ async fn a_killed_workers_task_is_run_by_another_and_sigterm_drains() {
         stats[0].ready == 0 && succeeded(b_port).await == Some(1)
     })
     .await;
-    let killed = Command::new("kill")
-        .args(["-TERM", &b.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = tokio::task::spawn_blocking(move || b.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = String::from_utf8_lossy(&output.stdout);
+    let (output, logs) = terminate(b).await;
     assert!(output.status.success(), "exit {:?}: {logs}", output.status);
     assert!(logs.contains("keel-worker stopped"), "{logs}");
     assert!(logs.contains(r#""drained":true"#), "{logs}");
@@ -210,14 +201,6 @@ async fn succeeded(port: u16) -> Option<u64> {
     )
 }
 
-/// Waits up to 20 s for `done`, failing the test with `what` otherwise.
-async fn until(what: &str, done: impl AsyncFnMut() -> bool) {
-    assert!(
-        keel_testkit::eventually(Duration::from_secs(20), done).await,
-        "timed out: {what}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_broker_away_requests_still_work_and_the_outbox_drains_when_it_returns() {
     use diesel_async::RunQueryDsl;
@@ -282,6 +265,7 @@ async fn with_the_broker_away_requests_still_work_and_the_outbox_drains_when_it_
     let (status, body) = c
         .post(
             "/api/v1/auth/register",
+            None,
             serde_json::json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD}),
         )
         .await;

@@ -13,6 +13,13 @@ pub struct Answer {
     pub body: Value,
 }
 
+impl Answer {
+    /// The problem's `detail` (empty when there is none).
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_default()
+    }
+}
+
 /// A client of one server; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {

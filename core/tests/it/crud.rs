@@ -88,6 +88,12 @@ fn sort_widgets(
     }
 }
 
+#[track_caller]
+fn assert_not_found<T: std::fmt::Debug, E: Into<ApiError>>(result: Result<T, E>) {
+    let err = result.expect_err("no such row");
+    assert!(matches!(err.into(), ApiError::NotFound));
+}
+
 async fn setup() -> (TestDb, AsyncPgConnection) {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
@@ -135,12 +141,8 @@ async fn create_get_update_delete() {
 
     assert!(WidgetCrud::delete(&mut conn, created.id).await.unwrap());
     assert!(!WidgetCrud::delete(&mut conn, created.id).await.unwrap());
-    let missing = WidgetCrud::get(&mut conn, created.id).await.unwrap_err();
-    assert!(matches!(ApiError::from(missing), ApiError::NotFound));
-    let missing = WidgetCrud::update(&mut conn, created.id, &changes)
-        .await
-        .unwrap_err();
-    assert!(matches!(ApiError::from(missing), ApiError::NotFound));
+    assert_not_found(WidgetCrud::get(&mut conn, created.id).await);
+    assert_not_found(WidgetCrud::update(&mut conn, created.id, &changes).await);
 }
 
 #[tokio::test]
@@ -155,10 +157,7 @@ async fn an_update_with_no_fields_returns_the_row_unchanged() {
         .unwrap();
     assert_eq!(same, created);
     // Still a 404 for a row that isn't there, not a 200 with nothing.
-    let missing = WidgetCrud::update(&mut conn, created.id + 1000, &empty)
-        .await
-        .unwrap_err();
-    assert!(matches!(ApiError::from(missing), ApiError::NotFound));
+    assert_not_found(WidgetCrud::update(&mut conn, created.id + 1000, &empty).await);
 }
 
 #[tokio::test]

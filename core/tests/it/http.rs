@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{problem, start};
+use crate::support::{expect_problem, post_echo, problem, start};
 
 #[tokio::test]
 async fn unknown_route_is_a_404_problem_with_request_context() {
@@ -33,23 +33,14 @@ async fn wrong_method_is_a_405_problem() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(problem(response).await["status"], 405);
+    expect_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
 #[tokio::test]
 async fn malformed_json_is_a_400_problem() {
     let server = start(&[]).await;
-    let response = reqwest::Client::new()
-        .post(server.url("/echo"))
-        .header("content-type", "application/json")
-        .body("{\"name\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body = problem(response).await;
-    assert_eq!(body["status"], 400);
+    let response = post_echo(&server, Some("application/json"), "{\"name\": ").await;
+    let body = expect_problem(response, StatusCode::BAD_REQUEST).await;
     assert!(
         body["detail"].as_str().is_some_and(|d| !d.is_empty()),
         "{body}"
@@ -103,44 +94,23 @@ async fn missing_and_mistyped_fields_are_a_422_naming_each_field() {
 #[tokio::test]
 async fn an_empty_body_is_a_400_problem() {
     let server = start(&[]).await;
-    let response = reqwest::Client::new()
-        .post(server.url("/echo"))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(problem(response).await["status"], 400);
+    let response = post_echo(&server, Some("application/json"), "").await;
+    expect_problem(response, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
 async fn wrong_content_type_is_a_415_problem() {
     let server = start(&[]).await;
-    let response = reqwest::Client::new()
-        .post(server.url("/echo"))
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(problem(response).await["status"], 415);
+    let response = post_echo(&server, Some("text/plain"), "hello").await;
+    expect_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 }
 
 #[tokio::test]
 async fn declared_oversized_body_is_a_413_problem() {
     let server = start(&[("HTTP_BODY_LIMIT", "1KiB")]).await;
     let big = format!("{{\"name\": \"{}\", \"times\": 1}}", "x".repeat(2048));
-    let response = reqwest::Client::new()
-        .post(server.url("/echo"))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let body = problem(response).await;
-    assert_eq!(body["status"], 413);
+    let response = post_echo(&server, Some("application/json"), big).await;
+    let body = expect_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert!(body["detail"].as_str().unwrap().contains("1024"), "{body}");
 }
 
@@ -167,8 +137,7 @@ async fn compressed_body_that_unpacks_past_the_limit_is_a_413_problem() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(problem(response).await["status"], 413);
+    expect_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
 
     // Within the limit once unpacked, it is read as usual.
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -207,12 +176,12 @@ async fn chunked_oversized_body_is_a_413_problem() {
 #[tokio::test]
 async fn a_body_within_the_limit_is_served() {
     let server = start(&[("HTTP_BODY_LIMIT", "1KiB")]).await;
-    let response = reqwest::Client::new()
-        .post(server.url("/echo"))
-        .json(&json!({"name": "ada", "times": 2}))
-        .send()
-        .await
-        .unwrap();
+    let response = post_echo(
+        &server,
+        Some("application/json"),
+        r#"{"name": "ada", "times": 2}"#,
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body, json!({"name": "ada", "times": 2}));
@@ -256,8 +225,7 @@ async fn conflicts_name_the_field() {
 async fn a_request_past_its_deadline_is_a_503_problem() {
     let server = start(&[("HTTP_REQUEST_TIMEOUT", "100ms")]).await;
     let response = reqwest::get(server.url("/slow?ms=2000")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(problem(response).await["status"], 503);
+    expect_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
 }
 
 #[tokio::test]
@@ -288,8 +256,7 @@ async fn untrusted_hosts_are_refused() {
     let server = start(&[("TRUSTED_HOSTS", "api.example.com")]).await;
     let client = reqwest::Client::new();
     let refused = client.get(server.url("/items/1")).send().await.unwrap();
-    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(problem(refused).await["status"], 400);
+    expect_problem(refused, StatusCode::BAD_REQUEST).await;
     let allowed = client
         .get(server.url("/items/1"))
         .header("host", "api.example.com")

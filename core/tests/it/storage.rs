@@ -59,6 +59,11 @@ fn key(raw: &str) -> ObjectKey {
     ObjectKey::new(raw).unwrap()
 }
 
+async fn keys(storage: &Storage, prefix: &str) -> Vec<String> {
+    let listed = storage.list(prefix).await.expect("a listing");
+    listed.into_iter().map(|m| m.key.to_string()).collect()
+}
+
 async fn read_all(storage: &Storage, k: &ObjectKey) -> Option<(String, Vec<u8>)> {
     let object = storage.get(k).await.unwrap()?;
     let mut bytes = Vec::new();
@@ -113,21 +118,9 @@ async fn objects_round_trip(storage: &Storage) {
         .put_bytes(&key("other/d.txt"), Bytes::from_static(b"d"), "text/plain")
         .await
         .unwrap();
-    let listed: Vec<String> = storage
-        .list("docs/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    let listed: Vec<String> = keys(storage, "docs/").await;
     assert_eq!(listed, ["docs/a.txt", "docs/b/c.txt"], "{backend}");
-    let partial: Vec<String> = storage
-        .list("do")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    let partial: Vec<String> = keys(storage, "do").await;
     assert_eq!(
         partial,
         ["docs/a.txt", "docs/b/c.txt"],

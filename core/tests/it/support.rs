@@ -66,6 +66,30 @@ pub async fn start(overrides: &[(&str, &str)]) -> TestServer {
     TestServer::start(Route::new().nest("/", service), &settings(overrides)).await
 }
 
+/// Asserts that `response` is a problem with `status`, and reads it.
+pub async fn expect_problem(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status);
+    let body = problem(response).await;
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+/// POSTs raw bytes to the test API's `/echo`, as `content_type` when given.
+pub async fn post_echo(
+    server: &TestServer,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new().post(server.url("/echo")).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.send().await.expect("the request is answered")
+}
+
 /// Reads a problem response, checking the media type on the way.
 pub async fn problem(response: reqwest::Response) -> serde_json::Value {
     let content_type = response

@@ -233,12 +233,7 @@ async fn verify_reports_every_kind_of_tampering() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_head_catches_a_rewrite_with_recomputed_seals_and_a_cut_tail() {
     let trail = sealed_trail(4).await;
-    let kept = trail
-        .service
-        .anchor()
-        .await
-        .unwrap()
-        .expect("a sealed head");
+    let kept = trail.head().await;
     assert_eq!(kept.position, 4);
     assert_eq!(kept.to_string().parse(), Ok(kept.clone()));
     assert_intact(&trail.service.verify_since(&kept).await.unwrap(), 4);
@@ -266,12 +261,7 @@ async fn a_kept_head_catches_a_rewrite_with_recomputed_seals_and_a_cut_tail() {
 
     // A tail cut off, seals and all, leaves a chain that verifies but ends too early.
     let trail = sealed_trail(4).await;
-    let kept = trail
-        .service
-        .anchor()
-        .await
-        .unwrap()
-        .expect("a sealed head");
+    let kept = trail.head().await;
     tamper(
         &trail,
         "DELETE FROM activity_seals WHERE position >= 3; \

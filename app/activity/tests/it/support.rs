@@ -15,6 +15,11 @@ pub struct Trail {
 }
 
 impl Trail {
+    /// The sealed head, as an operator keeps it outside the database.
+    pub async fn head(&self) -> keel_activity::chain::Anchor {
+        self.service.anchor().await.unwrap().unwrap()
+    }
+
     pub async fn new() -> Self {
         let test_db = TestDb::new().await;
         let settings = keel_testkit::settings(test_db.url(), &[("DATABASE_POOL_SIZE", "20")]);

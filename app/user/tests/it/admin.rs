@@ -4,7 +4,7 @@ use keel_core::http::versioned::V1;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{PASSWORD, TestApp, WRONG};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guards_answer_401_without_a_token_and_403_without_the_permission() {
@@ -19,10 +19,7 @@ async fn guards_answer_401_without_a_token_and_403_without_the_permission() {
             forbidden.headers["content-type"],
             "application/problem+json"
         );
-        assert!(
-            forbidden.body["detail"].as_str().unwrap().contains(":read"),
-            "{forbidden:?}"
-        );
+        assert!(forbidden.detail().contains(":read"), "{forbidden:?}");
     }
 }
 
@@ -238,9 +235,8 @@ async fn admins_create_edit_and_read_users() {
         "a reset ends sessions"
     );
     assert_eq!(
-        app.login("made@example.com", "a reset password!")
-            .await
-            .status,
+        app.login_status("made@example.com", "a reset password!")
+            .await,
         200
     );
 
@@ -264,39 +260,27 @@ async fn deactivation_and_force_logout_apply_to_the_next_request() {
     let id = app.user_id(&user.access).await;
 
     let deactivated = app
-        .call(
-            Method::POST,
+        .act(
             &format!("/api/v1/users/{id}/deactivate"),
             Some(&admin.access),
-            None,
         )
         .await;
     assert_eq!(deactivated.status, 200);
     assert_eq!(deactivated.body["is_active"], false);
     assert_eq!(app.me_status(&user.access).await, 401);
     // A wrong password gets the usual answer; only the right one learns of deactivation.
-    let wrong = app.login("victim@example.com", "wrong password!!").await;
-    let unknown = app.login("nobody@example.com", "wrong password!!").await;
+    let wrong = app.login("victim@example.com", WRONG).await;
+    let unknown = app.login("nobody@example.com", WRONG).await;
     assert_eq!(
         crate::support::problem_shape(&wrong),
         crate::support::problem_shape(&unknown)
     );
     let right = app.login("victim@example.com", PASSWORD).await;
     assert_eq!(right.status, 401);
-    assert!(
-        right.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("deactivated")
-    );
+    assert!(right.detail().contains("deactivated"));
 
     let activated = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/users/{id}/activate"),
-            Some(&admin.access),
-            None,
-        )
+        .act(&format!("/api/v1/users/{id}/activate"), Some(&admin.access))
         .await;
     assert_eq!(activated.status, 200);
     let again = app.sign_in("victim@example.com").await;
@@ -314,11 +298,9 @@ async fn guard_rails_protect_the_last_superuser_and_stop_escalation() {
     let root_id = app.user_id(&root.access).await;
 
     let self_deactivate = app
-        .call(
-            Method::POST,
+        .act(
             &format!("/api/v1/users/{root_id}/deactivate"),
             Some(&root.access),
-            None,
         )
         .await;
     assert_eq!(self_deactivate.status, 403);
@@ -365,11 +347,9 @@ async fn guard_rails_protect_the_last_superuser_and_stop_escalation() {
         .await;
     assert_eq!(self_promote.status, 403);
     let deactivate_root = app
-        .call(
-            Method::POST,
+        .act(
             &format!("/api/v1/users/{root_id}/deactivate"),
             Some(&manager.access),
-            None,
         )
         .await;
     assert_eq!(
@@ -415,30 +395,19 @@ async fn roles_are_managed_and_permission_changes_apply_at_once() {
         .await;
     assert_eq!(created.status, 201, "{created:?}");
     let role_id = created.body["id"].as_str().unwrap().to_owned();
-    let duplicate = app
-        .post(
-            "/api/v1/roles",
-            Some(&root.access),
-            json!({"name": "auditor"}),
-        )
-        .await;
-    assert_eq!(duplicate.status, 409);
-    let bad_name = app
-        .post(
-            "/api/v1/roles",
-            Some(&root.access),
-            json!({"name": "Bad Name"}),
-        )
-        .await;
-    assert_eq!(bad_name.status, 422);
-    let unknown = app
-        .post(
-            "/api/v1/roles",
-            Some(&root.access),
+    for (refused, status) in [
+        (json!({"name": "auditor"}), 409),
+        (json!({"name": "Bad Name"}), 422),
+        (
             json!({"name": "x-role", "permissions": ["nope:nothing"]}),
-        )
-        .await;
-    assert_eq!(unknown.status, 422);
+            422,
+        ),
+    ] {
+        let answer = app
+            .post("/api/v1/roles", Some(&root.access), refused.clone())
+            .await;
+        assert_eq!(answer.status, status, "{refused}");
+    }
 
     let auditor = app.sign_up("auditor@example.com").await;
     let auditor_id = app.user_id(&auditor.access).await;

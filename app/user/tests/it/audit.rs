@@ -34,25 +34,13 @@ async fn each_account_action_is_recorded_once() {
 
     let ada = app.sign_up("ada@example.com").await;
     assert_eq!(
-        app.login("ada@example.com", "wrong password!").await.status,
+        app.login_status("ada@example.com", "wrong password!").await,
         401
     );
-    assert_eq!(app.login("nobody@example.com", PASSWORD).await.status, 401);
-    let rotated = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": ada.refresh}),
-        )
-        .await;
+    assert_eq!(app.login_status("nobody@example.com", PASSWORD).await, 401);
+    let rotated = app.refresh(&ada.refresh).await;
     assert_eq!(rotated.status, 200);
-    let replay = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": ada.refresh}),
-        )
-        .await;
+    let replay = app.refresh(&ada.refresh).await;
     assert_eq!(replay.status, 401);
     let ada = app.sign_in("ada@example.com").await;
     let patched = app

@@ -1,9 +1,8 @@
 //! `/api/v1/auth`: registration, sign-in, rotation, sign-out, own account.
 
-use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{PASSWORD, TestApp, problem_shape};
+use crate::support::{PASSWORD, TestApp, WRONG, problem_shape};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn register_then_login_and_me() {
@@ -38,11 +37,10 @@ async fn registering_a_taken_email_looks_like_success() {
     assert_eq!(first.status, 202);
     assert_eq!((again.status, &again.body), (first.status, &first.body));
     // The original password still works; the second registration changed nothing.
-    assert_eq!(app.login("taken@example.com", PASSWORD).await.status, 200);
+    assert_eq!(app.login_status("taken@example.com", PASSWORD).await, 200);
     assert_eq!(
-        app.login("taken@example.com", "another long password")
-            .await
-            .status,
+        app.login_status("taken@example.com", "another long password")
+            .await,
         401
     );
 }
@@ -123,8 +121,8 @@ async fn the_body_cannot_assign_server_owned_fields() {
 async fn unknown_email_and_wrong_password_are_indistinguishable() {
     let app = TestApp::spawn().await;
     app.register("real@example.com").await;
-    let wrong = app.login("real@example.com", "wrong password!!").await;
-    let unknown = app.login("nobody@example.com", "wrong password!!").await;
+    let wrong = app.login("real@example.com", WRONG).await;
+    let unknown = app.login("nobody@example.com", WRONG).await;
     assert_eq!(wrong.status, 401);
     assert_eq!(problem_shape(&wrong), problem_shape(&unknown));
     assert_eq!(wrong.headers["www-authenticate"], "Bearer");
@@ -177,12 +175,7 @@ async fn failed_logins_are_limited_per_account_and_per_ip() {
     .await;
     app.register("target@example.com").await;
     for _ in 0..3 {
-        assert_eq!(
-            app.login("target@example.com", "wrong password!!")
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.login_status("target@example.com", WRONG).await, 401);
     }
     // The account is locked for the window, even with the right password.
     let limited = app.login("target@example.com", PASSWORD).await;
@@ -196,36 +189,22 @@ async fn failed_logins_are_limited_per_account_and_per_ip() {
 
     // Two more failures on other accounts spend this IP's budget of five.
     for email in ["x@example.com", "y@example.com"] {
-        assert_eq!(app.login(email, "wrong password!!").await.status, 401);
+        assert_eq!(app.login_status(email, WRONG).await, 401);
     }
     app.register("other@example.com").await;
-    assert_eq!(app.login("other@example.com", PASSWORD).await.status, 429);
+    assert_eq!(app.login_status("other@example.com", PASSWORD).await, 429);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_successful_login_clears_the_account_failures() {
     let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES_PER_ACCOUNT", "2")]).await;
     app.register("forgetful@example.com").await;
-    assert_eq!(
-        app.login("forgetful@example.com", "wrong password!!")
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        app.login("forgetful@example.com", PASSWORD).await.status,
-        200
-    );
-    assert_eq!(
-        app.login("forgetful@example.com", "wrong password!!")
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        app.login("forgetful@example.com", PASSWORD).await.status,
-        200
-    );
+    for (password, status) in [(WRONG, 401), (PASSWORD, 200), (WRONG, 401), (PASSWORD, 200)] {
+        assert_eq!(
+            app.login_status("forgetful@example.com", password).await,
+            status
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,13 +212,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let app = TestApp::spawn().await;
     let first = app.sign_up("rotate@example.com").await;
 
-    let rotated = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": first.refresh}),
-        )
-        .await;
+    let rotated = app.refresh(&first.refresh).await;
     assert_eq!(rotated.status, 200, "{rotated:?}");
     assert_eq!(rotated.headers["cache-control"], "no-store");
     let second_refresh = rotated.body["refresh_token"].as_str().unwrap().to_owned();
@@ -250,21 +223,9 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(app.me_status(&first.access).await, 200);
 
     // Someone replays the used token: the whole session ends.
-    let replay = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": first.refresh}),
-        )
-        .await;
+    let replay = app.refresh(&first.refresh).await;
     assert_eq!(replay.status, 401);
-    let legit = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": second_refresh}),
-        )
-        .await;
+    let legit = app.refresh(&second_refresh).await;
     assert_eq!(legit.status, 401, "the family is revoked");
     assert_eq!(app.me_status(&second_access).await, 401);
     assert_eq!(app.me_status(&first.access).await, 401);
@@ -273,13 +234,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_and_malformed_refresh_tokens_are_refused() {
     let app = TestApp::spawn().await;
-    let unknown = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": "nope"}),
-        )
-        .await;
+    let unknown = app.refresh("nope").await;
     assert_eq!(unknown.status, 401);
     let missing = app.post("/api/v1/auth/refresh", None, json!({})).await;
     assert_eq!(missing.status, 422);
@@ -302,23 +257,13 @@ async fn logout_by_refresh_token_or_bearer_ends_the_session_at_once() {
     assert_eq!(app.me_status(&a.access).await, 401);
     assert_eq!(app.me_status(&b.access).await, 200, "other sessions stay");
 
-    let by_bearer = app
-        .call(Method::POST, "/api/v1/auth/logout", Some(&b.access), None)
-        .await;
+    let by_bearer = app.act("/api/v1/auth/logout", Some(&b.access)).await;
     assert_eq!(by_bearer.status, 204, "{by_bearer:?}");
     assert_eq!(app.me_status(&b.access).await, 401);
-    let refresh = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": b.refresh}),
-        )
-        .await;
+    let refresh = app.refresh(&b.refresh).await;
     assert_eq!(refresh.status, 401);
 
-    let anonymous = app
-        .call(Method::POST, "/api/v1/auth/logout", None, None)
-        .await;
+    let anonymous = app.act("/api/v1/auth/logout", None).await;
     assert_eq!(anonymous.status, 401);
 }
 
@@ -327,24 +272,11 @@ async fn logout_all_ends_every_session() {
     let app = TestApp::spawn().await;
     let a = app.sign_up("all@example.com").await;
     let b = app.sign_in("all@example.com").await;
-    let answer = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/logout-all",
-            Some(&a.access),
-            None,
-        )
-        .await;
+    let answer = app.act("/api/v1/auth/logout-all", Some(&a.access)).await;
     assert_eq!(answer.status, 204);
     assert_eq!(app.me_status(&a.access).await, 401);
     assert_eq!(app.me_status(&b.access).await, 401);
-    let refresh = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": b.refresh}),
-        )
-        .await;
+    let refresh = app.refresh(&b.refresh).await;
     assert_eq!(refresh.status, 401);
 }
 
@@ -359,10 +291,7 @@ async fn password_change_keeps_this_session_and_ends_the_others() {
         let app = &app;
         async move { app.put("/api/v1/auth/me/password", &token, body).await }
     };
-    assert_eq!(
-        put("wrong password!!", "a brand new password").await.status,
-        403
-    );
+    assert_eq!(put(WRONG, "a brand new password").await.status, 403);
     let weak = put(PASSWORD, "short").await;
     assert_eq!(weak.status, 422);
     assert_eq!(weak.body["errors"][0]["field"], "new_password");
@@ -370,11 +299,10 @@ async fn password_change_keeps_this_session_and_ends_the_others() {
     assert_eq!(put(PASSWORD, "a brand new password").await.status, 204);
     assert_eq!(app.me_status(&here.access).await, 200);
     assert_eq!(app.me_status(&there.access).await, 401);
-    assert_eq!(app.login("pw@example.com", PASSWORD).await.status, 401);
+    assert_eq!(app.login_status("pw@example.com", PASSWORD).await, 401);
     assert_eq!(
-        app.login("pw@example.com", "a brand new password")
-            .await
-            .status,
+        app.login_status("pw@example.com", "a brand new password")
+            .await,
         200
     );
 }

@@ -5,9 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestApp};
-
-const WRONG: &str = "wrong password!!";
+use crate::support::{PASSWORD, TestApp, WRONG};
 
 /// Sends `count` wrong-password logins for `email` at once; returns how many were
 /// evaluated (401) and how many refused by the limit (429). Anything else fails.
@@ -42,7 +40,7 @@ async fn concurrent_guesses_evaluate_at_most_the_limit(overrides: &[(&str, &str)
             "trial {trial}: 40 parallel guesses against a limit of 5"
         );
         // Spent: even the right password waits for the window.
-        assert_eq!(app.login(&email, PASSWORD).await.status, 429);
+        assert_eq!(app.login_status(&email, PASSWORD).await, 429);
     }
 }
 
@@ -108,7 +106,7 @@ async fn registrations_are_limited_per_client() {
         .await;
     assert_eq!(third.status, 429, "{third:?}");
     assert!(third.headers.contains_key("retry-after"));
-    assert_eq!(app.login("third@example.com", PASSWORD).await.status, 401);
+    assert_eq!(app.login_status("third@example.com", PASSWORD).await, 401);
 }
 
 /// The `errors[].field` names of a 422.
@@ -268,8 +266,7 @@ async fn refusals_carry_the_security_headers() {
         .await,
         app.login("nobody@example.com", WRONG).await,
         app.login("nobody@example.com", WRONG).await,
-        app.post("/api/v1/auth/refresh", None, json!({"refresh_token": big}))
-            .await,
+        app.refresh(&big).await,
         app.call(Method::DELETE, "/api/v1/auth/login", None, None)
             .await,
     ];

@@ -19,6 +19,16 @@ use crate::support::{PASSWORD, Session, TestApp};
 /// usually wins the first lock), half after a few rotations (mid-loop).
 const TRIALS: usize = 16;
 
+/// One test per case, so each runs, and fails, on its own.
+macro_rules! races {
+    ($($name:ident: $race:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            $race.await;
+        }
+    )*};
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Revocation {
     /// `POST /auth/logout` with the looping session's first (long rotated) refresh token.
@@ -224,49 +234,16 @@ async fn race_on(kind: Revocation, overrides: &[(&str, &str)]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn logout_with_the_refresh_token_beats_a_refresh_loop() {
-    race(Revocation::LogoutWithRefreshToken).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn logout_with_the_access_token_beats_a_refresh_loop() {
-    race(Revocation::LogoutWithAccessToken).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn logout_all_beats_a_refresh_loop() {
-    race(Revocation::LogoutAll).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deleting_a_session_beats_a_refresh_loop() {
-    race(Revocation::DeleteSession).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_password_change_beats_a_refresh_loop() {
-    race(Revocation::ChangePassword).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_admin_set_password_beats_a_refresh_loop() {
-    race(Revocation::AdminSetsPassword).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deactivation_beats_a_refresh_loop() {
-    race(Revocation::Deactivate).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn force_logout_beats_a_refresh_loop() {
-    race(Revocation::ForceLogout).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reuse_detection_beats_a_refresh_loop() {
-    race(Revocation::Reuse).await;
+races! {
+    logout_with_the_refresh_token_beats_a_refresh_loop: race(Revocation::LogoutWithRefreshToken);
+    logout_with_the_access_token_beats_a_refresh_loop: race(Revocation::LogoutWithAccessToken);
+    logout_all_beats_a_refresh_loop: race(Revocation::LogoutAll);
+    deleting_a_session_beats_a_refresh_loop: race(Revocation::DeleteSession);
+    a_password_change_beats_a_refresh_loop: race(Revocation::ChangePassword);
+    an_admin_set_password_beats_a_refresh_loop: race(Revocation::AdminSetsPassword);
+    deactivation_beats_a_refresh_loop: race(Revocation::Deactivate);
+    force_logout_beats_a_refresh_loop: race(Revocation::ForceLogout);
+    reuse_detection_beats_a_refresh_loop: race(Revocation::Reuse);
 }
 
 /// How a permission is taken away while the holder keeps making requests.
@@ -348,14 +325,9 @@ async fn demotion_race(kind: Demotion, trials: usize, overrides: &[(&str, &str)]
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn removing_a_role_beats_requests_in_flight() {
-    demotion_race(Demotion::RoleRemoved, TRIALS, &[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn revoking_a_role_permission_beats_requests_in_flight() {
-    demotion_race(Demotion::PermissionRevoked, TRIALS, &[]).await;
+races! {
+    removing_a_role_beats_requests_in_flight: demotion_race(Demotion::RoleRemoved, TRIALS, &[]);
+    revoking_a_role_permission_beats_requests_in_flight: demotion_race(Demotion::PermissionRevoked, TRIALS, &[]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -367,19 +339,10 @@ async fn removing_a_role_beats_requests_in_flight_with_redis() {
     demotion_race(Demotion::RoleRemoved, 3 * TRIALS, &vars).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn logout_all_beats_a_refresh_loop_with_redis() {
-    race_with_redis(Revocation::LogoutAll).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_password_change_beats_a_refresh_loop_with_redis() {
-    race_with_redis(Revocation::ChangePassword).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn logout_with_the_access_token_beats_a_refresh_loop_with_redis() {
-    race_with_redis(Revocation::LogoutWithAccessToken).await;
+races! {
+    logout_all_beats_a_refresh_loop_with_redis: race_with_redis(Revocation::LogoutAll);
+    a_password_change_beats_a_refresh_loop_with_redis: race_with_redis(Revocation::ChangePassword);
+    logout_with_the_access_token_beats_a_refresh_loop_with_redis: race_with_redis(Revocation::LogoutWithAccessToken);
 }
 
 /// Sign-ins whose password check overlapped a password reset or a deactivation: once
@@ -464,14 +427,9 @@ async fn logins_in_flight_race(deactivate: bool) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_password_reset_beats_logins_in_flight() {
-    logins_in_flight_race(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deactivation_beats_logins_in_flight() {
-    logins_in_flight_race(true).await;
+races! {
+    a_password_reset_beats_logins_in_flight: logins_in_flight_race(false);
+    deactivation_beats_logins_in_flight: logins_in_flight_race(true);
 }
 
 /// Sign-ins of one account at once, right after its hashing parameters changed: each

@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef-0123456789";
+/// A password no test account has.
+pub const WRONG: &str = "wrong password!!";
+
 pub const PASSWORD: &str = "correct horse battery";
 
 #[derive(Debug)]
@@ -99,6 +102,11 @@ impl TestApp {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
+    /// A POST with no body: the action endpoints (logout, deactivate, activate).
+    pub async fn act(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::POST, path, token, None).await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.call(Method::GET, path, Some(token), None).await
     }
@@ -134,6 +142,21 @@ impl TestApp {
             json!({"email": email, "password": password}),
         )
         .await
+    }
+
+    /// Rotates a refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Answer {
+        self.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// How a sign-in with `password` is answered.
+    pub async fn login_status(&self, email: &str, password: &str) -> StatusCode {
+        self.login(email, password).await.status
     }
 
     /// Registers `email` and signs in.

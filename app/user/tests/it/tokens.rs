@@ -177,13 +177,7 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
     .await
     .unwrap();
     assert_eq!(count.n, 1, "only the live sign-in is left");
-    let refreshed = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            serde_json::json!({"refresh_token": live.refresh}),
-        )
-        .await;
+    let refreshed = app.refresh(&live.refresh).await;
     assert_eq!(refreshed.status, reqwest::StatusCode::OK, "{refreshed:?}");
 }
 
