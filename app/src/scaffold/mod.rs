@@ -598,6 +598,17 @@ fn check_migrations(dir: &Path, names: &Names, version: &str) -> Result<(), Stri
         r#"(?:(?:table|view|sequence|index|type)\s+(?:if\s+not\s+exists\s+)?|rename\s+to\s+)(?:"?public"?\.)?"?{name}"?(?:[^a-z0-9_]|$)"#
     ))
     .map_err(|err| err.to_string())?;
+    let folded = keel_core::db::migrate::FOLDED
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    if ours.as_str() <= folded {
+        return Err(format!(
+            "{version} is not after {folded}, the last version folded into keel's own \
+             migrations (databases migrated before record it): pass a later --migration-version"
+        ));
+    }
     for entry in entries {
         let entry = entry.map_err(|err| format!("cannot read {}: {err}", dir.display()))?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
@@ -803,38 +814,41 @@ mod tests {
         checkout(
             &dir,
             (
-                "2026-11-21-000001_users",
+                "2026-12-05-000001_users",
                 "CREATE TABLE \"public\".users(id uuid);\nCREATE TABLE gadgets (id uuid);",
             ),
         );
         let before = std::fs::read_to_string(dir.join("app/Cargo.toml")).unwrap();
 
         // Refused, changing nothing: a table an old migration made, a dated-later
-        // migration, a crate the workspace has.
+        // migration, a folded version, a crate the workspace has.
         let gadgets = Names::new("gadgets", None).unwrap();
-        let err = generate(&dir, &gadgets, "2026-12-01-000000").unwrap_err();
+        let err = generate(&dir, &gadgets, "2026-12-06-000000").unwrap_err();
         assert!(err.contains("already makes a table"), "{err}");
         let widgets = Names::new("widgets", None).unwrap();
-        let err = generate(&dir, &widgets, "2026-01-01-000000").unwrap_err();
+        let err = generate(&dir, &widgets, "2026-12-04-000000").unwrap_err();
         assert!(err.contains("dated at or after"), "{err}");
+        // A version keel folded away: databases from before the fold record it as run.
+        let err = generate(&dir, &widgets, "2026-12-01-000003").unwrap_err();
+        assert!(err.contains("last version folded"), "{err}");
         assert_eq!(
             std::fs::read_to_string(dir.join("app/Cargo.toml")).unwrap(),
             before
         );
         assert!(!dir.join("app/widgets").exists());
 
-        let generated = generate(&dir, &widgets, "2026-12-01-000000").unwrap();
+        let generated = generate(&dir, &widgets, "2026-12-06-000000").unwrap();
         assert!(generated.crate_dir.join("src/lib.rs").is_file());
         assert!(
             generated
                 .migration_dir
-                .ends_with("2026-12-01-000000_widgets")
+                .ends_with("2026-12-06-000000_widgets")
         );
         let after = std::fs::read_to_string(dir.join("app/Cargo.toml")).unwrap();
         assert_eq!(after.lines().count(), before.lines().count() + 1);
         assert!(after.contains("keel-widgets = { path = \"widgets\" }\n# features: end"));
         // Twice is refused.
-        assert!(generate(&dir, &widgets, "2026-12-02-000000").is_err());
+        assert!(generate(&dir, &widgets, "2026-12-07-000000").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -211,6 +211,31 @@ async fn sigterm_stops_the_api_with_exit_code_zero() {
     assert!(logs.contains("keel-api stopped"), "{logs}");
 }
 
+/// A database an earlier keel migrated only part of the way before its migrations were
+/// folded would never get the rest: `migrate` names what it lacks and applies nothing.
+#[tokio::test]
+async fn admin_migrate_refuses_a_database_migrated_partly_before_the_fold() {
+    use diesel_async::SimpleAsyncConnection;
+    let db = TestDb::empty().await;
+    let vars = [("DATABASE_URL", db.url())];
+    assert!(run(ADMIN, &["migrate"], &vars).status.success());
+    // As an earlier keel left it: the first folded step recorded, the later ones not.
+    db.connect()
+        .await
+        .batch_execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('20261122000004')")
+        .await
+        .unwrap();
+    for args in [&["migrate"][..], &["migrate", "--pending"]] {
+        let refused = run(ADMIN, args, &vars);
+        let err = stderr(&refused);
+        assert!(!refused.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("migrated part of the way") && err.contains("20261201000006"),
+            "{err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn admin_migrate_applies_then_reports_nothing_pending() {
     let db = TestDb::empty().await;

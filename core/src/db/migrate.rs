@@ -12,6 +12,18 @@ use crate::settings::Secret;
 /// Every migration in the top-level `migrations/` directory, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
+/// Versions that keel folded into the first migration of their part before its first
+/// release (see docs/operations.md). New migrations are dated after the last of them.
+pub const FOLDED: [&str; 7] = [
+    "20261122000004",
+    "20261122000005",
+    "20261201000001",
+    "20261201000003",
+    "20261201000004",
+    "20261201000005",
+    "20261201000006",
+];
+
 /// Advisory lock key ("keel mig" in ASCII) that serialises migration runs.
 const LOCK_KEY: i64 = 0x6b65_656c_206d_6967;
 
@@ -27,6 +39,37 @@ pub enum MigrateError {
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Grant(#[from] privileges::GrantError),
+    #[error(
+        "this database was migrated part of the way by a keel from before its migrations \
+         were folded (it lacks {missing}): what followed is now inside migrations it already \
+         has. Finish migrating it with that keel (commit e71c816: keel-admin migrate), or \
+         recreate it"
+    )]
+    PartlyFolded { missing: String },
+}
+
+/// A database that applied some of the [`FOLDED`] versions but not all would never get
+/// the rest: their changes now live in versions it already has.
+fn check_folded(applied: &[String]) -> Result<(), MigrateError> {
+    let missing: Vec<&str> = FOLDED
+        .into_iter()
+        .filter(|v| !applied.iter().any(|a| a == v))
+        .collect();
+    if missing.is_empty() || missing.len() == FOLDED.len() {
+        return Ok(());
+    }
+    Err(MigrateError::PartlyFolded {
+        missing: missing.join(", "),
+    })
+}
+
+/// Refuses what [`check_folded`] refuses, before anything is applied.
+fn refuse_partly_folded(
+    conn: &mut AsyncConnectionWrapper<AsyncPgConnection>,
+) -> Result<(), MigrateError> {
+    let applied = conn.applied_migrations().map_err(MigrateError::Migration)?;
+    let applied: Vec<String> = applied.iter().map(ToString::to_string).collect();
+    check_folded(&applied)
 }
 
 /// Applies pending migrations as the schema `owner` when there is one (else as the
@@ -69,10 +112,11 @@ pub async fn run(url: &Secret) -> Result<Vec<String>, MigrateError> {
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
         conn.batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
             .map_err(|e| MigrateError::Migration(e.into()))?;
-        let applied = conn
-            .run_pending_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(MigrateError::Migration);
+        let applied = refuse_partly_folded(&mut conn).and_then(|()| {
+            conn.run_pending_migrations(MIGRATIONS)
+                .map(|versions| versions.iter().map(ToString::to_string).collect())
+                .map_err(MigrateError::Migration)
+        });
         // Closing the connection releases the lock too; unlock explicitly all the same.
         let unlocked = conn
             .batch_execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
@@ -89,6 +133,7 @@ pub async fn pending(url: &Secret) -> Result<Vec<String>, MigrateError> {
     let url = url.expose().to_owned();
     tokio::task::spawn_blocking(move || {
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
+        refuse_partly_folded(&mut conn)?;
         let pending = conn
             .pending_migrations(MIGRATIONS)
             .map_err(MigrateError::Migration)?;
@@ -98,4 +143,21 @@ pub async fn pending(url: &Secret) -> Result<Vec<String>, MigrateError> {
             .collect())
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FOLDED, MigrateError, check_folded};
+
+    #[test]
+    fn only_a_database_with_some_folded_versions_is_refused() {
+        let all: Vec<String> = FOLDED.iter().map(ToString::to_string).collect();
+        assert!(check_folded(&[]).is_ok(), "a fresh or newly made database");
+        assert!(check_folded(&all).is_ok(), "migrated to the fold");
+        let partly = &all[..3];
+        let Err(MigrateError::PartlyFolded { missing }) = check_folded(partly) else {
+            panic!("a partly migrated database passed");
+        };
+        assert_eq!(missing, FOLDED[3..].join(", "));
+    }
 }
