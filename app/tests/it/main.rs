@@ -10,6 +10,7 @@ mod avatar;
 mod binaries;
 mod cache;
 mod contract;
+mod faults;
 mod helpers;
 mod release_notes;
 mod system;

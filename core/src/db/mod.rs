@@ -11,7 +11,9 @@ pub mod privileges;
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 
@@ -186,7 +188,14 @@ impl Db {
         R: Send,
     {
         let mut conn = self.conn().await?;
-        conn.transaction(async move |c| f(c).await).await
+        let result = conn.transaction(async move |c| f(c).await).await;
+        // Whatever a failure looked like from inside (a server's message in any
+        // language, a half-read reply), a transaction whose connection died is the
+        // database going away: try again, not a bug.
+        if result.is_err() && conn.is_broken() {
+            return Err(lost_connection().into());
+        }
+        result
     }
 
     /// Round-trips a trivial query; used by the readiness check.
@@ -245,14 +254,35 @@ impl From<DieselError> for ApiError {
                     field: conflict_field(info.table_name(), info.constraint_name()),
                 }
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                Self::Unavailable {
-                    detail: "The database connection was lost; try again.".to_owned(),
-                    retry_after: Some(RETRY_AFTER),
-                }
+            DieselError::DatabaseError(kind, info) if connection_lost(&kind, info.message()) => {
+                tracing::warn!(error = info.message(), "database connection lost");
+                lost_connection()
             }
             other => Self::internal(other),
         }
+    }
+}
+
+/// The connection to the database went away under a query: the client lost the socket
+/// (no SQLSTATE: diesel-async says `UnableToSendCommand`), or the server is ending it as
+/// it stops, restarts or recovers (57P01-57P03, matched by PostgreSQL's English
+/// messages: diesel doesn't pass the SQLSTATE on). [`Db::transaction`] also catches a
+/// server speaking another language, by the connection it leaves broken.
+fn connection_lost(kind: &DatabaseErrorKind, message: &str) -> bool {
+    match kind {
+        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => true,
+        DatabaseErrorKind::Unknown => {
+            message.starts_with("terminating connection")
+                || message.starts_with("the database system is")
+        }
+        _ => false,
+    }
+}
+
+fn lost_connection() -> ApiError {
+    ApiError::Unavailable {
+        detail: "The database connection was lost; try again.".to_owned(),
+        retry_after: Some(RETRY_AFTER),
     }
 }
 
@@ -294,7 +324,50 @@ impl Check for Db {
 
 #[cfg(test)]
 mod tests {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
     use super::conflict_field;
+    use crate::ApiError;
+
+    #[test]
+    fn a_lost_connection_is_unavailable_and_other_failures_are_not() {
+        let error =
+            |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        for (kind, message) in [
+            (DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            (
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+        ] {
+            let answer = ApiError::from(error(kind, message));
+            assert!(
+                matches!(answer, ApiError::Unavailable { .. }),
+                "{message}: {answer:?}"
+            );
+        }
+        for (kind, message) in [
+            (DatabaseErrorKind::Unknown, "division by zero"),
+            (
+                DatabaseErrorKind::CheckViolation,
+                "violates check constraint",
+            ),
+        ] {
+            let answer = ApiError::from(error(kind, message));
+            assert!(
+                matches!(answer, ApiError::Internal(..)),
+                "{message}: {answer:?}"
+            );
+        }
+    }
 
     #[test]
     fn conflict_field_follows_postgres_naming() {
