@@ -20,6 +20,10 @@ pub struct Email {
     pub to: String,
     pub subject: String,
     pub text: String,
+    /// Makes the Message-ID `<id@sender's domain>`: give the sending task's
+    /// [`Effect::id`](crate::tasks::Effect::id), so every attempt sends the same id and
+    /// a duplicate that slips through is recognisable. `None`: a fresh one each time.
+    pub id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +118,11 @@ impl Mailer {
             .to
             .parse::<Mailbox>()
             .map_err(|err| MailError::Invalid(format!("recipient {:?}: {err}", email.to)))?;
+        let message_id = email
+            .id
+            .map(|id| format!("<{}@{}>", id.simple(), self.from.email.domain()));
         let message = Message::builder()
+            .message_id(message_id)
             .from(self.from.clone())
             .to(to)
             .subject(&email.subject)

@@ -20,7 +20,9 @@ impl Task for SendWelcomeEmail {
     type Services = UserService;
 
     async fn run(self, ctx: TaskContext<UserService>) -> Result<(), TaskError> {
-        ctx.services.send_welcome_email(self.user_id).await
+        ctx.services
+            .send_welcome_email(self.user_id, ctx.effect())
+            .await
     }
 }
 

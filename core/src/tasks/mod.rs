@@ -19,6 +19,7 @@
 //! retries and redeliveries).
 
 mod broker;
+mod effect;
 mod envelope;
 pub mod local;
 mod outbox;
@@ -37,6 +38,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 pub use broker::{Broker, BrokerError, DeadLetter, QueueStats, Topology};
+pub use effect::{Effect, Ran};
 pub use envelope::Envelope;
 pub use outbox::{Relay, RelayError, RelayHandle, RelayTarget, enqueue};
 pub use periodic::{Missed, Periodic, Scheduler, SchedulerHandle};
@@ -144,11 +146,17 @@ impl<S> TaskContext<S> {
         self.attempt
     }
 
+    /// This task's effect outside the database (an email): started at most once
+    /// however often the task runs, under an id stable across its runs.
+    pub fn effect(&self) -> Effect {
+        Effect::new(self.task, self.task_id)
+    }
+
     /// Claims this task id on `conn`, which must be the transaction holding the
     /// handler's database effects: `true` the first time, `false` when a committed run
     /// already claimed it (a redelivery or a duplicate publish) — then do nothing.
-    /// Effects outside the database (an email) can't join the transaction: claim last,
-    /// after them, and accept that a crash in between repeats them.
+    /// Effects outside the database (an email) can't join the transaction: run them
+    /// through [`TaskContext::effect`] instead.
     pub async fn claim(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
         let claimed = diesel::sql_query(
             "INSERT INTO tasks_done (task_id, task) VALUES ($1, $2) ON CONFLICT DO NOTHING",

@@ -35,8 +35,9 @@ impl Task for Ping {
     }
 }
 
-/// Daily, deletes task claims (`TaskContext::claim`) older than a week: redeliveries
-/// and duplicate publishes come within hours.
+/// Daily, deletes task claims (`TaskContext::claim`) and effect records
+/// (`TaskContext::effect`) older than a week: redeliveries and duplicate publishes come
+/// within hours.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct PurgeTasksDone {}
 
@@ -46,12 +47,18 @@ impl Task for PurgeTasksDone {
 
     async fn run(self, ctx: TaskContext<Db>) -> Result<(), TaskError> {
         let mut conn = ctx.services.conn().await.map_err(TaskError::retry)?;
-        let purged =
+        let claims =
             diesel::sql_query("DELETE FROM tasks_done WHERE done_at < now() - interval '7 days'")
                 .execute(&mut conn)
                 .await
                 .map_err(TaskError::retry)?;
-        tracing::info!(purged, "purged old task claims");
+        let effects = diesel::sql_query(
+            "DELETE FROM task_effects WHERE started_at < now() - interval '7 days'",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(TaskError::retry)?;
+        tracing::info!(claims, effects, "purged old task claims and effect records");
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ fn email(to: &str) -> Email {
         to: to.to_owned(),
         subject: "Welcome: your account is ready".to_owned(),
         text: "Hello Ada,\n\nyour account is ready.\n".to_owned(),
+        id: None,
     }
 }
 

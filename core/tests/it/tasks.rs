@@ -709,3 +709,49 @@ async fn a_claimed_task_id_runs_its_effects_once() {
     assert_eq!(f.runs().await, vec![("once".to_owned(), 1)]);
     f.cleanup().await;
 }
+
+/// An effect outside the database (an email) starts once per task id however many
+/// deliveries of the task race for it; a retryable failure lets the next attempt run it
+/// again, a permanent one doesn't.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
+    use keel_core::tasks::{Ping, Ran};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let test_db = TestDb::new().await;
+    let settings = keel_testkit::settings(test_db.url(), &[]);
+    let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
+    let effect = || TaskContext::new::<Ping>((), uuid::Uuid::now_v7(), 1).effect();
+    for trial in 0..20 {
+        let effect = effect();
+        let runs = AtomicUsize::new(0);
+        let racers = (0..8).map(|_| {
+            effect.run_once(&db, async || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(())
+            })
+        });
+        let ran = futures_util::future::join_all(racers).await;
+        assert_eq!(
+            AtomicUsize::load(&runs, Ordering::SeqCst),
+            1,
+            "trial {trial}: {ran:?}"
+        );
+        assert_eq!(ran.iter().filter(|r| **r == Ok(Ran::Now)).count(), 1);
+        assert!(ran.iter().all(Result::is_ok), "trial {trial}: {ran:?}");
+    }
+
+    let retried = effect();
+    let down = retried.run_once(&db, async || Err(TaskError::retry("the server is down")));
+    assert!(down.await.is_err());
+    assert_eq!(retried.run_once(&db, async || Ok(())).await, Ok(Ran::Now));
+
+    let refused = effect();
+    let bad = refused.run_once(&db, async || Err(TaskError::permanent("no such mailbox")));
+    assert!(bad.await.is_err());
+    assert_eq!(
+        refused.run_once(&db, async || Ok(())).await,
+        Ok(Ran::Before)
+    );
+}

@@ -2,7 +2,7 @@
 
 use keel_core::ApiError;
 use keel_core::mail::Email;
-use keel_core::tasks::TaskError;
+use keel_core::tasks::{Effect, TaskError};
 use uuid::Uuid;
 
 use super::UserService;
@@ -13,15 +13,18 @@ use crate::crud::{sessions, users};
 const PURGE_BATCH: i64 = 5_000;
 
 impl UserService {
-    /// Greets `user_id` once: the send is recorded in `users.welcome_sent_at` and
-    /// checked first, so a redelivered task sends nothing. (A crash between the SMTP
-    /// server accepting the mail and that record can still send it twice: SMTP has no
-    /// transaction to join.) A gone account or a refused address is permanent.
-    pub async fn send_welcome_email(&self, user_id: Uuid) -> Result<(), TaskError> {
-        let mut conn = self.db.conn().await.map_err(TaskError::retry)?;
-        let state = users::welcome_state(&mut conn, user_id)
-            .await
-            .map_err(TaskError::retry)?;
+    /// Greets `user_id` once, as the task's `send` [`Effect`]: a redelivery, or a retry
+    /// after the database went away mid-send, finds the send started and sends nothing,
+    /// and no connection is held while the SMTP server takes its time. The account
+    /// records the greeting in `users.welcome_sent_at`, checked first. A gone account
+    /// or a refused address is permanent.
+    pub async fn send_welcome_email(&self, user_id: Uuid, send: Effect) -> Result<(), TaskError> {
+        let state = {
+            let mut conn = self.db.conn().await.map_err(TaskError::retry)?;
+            users::welcome_state(&mut conn, user_id)
+                .await
+                .map_err(TaskError::retry)?
+        };
         let Some((address, full_name, welcomed)) = state else {
             return Err(TaskError::permanent("the account no longer exists"));
         };
@@ -40,14 +43,19 @@ impl UserService {
                 "{greeting},\n\nyour account {address} is ready. Sign in any time.\n\n\
                  If you didn't create it, reply to this message and we'll remove it.\n"
             ),
+            id: Some(send.id()),
         };
-        self.mailer.send(&email).await.map_err(|err| {
-            if err.is_permanent() {
-                TaskError::permanent(err)
-            } else {
-                TaskError::retry(err)
-            }
-        })?;
+        send.run_once(&self.db, async || {
+            self.mailer.send(&email).await.map_err(|err| {
+                if err.is_permanent() {
+                    TaskError::permanent(err)
+                } else {
+                    TaskError::retry(err)
+                }
+            })
+        })
+        .await?;
+        let mut conn = self.db.conn().await.map_err(TaskError::retry)?;
         users::mark_welcomed(&mut conn, user_id)
             .await
             .map_err(TaskError::retry)?;

@@ -5,6 +5,7 @@ use keel_core::db::Db;
 use keel_core::db::changes::Listener;
 use keel_core::http::contract::{self, rules};
 use keel_core::http::versioned::V1;
+use keel_core::settings::Secret;
 use keel_core::{Context, Feature};
 pub use keel_testkit::Answer;
 use keel_testkit::{TestDb, TestServer};
@@ -263,8 +264,13 @@ pub async fn wait_until_live(db: &Db) {
 /// keel-user's service on `db` with the test settings plus `overrides`, as its task
 /// handlers get it: to run a handler directly.
 pub async fn task_services(db: &TestDb, overrides: &[(&str, &str)]) -> UserService {
-    let settings = keel_testkit::settings(db.url(), overrides);
-    let pool = Db::new(&db.secret_url(), &settings.database, "keel-test");
+    task_services_at(db.url(), overrides).await
+}
+
+/// [`task_services`] on the database at `url` (one behind a proxy a test can cut).
+pub async fn task_services_at(url: &str, overrides: &[(&str, &str)]) -> UserService {
+    let settings = keel_testkit::settings(url, overrides);
+    let pool = Db::new(&Secret::new(url), &settings.database, "keel-test");
     let context = Context::new(settings, pool, Cache::memory("test", 10)).unwrap();
     let own = context.settings.section().unwrap();
     UserService::new(&context, &own).await.unwrap()

@@ -238,3 +238,139 @@ async fn registering_enqueues_a_welcome_email_that_is_sent_once() {
     .unwrap_err();
     assert!(!gone.is_retryable(), "{gone}");
 }
+
+/// A minimal SMTP server on a free port: it keeps every message it accepts, and runs
+/// `on_data` when a message's data has arrived, before it answers that it took it.
+async fn smtp_server(
+    on_data: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (kept, on_data) = (received.clone(), std::sync::Arc::new(on_data));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (kept, on_data) = (kept.clone(), on_data.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.to_ascii_uppercase();
+                    let reply: &[u8] = if verb.starts_with("DATA") {
+                        write.write_all(b"354 go ahead\r\n").await.unwrap();
+                        let mut message = String::new();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                            message.push_str(&line);
+                            message.push('\n');
+                        }
+                        on_data().await;
+                        kept.lock().unwrap().push(message);
+                        b"250 queued\r\n"
+                    } else if verb.starts_with("QUIT") {
+                        b"221 bye\r\n"
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() || reply.starts_with(b"221") {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// The database goes away just as the SMTP server takes the welcome email, and comes
+/// back a second later. The task runs as the worker would run it (again after a failure,
+/// and once more as a redelivery): one message in all, with the task's Message-ID, and
+/// the sender holds no connection while the server takes its time (its pool has one).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_welcome_email_is_sent_once_when_the_database_goes_away_mid_send() {
+    use keel_core::tasks::{Task, TaskContext};
+    use keel_testkit::{Link, Proxy};
+    use keel_user::tasks::SendWelcomeEmail;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let app = TestApp::spawn().await;
+    app.register("ada@example.com").await;
+    let session = app.sign_in("ada@example.com").await;
+    let user_id = app.user_id(&session.access).await;
+
+    let server = reqwest::Url::parse(app.db.url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        server.host_str().unwrap(),
+        server.port().unwrap_or(5432)
+    );
+    let proxy = std::sync::Arc::new(Proxy::start(target.parse().unwrap()).await);
+    let mut proxied = server.clone();
+    proxied.set_port(Some(proxy.addr().port())).unwrap();
+    let free_during_send = std::sync::Arc::new(AtomicBool::new(false));
+    // The sender's pool, once it exists: the server checks its one connection is free.
+    let sender_pool = std::sync::Arc::new(std::sync::OnceLock::<keel_core::db::Db>::new());
+    let (port, received) = smtp_server({
+        let (proxy, free, pool) = (proxy.clone(), free_during_send.clone(), sender_pool.clone());
+        move || {
+            let (proxy, free, pool) = (proxy.clone(), free.clone(), pool.clone());
+            Box::pin(async move {
+                if let Some(pool) = pool.get() {
+                    let conn = tokio::time::timeout(std::time::Duration::from_secs(2), pool.conn());
+                    free.store(matches!(conn.await, Ok(Ok(_))), Ordering::SeqCst);
+                }
+                proxy.set(Link::Cut);
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    proxy.set(Link::Up);
+                });
+            })
+        }
+    })
+    .await;
+    let port = port.to_string();
+    let services = crate::support::task_services_at(
+        proxied.as_str(),
+        &[
+            ("DATABASE_POOL_SIZE", "1"),
+            ("DATABASE_POOL_TIMEOUT", "500ms"),
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_PORT", &port),
+            ("SMTP_SECURITY", "none"),
+        ],
+    )
+    .await;
+    sender_pool.set(services.db().clone()).unwrap();
+
+    let task_id = uuid::Uuid::now_v7();
+    let mut attempt = 1;
+    loop {
+        let ctx = TaskContext::new::<SendWelcomeEmail>(services.clone(), task_id, attempt);
+        match (SendWelcomeEmail { user_id }).run(ctx).await {
+            Ok(()) => break,
+            Err(err) => {
+                assert!(
+                    err.is_retryable() && attempt < 10,
+                    "attempt {attempt}: {err}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                attempt += 1;
+            }
+        }
+    }
+    let ctx = TaskContext::new::<SendWelcomeEmail>(services, task_id, 1);
+    SendWelcomeEmail { user_id }.run(ctx).await.unwrap(); // redelivered
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "greeted once: {received:#?}");
+    let message_id = format!("Message-ID: <{}@localhost>", task_id.simple());
+    assert!(received[0].contains(&message_id), "{}", received[0]);
+    assert!(
+        free_during_send.load(Ordering::SeqCst),
+        "the pool's one connection was free while the server took the mail"
+    );
+}
