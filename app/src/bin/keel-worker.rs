@@ -56,9 +56,13 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         SystemApi::new(checks, metrics.clone()).on_scrape(move || scraped.record_metrics());
     let service = OpenApiService::new(system, "keel-worker", env!("CARGO_PKG_VERSION"));
     let addr = SocketAddr::new(settings.http.host, settings.tasks.worker_port);
-    let bound = Bound::bind(addr)
-        .await
-        .map_err(|err| format!("cannot listen on {addr} (WORKER_PORT): {err}"))?;
+    let bound = Bound::bind(addr).await.map_err(|err| {
+        format!(
+            "cannot listen on {addr} (WORKER_PORT): {err}; each keel-worker on a host needs \
+             its own WORKER_PORT (0: any free port)"
+        )
+    })?;
+    let addr = bound.local_addr();
 
     let (stop, stopping) = watch::channel(false);
     let stopped = |mut stopping: watch::Receiver<bool>| async move {

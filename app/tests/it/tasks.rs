@@ -186,6 +186,67 @@ fn start_worker(vars: &[(&str, String)]) -> (Child, u16) {
     (child, port)
 }
 
+/// Workers with `WORKER_PORT=0` share a host: each serves its probes on a free port it
+/// names in its start-up log.
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_on_one_host_take_free_ports_with_worker_port_0() {
+    use std::io::BufRead;
+    let db = TestDb::new().await;
+    let mut vars: Vec<(&str, String)> = keel_testkit::amqp_settings().to_vec();
+    vars.push(("DATABASE_URL", db.url().to_owned()));
+    vars.push(("LOG_FORMAT", "json".to_owned()));
+    vars.push(("WORKER_PORT", "0".to_owned()));
+    let mut ports = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let mut child = Command::new(WORKER)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("APP_HOST", "127.0.0.1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (found, address) = std::sync::mpsc::channel();
+        // Reads the log to its end, so the worker never writes into a closed pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let fields = if entry["fields"].is_object() {
+                    &entry["fields"]
+                } else {
+                    &entry
+                };
+                let starting = fields["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("keel-worker starting"));
+                if let Some(addr) = fields["addr"].as_str().filter(|_| starting) {
+                    let _ = found.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = address.recv_timeout(Duration::from_secs(30)).unwrap();
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert_ne!(port, 0, "{addr}");
+        let live = reqwest::get(format!("http://{addr}/health/live"))
+            .await
+            .unwrap();
+        assert_eq!(live.status(), StatusCode::OK);
+        ports.push(port);
+        workers.push(child);
+    }
+    assert_ne!(ports[0], ports[1]);
+    for worker in workers {
+        let (output, _) = terminate(worker).await;
+        assert!(output.status.success(), "{:?}", output.status);
+    }
+}
+
 /// The worker's `tasks_succeeded_total` for pings; `None` when it doesn't answer.
 async fn succeeded(port: u16) -> Option<u64> {
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))

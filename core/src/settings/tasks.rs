@@ -61,6 +61,7 @@ impl TaskSettings {
                 |n: &u32| (1..=10_000).contains(n),
                 "must be between 1 and 10000",
             ),
+            // 0: any free port, logged at start (several workers on one host).
             worker_port: r.parse("WORKER_PORT", 8001, "8001"),
         }
     }
