@@ -255,25 +255,51 @@ pub fn problem_response(mut problem: ProblemDetails) -> Response {
         .body(problem.to_json_string())
 }
 
-/// Displays an error with its `source()` chain, `a: b: c`, for logs.
+/// Displays an error with its `source()` chain, `a: b: c`, for logs. A cause whose text
+/// is already there is left out: many errors print their source in their own message,
+/// and lapin's would otherwise read "IO error: refused: IO error: refused: ...".
 #[derive(Debug)]
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut chain = self.0.to_string();
         let mut source = self.0.source();
         while let Some(err) = source {
-            write!(f, ": {err}")?;
+            let cause = err.to_string();
+            if !chain.contains(&cause) {
+                chain.push_str(": ");
+                chain.push_str(&cause);
+            }
             source = err.source();
         }
-        Ok(())
+        f.write_str(&chain)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Layered {
+        #[error("connection failed: {0}")]
+        Outer(#[source] Box<Layered>),
+        #[error("IO error: {0}")]
+        Io(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let repeated = Layered::Outer(Box::new(Layered::Io(refused())));
+        assert_eq!(
+            ErrorChain(&repeated).to_string(),
+            "connection failed: IO error: refused"
+        );
+        let terse = Layered::Io(refused());
+        assert_eq!(ErrorChain(&terse).to_string(), "IO error: refused");
+    }
 
     #[test]
     fn retry_after_rounds_up_and_is_never_zero() {

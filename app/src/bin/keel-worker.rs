@@ -9,10 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use keel_app::Root;
 use keel_app::process::{self, BoxError};
-use keel_core::health::Check;
 use keel_core::http::health::Checks;
 use keel_core::http::server::{Bound, shutdown_signal};
 use keel_core::http::system::SystemApi;
@@ -45,11 +43,17 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     let broker = Arc::new(Broker::new(&settings.tasks, &amqp_url));
     let registry = root.registry.clone();
 
-    // Probes and metrics: the database is required, the broker too (without it there
-    // is nothing to do), the cache not.
+    let worker = Worker::new(
+        broker,
+        registry.clone(),
+        settings.tasks.prefetch,
+        settings.tasks.shutdown_grace,
+    );
+    // Probes and metrics: the database is required, and consuming too (a worker that
+    // isn't has nothing to do); the cache is not.
     let checks = Checks::default()
         .with(db.clone())
-        .with(Required(broker.clone()))
+        .with(worker.consuming())
         .with(root.context.cache.clone());
     let scraped = db.clone();
     let system =
@@ -81,33 +85,10 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
         Duration::from_secs(5),
     ));
     tracing::info!(tasks = ?registry.task_names(), %addr, "keel-worker starting; health and metrics on {addr}");
-    let worker = Worker::new(
-        broker,
-        registry,
-        settings.tasks.prefetch,
-        settings.tasks.shutdown_grace,
-    );
     let outcome = worker.run(stopped(stopping)).await;
     drop(scheduler);
     upkeep.abort();
     let _ = http.await;
     tracing::info!(drained = outcome.drained, "keel-worker stopped");
     Ok(())
-}
-
-/// The broker as a required check: a worker without it can't work.
-struct Required(Arc<Broker>);
-
-impl Check for Required {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-
-    fn required(&self) -> bool {
-        true
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        self.0.check()
-    }
 }

@@ -16,12 +16,17 @@ use super::{Broker, BrokerError, Envelope, Task};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorChain};
 use crate::telemetry::metrics::{TASK_OUTBOX_BACKLOG, TASK_OUTBOX_OLDEST_AGE};
+use crate::telemetry::outage::Outage;
 
 /// How long the relay sleeps when nothing wakes it: the bound on a task's wait when
 /// the change feed is down.
 const POLL: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How often the backlog gauges are refreshed.
+/// The longest pause between attempts while the broker or the database is away: low,
+/// so tasks move again within about this long of its return (an attempt is one
+/// connect and one short transaction).
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How often the backlog gauges are refreshed, on their own timer: an outage, when the
+/// relay can't move anything, is when they matter.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 
 diesel::table! {
@@ -154,19 +159,29 @@ impl Relay {
 
     /// Relays until the returned guard is dropped: woken by the change feed when a
     /// transaction that enqueued commits, polling every second otherwise, backing off
-    /// while the broker or the database is down.
+    /// (up to [`BACKOFF_MAX`]) while the broker or the database is down. The backlog
+    /// gauges are refreshed every [`GAUGE_EVERY`] meanwhile.
     pub fn spawn(self) -> RelayHandle {
-        RelayHandle(tokio::spawn(async move {
+        let gauges = tokio::spawn({
+            let relay = self.clone();
+            async move {
+                let mut every = tokio::time::interval(GAUGE_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    relay.update_gauges().await;
+                }
+            }
+        });
+        let relaying = tokio::spawn(async move {
+            const WHAT: &str = "task relay (tasks wait in the outbox)";
             let mut backoff = Duration::from_millis(200);
-            let mut gauges_at = tokio::time::Instant::now();
+            let mut outage = Outage::default();
             let committed = self.db.changes().watch("task_outbox");
             loop {
-                if gauges_at.elapsed() >= GAUGE_EVERY {
-                    self.update_gauges().await;
-                    gauges_at = tokio::time::Instant::now();
-                }
                 match self.relay_once().await {
                     Ok(moved) => {
+                        outage.recovered(WHAT);
                         backoff = Duration::from_millis(200);
                         if moved as i64 >= self.batch {
                             continue; // more are waiting
@@ -174,13 +189,14 @@ impl Relay {
                         let _ = tokio::time::timeout(POLL, committed.notified()).await;
                     }
                     Err(err) => {
-                        tracing::warn!(error = %ErrorChain(&err), retry_in = ?backoff, "task relay: cannot hand tasks on; they stay in the outbox");
+                        outage.failed(WHAT, &ErrorChain(&err));
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
             }
-        }))
+        });
+        RelayHandle { relaying, gauges }
     }
 
     /// Rows waiting and the age of the oldest, for the gauges and the admin endpoint.
@@ -214,12 +230,16 @@ impl Relay {
     }
 }
 
-/// Stops the relay when dropped.
+/// Stops the relay (and its gauges) when dropped.
 #[derive(Debug)]
-pub struct RelayHandle(tokio::task::JoinHandle<()>);
+pub struct RelayHandle {
+    relaying: tokio::task::JoinHandle<()>,
+    gauges: tokio::task::JoinHandle<()>,
+}
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
-        self.0.abort();
+        self.relaying.abort();
+        self.gauges.abort();
     }
 }

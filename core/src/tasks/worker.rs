@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -19,10 +20,16 @@ use metrics::gauge;
 use tokio::task::JoinSet;
 
 use super::{Broker, BrokerError, Envelope, Outcome, Registry};
+use crate::health::Check;
 use crate::telemetry::metrics::TASK_WORKER_CONNECTED;
+use crate::telemetry::outage::Outage;
+use futures_util::future::BoxFuture;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest pause between reconnection attempts: low, so a worker consumes again
+/// within about this long of the broker's return (an attempt is one TCP connect).
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const WHAT: &str = "worker (tasks wait in their queues)";
 /// Before a message that could not be settled goes back to its queue.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -33,6 +40,45 @@ pub struct Worker {
     registry: Arc<Registry>,
     prefetch: u16,
     grace: Duration,
+    consuming: Consuming,
+}
+
+/// keel-worker's readiness: up while the worker consumes, that is holds an open session
+/// on the broker with its consumers started. A broker that answers while the worker
+/// still waits out a reconnection pause is not enough.
+#[derive(Debug, Clone, Default)]
+pub struct Consuming(Arc<AtomicBool>);
+
+impl Consuming {
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, up: bool) {
+        self.0.store(up, Ordering::SeqCst);
+        gauge!(TASK_WORKER_CONNECTED).set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+impl Check for Consuming {
+    fn name(&self) -> &'static str {
+        "consuming"
+    }
+
+    fn required(&self) -> bool {
+        true
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let up = self.is_up();
+        Box::pin(async move {
+            if up {
+                Ok(())
+            } else {
+                Err("not consuming: the broker is unreachable or the worker is reconnecting".into())
+            }
+        })
+    }
 }
 
 /// How a worker ended.
@@ -67,7 +113,13 @@ impl Worker {
             registry,
             prefetch,
             grace,
+            consuming: Consuming::default(),
         }
+    }
+
+    /// Whether the worker is consuming: its readiness check.
+    pub fn consuming(&self) -> Consuming {
+        self.consuming.clone()
     }
 
     /// Consumes until `shutdown` resolves, reconnecting (and re-declaring the queues)
@@ -77,6 +129,7 @@ impl Worker {
         let mut shutdown = pin!(shutdown);
         let mut running = JoinSet::new();
         let mut backoff = BACKOFF_MIN;
+        let mut outage = Outage::default();
         loop {
             let session = tokio::select! {
                 () = &mut shutdown => return self.drain(None, running).await,
@@ -85,7 +138,7 @@ impl Worker {
             let mut session = match session {
                 Ok(session) => session,
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "worker: cannot reach rabbitmq");
+                    outage.failed(WHAT, &crate::error::ErrorChain(&err));
                     tokio::select! {
                         () = &mut shutdown => return self.drain(None, running).await,
                         () = tokio::time::sleep(backoff) => {}
@@ -94,14 +147,16 @@ impl Worker {
                     continue;
                 }
             };
-            gauge!(TASK_WORKER_CONNECTED).set(1.0);
-            tracing::info!(queues = ?self.registry.queues(), prefetch = self.prefetch, "worker: consuming");
+            backoff = BACKOFF_MIN;
+            self.consuming.set(true);
+            if !outage.recovered(WHAT) {
+                tracing::info!(queues = ?self.registry.queues(), prefetch = self.prefetch, "worker: consuming");
+            }
             let ended = loop {
                 tokio::select! {
                     () = &mut shutdown => break Ended::Shutdown,
                     delivery = session.deliveries.next() => match delivery {
                         Some(Ok(delivery)) => {
-                            backoff = BACKOFF_MIN;
                             running.spawn(self.clone().settle(delivery));
                         }
                         Some(Err(err)) => break Ended::Lost(err.to_string()),
@@ -110,13 +165,13 @@ impl Worker {
                     Some(_) = running.join_next(), if !running.is_empty() => {}
                 }
             };
-            gauge!(TASK_WORKER_CONNECTED).set(0.0);
+            self.consuming.set(false);
             match ended {
                 Ended::Shutdown => return self.drain(Some(session), running).await,
                 Ended::Lost(reason) => {
                     // Tasks still running can't ack on the lost channel: the broker
                     // redelivers them, so they may run twice (handlers are idempotent).
-                    tracing::warn!(%reason, retry_in = ?backoff, "worker: lost rabbitmq; reconnecting");
+                    outage.failed(WHAT, &reason);
                     tokio::select! {
                         () = &mut shutdown => return self.drain(None, running).await,
                         () = tokio::time::sleep(backoff) => {}

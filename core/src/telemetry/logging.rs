@@ -28,11 +28,25 @@ pub enum LoggingError {
     Dir(#[from] std::io::Error),
 }
 
+/// Libraries whose own lines repeat what keel says once: lapin logs each lost broker
+/// connection at ERROR, several times, while the relay and the workers log one WARN per
+/// outage. Named in `LOG_LEVEL` (`info,lapin=debug`), they log as it says.
+const QUIET: &[&str] = &["lapin"];
+
+/// `LOG_LEVEL` with the [`QUIET`] libraries it doesn't name switched off.
+fn directives(level: &str) -> String {
+    let mut directives = level.to_owned();
+    for library in QUIET.iter().filter(|library| !level.contains(*library)) {
+        directives.push_str(&format!(",{library}=off"));
+    }
+    directives
+}
+
 /// Installs the global subscriber. `app` names the log files (`<app>.<date>.log`).
 ///
 /// Calling it again in the same process (tests) keeps the first subscriber.
 pub fn init(settings: &LogSettings, app: &str) -> Result<LogGuard, LoggingError> {
-    let filter = EnvFilter::try_new(&settings.level)?;
+    let filter = EnvFilter::try_new(directives(&settings.level))?;
     let console = match settings.format {
         LogFormat::Pretty => fmt::layer()
             .with_ansi(std::io::stdout().is_terminal())
@@ -77,4 +91,15 @@ pub fn init(settings: &LogSettings, app: &str) -> Result<LogGuard, LoggingError>
         .try_init()
         .is_err();
     Ok(LogGuard { _file: guard })
+}
+
+#[cfg(test)]
+mod quiet_tests {
+    use super::directives;
+
+    #[test]
+    fn quiet_libraries_are_off_unless_named() {
+        assert_eq!(directives("info"), "info,lapin=off");
+        assert_eq!(directives("warn,lapin=debug"), "warn,lapin=debug");
+    }
 }

@@ -755,3 +755,61 @@ async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
         Ok(Ran::Before)
     );
 }
+
+/// A long broker outage, as seen from outside: the outbox gauges keep counting what
+/// piles up, the worker reports itself not ready while it can't consume, and once the
+/// broker is back the relay and the worker move again within moments, not after a
+/// backoff grown long during the outage.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_a_long_broker_outage_gauges_stay_fresh_and_work_resumes_promptly() {
+    let metrics = keel_core::telemetry::metrics::install().unwrap();
+    let backlog = || {
+        let text = metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("task_outbox_backlog "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+    };
+    let proxy = Proxy::start(amqp_addr()).await;
+    let through_proxy = format!("amqp://guest:guest@{}/%2f", proxy.addr());
+    let f = Fixture::with(Some(through_proxy), &[]).await;
+    let worker = f.worker(f.broker.clone());
+    let consuming = worker.consuming();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let _relay = f.relay().spawn();
+    let ready = async |up: bool| {
+        keel_testkit::eventually(Duration::from_secs(10), async || consuming.is_up() == up).await
+    };
+    assert!(ready(true).await, "consuming at first");
+
+    proxy.set(Link::Cut);
+    assert!(ready(false).await, "not ready while the broker is away");
+    // Long enough for a doubling backoff to be deep into a long pause.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    for i in 0..3 {
+        f.enqueue(&format!("piled up {i}")).await;
+    }
+    let counted =
+        keel_testkit::eventually(Duration::from_secs(8), async || backlog() == Some(3.0)).await;
+    assert!(
+        counted,
+        "the backlog gauge shows what piled up: {:?}",
+        backlog()
+    );
+
+    proxy.set(Link::Up);
+    let back = std::time::Instant::now();
+    assert!(ready(true).await, "consuming again");
+    let runs = f.until_runs(3).await;
+    let resumed = back.elapsed();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(
+        resumed < Duration::from_secs(6),
+        "the outbox moved and the worker ran it {resumed:?} after the broker's return"
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    f.cleanup().await;
+}
