@@ -56,6 +56,11 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     const NAME: &'static str;
     /// The queue it is published to; workers consume the queues of the tasks they know.
     const QUEUE: &'static str = "default";
+    /// How long one run may take: past it the run is cancelled (at its next `.await`)
+    /// and counted as a retryable failure, freeing its worker slot instead of holding it
+    /// until the broker redelivers the task while it still runs. Keep it under
+    /// RabbitMQ's `consumer_timeout` (30 minutes by default).
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
     /// What the handler runs with: its feature's service (or whatever it needs),
     /// handed to [`Registry::register`] when the feature registers the task.

@@ -26,6 +26,7 @@ struct Handler {
     name: &'static str,
     queue: &'static str,
     policy: RetryPolicy,
+    timeout: Duration,
     run: RunFn,
 }
 
@@ -81,6 +82,7 @@ impl Registry {
             name: T::NAME,
             queue: T::QUEUE,
             policy: T::retry_policy(),
+            timeout: T::TIMEOUT,
             run,
         };
         let previous = self.handlers.insert(T::NAME, handler);
@@ -141,18 +143,23 @@ impl Registry {
         let started = Instant::now();
         // Its own tokio task, so a panic ends that task, not the worker.
         let run = (handler.run)(envelope.payload.clone(), envelope.id, envelope.attempt);
-        let joined = tokio::spawn(run).await;
+        let mut running = tokio::spawn(run);
+        let joined = tokio::time::timeout(handler.timeout, &mut running).await;
         histogram!(TASK_DURATION, "task" => handler.name).record(started.elapsed().as_secs_f64());
         let error = match joined {
-            Ok(Ok(())) => {
+            Ok(Ok(Ok(()))) => {
                 counter!(TASKS_SUCCEEDED, "task" => handler.name).increment(1);
                 return Outcome::Succeeded;
             }
-            Ok(Err(error)) => error,
-            Err(join) if join.is_panic() => {
+            Ok(Ok(Err(error))) => error,
+            Ok(Err(join)) if join.is_panic() => {
                 TaskError::retry(format!("the handler panicked: {}", panic_text(join)))
             }
-            Err(_) => TaskError::retry("the handler was cancelled"),
+            Ok(Err(_)) => TaskError::retry("the handler was cancelled"),
+            Err(_) => {
+                running.abort();
+                TaskError::retry(format!("timed out after {:?}", handler.timeout))
+            }
         };
         counter!(TASKS_FAILED, "task" => handler.name).increment(1);
         tracing::warn!(

@@ -813,3 +813,56 @@ async fn through_a_long_broker_outage_gauges_stay_fresh_and_work_resumes_promptl
     running.await.unwrap();
     f.cleanup().await;
 }
+
+/// A run that never ends, like a handler stuck on a peer that stopped answering.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hang {}
+
+impl Task for Hang {
+    const NAME: &'static str = "test.hang";
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    type Services = Arc<std::sync::atomic::AtomicBool>;
+
+    async fn run(self, ctx: TaskContext<Self::Services>) -> Result<(), TaskError> {
+        // Set when the run is dropped: cancelled, not left running in the background.
+        struct Dropped(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _dropped = Dropped(ctx.services.clone());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// A run past its task's `TIMEOUT` is cancelled and counts as a retryable failure,
+/// so it frees its worker slot and is tried again.
+#[tokio::test]
+async fn a_run_past_its_timeout_is_cancelled_and_retried() {
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut registry = Registry::new();
+    registry.register::<Hang>(cancelled.clone());
+    let envelope = Envelope {
+        id: uuid::Uuid::now_v7(),
+        task: Hang::NAME.to_owned(),
+        queue: "default".to_owned(),
+        attempt: 1,
+        enqueued_at: chrono::Utc::now(),
+        payload: serde_json::json!({}),
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(10), registry.run(&envelope))
+        .await
+        .expect("the run ends at its timeout");
+    let keel_core::tasks::Outcome::Retry { error, next, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(error.contains("timed out"), "{error}");
+    assert_eq!(next.attempt, 2);
+    let dropped = keel_testkit::eventually(Duration::from_secs(2), async || {
+        std::sync::atomic::AtomicBool::load(&cancelled, std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    assert!(dropped, "the hung run was cancelled");
+}
