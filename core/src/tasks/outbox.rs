@@ -8,14 +8,16 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Jsonb, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use metrics::gauge;
+use metrics::{counter, gauge};
 use uuid::Uuid;
 
 use super::local::LocalRunner;
 use super::{Broker, BrokerError, Envelope, Task};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorChain};
-use crate::telemetry::metrics::{TASK_OUTBOX_BACKLOG, TASK_OUTBOX_OLDEST_AGE};
+use crate::telemetry::metrics::{
+    TASK_OUTBOX_BACKLOG, TASK_OUTBOX_DEAD_LETTERED, TASK_OUTBOX_OLDEST_AGE,
+};
 use crate::telemetry::outage::Outage;
 
 /// How long the relay sleeps when nothing wakes it: the bound on a task's wait when
@@ -25,6 +27,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// so tasks move again within about this long of its return (an attempt is one
 /// connect and one short transaction).
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Failed publishes of one row, each refused for what the row is, before it is set aside
+/// in `task_outbox_dead` so it stops holding up the rows behind it.
+const MAX_PUBLISH_FAILURES: i32 = 5;
 /// How often the backlog gauges are refreshed, on their own timer: an outage, when the
 /// relay can't move anything, is when they matter.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
@@ -144,15 +149,24 @@ impl Relay {
                         payload: row.payload,
                     })
                     .collect();
-                match &target {
-                    RelayTarget::Broker(broker) => broker.publish(&envelopes).await?,
-                    RelayTarget::Local(runner) => runner.start_all(envelopes.clone()),
-                }
+                let published = match &target {
+                    RelayTarget::Broker(broker) => match broker.publish(&envelopes).await {
+                        Ok(()) => ids,
+                        Err(err) if err.is_about_the_message() => {
+                            one_by_one(conn, broker, &ids, &envelopes).await?
+                        }
+                        Err(err) => return Err(err.into()),
+                    },
+                    RelayTarget::Local(runner) => {
+                        runner.start_all(envelopes.clone());
+                        ids
+                    }
+                };
                 diesel::sql_query("DELETE FROM task_outbox WHERE id = ANY($1)")
-                    .bind::<Array<BigInt>, _>(&ids)
+                    .bind::<Array<BigInt>, _>(&published)
                     .execute(conn)
                     .await?;
-                Ok::<_, RelayError>(ids.len())
+                Ok::<_, RelayError>(published.len())
             })
             .await
     }
@@ -228,6 +242,72 @@ impl Relay {
             gauge!(TASK_OUTBOX_OLDEST_AGE).set(oldest.as_secs_f64());
         }
     }
+}
+
+/// Publishes a batch the broker refused, one row at a time, so the row it refuses doesn't
+/// hold up the others; returns the ids it published. Each refused row counts a failure,
+/// and one refused [`MAX_PUBLISH_FAILURES`] times is set aside in `task_outbox_dead`.
+/// A failure that isn't about the row (the broker went away) stops the pass.
+async fn one_by_one(
+    conn: &mut AsyncPgConnection,
+    broker: &Broker,
+    ids: &[i64],
+    envelopes: &[Envelope],
+) -> Result<Vec<i64>, RelayError> {
+    let mut published = Vec::new();
+    for (id, envelope) in ids.iter().zip(envelopes) {
+        match broker.publish(std::slice::from_ref(envelope)).await {
+            Ok(()) => published.push(*id),
+            Err(err) if err.is_about_the_message() => refused(conn, *id, envelope, &err).await?,
+            Err(_) => break,
+        }
+    }
+    Ok(published)
+}
+
+/// Counts one refusal of row `id`, and sets the row aside at the last one.
+async fn refused(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    envelope: &Envelope,
+    err: &BrokerError,
+) -> Result<(), RelayError> {
+    let error = ErrorChain(err).to_string();
+    let failures: i32 = diesel::sql_query(
+        "UPDATE task_outbox SET publish_failures = publish_failures + 1, last_error = $2 \
+         WHERE id = $1 RETURNING publish_failures",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(&error)
+    .get_result::<Failures>(conn)
+    .await?
+    .publish_failures;
+    if failures < MAX_PUBLISH_FAILURES {
+        tracing::warn!(task = %envelope.task, task_id = %envelope.id, failures, error, "task relay: the broker refused a task; the others go on");
+        return Ok(());
+    }
+    diesel::sql_query(
+        "WITH dead AS (DELETE FROM task_outbox WHERE id = $1 RETURNING *) \
+         INSERT INTO task_outbox_dead \
+           (id, task_id, task, queue, payload, enqueued_at, publish_failures, last_error) \
+         SELECT id, task_id, task, queue, payload, enqueued_at, publish_failures, last_error \
+         FROM dead",
+    )
+    .bind::<BigInt, _>(id)
+    .execute(conn)
+    .await?;
+    counter!(TASK_OUTBOX_DEAD_LETTERED, "task" => envelope.task.clone()).increment(1);
+    tracing::error!(
+        task = %envelope.task, task_id = %envelope.id, failures, error,
+        "task relay: the broker keeps refusing a task; set aside in task_outbox_dead"
+    );
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Failures {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    publish_failures: i32,
 }
 
 /// Stops the relay (and its gauges) when dropped.

@@ -37,6 +37,7 @@ pub const TASKS_DEAD_LETTERED: &str = "tasks_dead_lettered_total";
 pub const TASK_DURATION: &str = "task_duration_seconds";
 pub const TASK_OUTBOX_BACKLOG: &str = "task_outbox_backlog";
 pub const TASK_OUTBOX_OLDEST_AGE: &str = "task_outbox_oldest_age_seconds";
+pub const TASK_OUTBOX_DEAD_LETTERED: &str = "task_outbox_dead_lettered_total";
 pub const TASK_WORKER_CONNECTED: &str = "task_worker_connected";
 pub const BUILD_INFO: &str = "keel_build_info";
 
@@ -168,6 +169,10 @@ fn describe() {
         TASK_OUTBOX_OLDEST_AGE,
         Unit::Seconds,
         "Age of the oldest task waiting in the outbox (0 when empty)"
+    );
+    describe_counter!(
+        TASK_OUTBOX_DEAD_LETTERED,
+        "Outbox rows set aside in task_outbox_dead after the broker kept refusing them"
     );
     describe_gauge!(
         TASK_WORKER_CONNECTED,

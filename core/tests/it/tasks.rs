@@ -866,3 +866,82 @@ async fn a_run_past_its_timeout_is_cancelled_and_retried() {
     .await;
     assert!(dropped, "the hung run was cancelled");
 }
+
+/// An outbox row the broker keeps refusing (its queue exists, declared elsewhere with
+/// arguments keel's contradict) is set aside in `task_outbox_dead` after a few tries,
+/// with the broker's reason; the rows around it are published all along.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_the_broker_keeps_refusing_is_set_aside_and_holds_nothing_up() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::FieldTable;
+
+    let f = Fixture::new().await;
+    let conn = f.broker.connect("test").await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let mut other_arguments = FieldTable::default();
+    other_arguments.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    let taken = f.broker.topology().work("taken");
+    channel
+        .queue_declare(
+            taken.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            other_arguments,
+        )
+        .await
+        .unwrap();
+
+    f.enqueue("before").await;
+    f.db.conn()
+        .await
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO task_outbox (task_id, task, queue, payload) \
+             VALUES (gen_random_uuid(), 'test.note', 'taken', '{\"text\": \"poison\"}')",
+        )
+        .await
+        .unwrap();
+    f.enqueue("after").await;
+
+    let relay = f.relay();
+    let mut published = 0;
+    for pass in 0..5 {
+        published += relay
+            .relay_once()
+            .await
+            .unwrap_or_else(|e| panic!("pass {pass}: {e}"));
+    }
+    assert_eq!(published, 2, "both good rows, on the first pass");
+    assert_eq!(f.outbox_rows().await, 0, "the refused row is set aside");
+
+    #[derive(diesel::QueryableByName)]
+    struct Dead {
+        #[diesel(sql_type = Text)]
+        queue: String,
+        #[diesel(sql_type = Integer)]
+        publish_failures: i32,
+        #[diesel(sql_type = Text)]
+        last_error: String,
+    }
+    let dead: Vec<Dead> =
+        diesel::sql_query("SELECT queue, publish_failures, last_error FROM task_outbox_dead")
+            .load(&mut f.db.conn().await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].queue.as_str(), dead[0].publish_failures),
+        ("taken", 5)
+    );
+    assert!(
+        dead[0].last_error.contains("PRECONDITION"),
+        "{}",
+        dead[0].last_error
+    );
+    let stats = f.broker.stats(&[QUEUE]).await.unwrap();
+    assert_eq!(stats[0].ready, 2, "the good rows reached their queue");
+    f.broker.delete_queues("taken").await.unwrap();
+    f.cleanup().await;
+}

@@ -55,6 +55,20 @@ pub enum BrokerError {
     BadName(String),
 }
 
+impl BrokerError {
+    /// Whether the broker refused this message for what it is or where it goes (a
+    /// queue it won't declare as asked, a route it doesn't have): another message may
+    /// well pass. A refusal of everything (a nack under a resource alarm, a lost
+    /// connection, no answer) is not.
+    pub fn is_about_the_message(&self) -> bool {
+        match self {
+            Self::Unroutable(_) | Self::BadName(_) => true,
+            Self::Amqp(err) => err.is_amqp_soft_error(),
+            Self::Timeout(_) | Self::Nacked => false,
+        }
+    }
+}
+
 /// A publishing connection: opened on first use, reopened after any failure.
 #[derive(Debug)]
 pub struct Broker {
@@ -136,9 +150,14 @@ impl Broker {
                 Some(open) => link.insert(open),
                 None => link.insert(self.open().await?),
             };
-            let mut confirms = Vec::new();
+            // Every queue declared before any message goes: a queue the broker refuses
+            // to declare then sends nothing, rather than part of the batch.
+            let mut routed = Vec::with_capacity(messages.len());
             for (envelope, route) in messages {
-                let (queue, properties) = self.route(link, envelope, &route).await?;
+                routed.push((envelope, self.route(link, envelope, &route).await?));
+            }
+            let mut confirms = Vec::new();
+            for (envelope, (queue, properties)) in routed {
                 let confirm = link
                     .channel
                     .basic_publish(
