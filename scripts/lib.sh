@@ -24,6 +24,7 @@ require() {
     command -v "$tool" >/dev/null && continue
     case $tool in
       psql) missing+=("psql (apt-get install postgresql-client)") ;;
+      kubectl) missing+=("kubectl 1.27 or newer, for its kustomize (https://kubernetes.io/docs/tasks/tools/)") ;;
       *) missing+=("$tool (apt-get install $tool)") ;;
     esac
   done
@@ -40,29 +41,38 @@ require_postgres() {
     || fail "PostgreSQL is not reachable at $1 (start it, or set $2)"
 }
 
-# The Python tools the suites and the contract checks run, in a venv of their own under
-# target/ (made on first use, and again when the pins change): moto's S3 server,
-# aiosmtpd's SMTP server, the OpenAPI validator, schemathesis and the Python client
-# generator. Their dependencies are pinned too, by scripts/python-constraints.txt
-# (refresh it with `target/tools/python/bin/pip freeze` after changing a pin).
-py_tools=target/tools/python
-py_pins=("moto[server]==5.2.5" "aiosmtpd==1.4.6" "openapi-spec-validator==0.9.0"
-  "schemathesis==4.32.5" "openapi-python-client==0.29.1")
-py_constraints=scripts/python-constraints.txt
-python_tools() {
-  local wanted
-  wanted="${py_pins[*]} $(cksum <"$py_constraints")"
-  if [[ -x $py_tools/bin/python && "$(cat "$py_tools/.pins" 2>/dev/null)" == "$wanted" ]]; then
+# venv DIR CONSTRAINTS PIN...: Python tools in a venv of their own at DIR, made on first
+# use and again when the pins or the constraints change. CONSTRAINTS pins every
+# dependency (refresh it with `DIR/bin/pip freeze` after changing a pin).
+venv() {
+  local dir=$1 constraints=$2 wanted
+  shift 2
+  wanted="$* $(cksum <"$constraints")"
+  if [[ -x $dir/bin/python && "$(cat "$dir/.pins" 2>/dev/null)" == "$wanted" ]]; then
     return
   fi
   command -v python3 >/dev/null || fail "python3 not found: install Python 3 (apt-get install python3 python3-venv)"
-  say "installing ${py_pins[*]} into $py_tools (once; needs PyPI)"
-  rm -rf "$py_tools"
-  python3 -m venv "$py_tools" || fail "cannot make a Python venv in $py_tools: apt-get install python3-venv"
-  "$py_tools/bin/python" -m pip install -q --disable-pip-version-check \
-    -c "$py_constraints" "${py_pins[@]}" \
-    || fail "cannot install ${py_pins[*]} from PyPI into $py_tools"
-  echo "$wanted" >"$py_tools/.pins"
+  say "installing $* into $dir (once; needs PyPI)"
+  rm -rf "$dir"
+  python3 -m venv "$dir" || fail "cannot make a Python venv in $dir: apt-get install python3-venv"
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check -c "$constraints" "$@" \
+    || fail "cannot install $* from PyPI into $dir"
+  echo "$wanted" >"$dir/.pins"
+}
+
+# The Python tools the suites and the contract checks run: moto's S3 server, aiosmtpd's
+# SMTP server, the OpenAPI validator, schemathesis and the Python client generator.
+py_tools=target/tools/python
+python_tools() {
+  venv "$py_tools" scripts/python-constraints.txt "moto[server]==5.2.5" "aiosmtpd==1.4.6" \
+    "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "openapi-python-client==0.29.1"
+}
+
+# What scripts/k8s.sh checks the manifests with: the Kubernetes schemas and checkov's
+# policies, both offline.
+k8s_tools_dir=target/tools/k8s
+k8s_tools() {
+  venv "$k8s_tools_dir" scripts/k8s-constraints.txt "kubernetes-validate==1.37.0" "checkov==3.3.30"
 }
 
 # The npm tools the TypeScript client needs (openapi-typescript, openapi-fetch,

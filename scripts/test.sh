@@ -4,8 +4,9 @@
 #   bash scripts/test.sh [extra cargo-nextest arguments]
 #
 # Without arguments it then runs scripts/contract.sh (schemathesis and the generated
-# clients against a live keel-api) and scripts/scaffold.sh (a generated feature, built
-# and tested in a scratch copy); with arguments (a filtered run) it doesn't.
+# clients against a live keel-api), scripts/scaffold.sh (a generated feature, built
+# and tested in a scratch copy) and scripts/k8s.sh (the Kubernetes manifests, rendered
+# and checked offline); with arguments (a filtered run) it doesn't.
 #
 # It checks that PostgreSQL, Redis and RabbitMQ answer on their usual local ports, starts
 # any that are installed but stopped, and says exactly what is missing otherwise.
@@ -105,12 +106,13 @@ else
 fi
 
 # The API contract from outside (schemathesis and the generated clients against a live
-# keel-api), and `keel-admin new-feature` proven in a scratch copy. A filtered run (any
-# arguments) leaves them out.
+# keel-api), `keel-admin new-feature` proven in a scratch copy, and the Kubernetes
+# manifests. A filtered run (any arguments) leaves them out.
 if (($#)); then
-  say "arguments given, so the contract and scaffold checks are skipped \
-(bash scripts/contract.sh, bash scripts/scaffold.sh)"
+  say "arguments given, so the contract, scaffold and manifest checks are skipped \
+(bash scripts/contract.sh, bash scripts/scaffold.sh, bash scripts/k8s.sh)"
 else
   bash scripts/contract.sh
   bash scripts/scaffold.sh
+  bash scripts/k8s.sh
 fi

@@ -29,6 +29,37 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `keel-admin check-settings` judges a deployment's config without reaching anything:
+/// each problem named and exit 1, or exit 0 (the Kubernetes check runs it on every
+/// ConfigMap and Secret).
+#[test]
+fn admin_check_settings_names_each_problem_or_passes() {
+    let secret = "s".repeat(64);
+    let production = [
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", "postgres://keel@db.invalid/keel"),
+        ("JWT_SECRET", secret.as_str()),
+        ("PASSWORD_PEPPER", secret.as_str()),
+    ];
+    let valid = run(ADMIN, &["check-settings"], &production);
+    assert!(valid.status.success(), "{}", stderr(&valid));
+    assert!(
+        stderr(&valid).contains("valid (APP_ENV=production)"),
+        "{}",
+        stderr(&valid)
+    );
+
+    let mut broken = production.to_vec();
+    broken.push(("LOG_FORMAT", "xml"));
+    broken.push(("LOGIN_MAX_FAILURES_PER_IP", "many"));
+    let refused = run(ADMIN, &["check-settings"], &broken);
+    let text = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    for var in ["LOG_FORMAT", "LOGIN_MAX_FAILURES_PER_IP"] {
+        assert!(text.contains(&format!("{var}: ")), "{var} reported: {text}");
+    }
+}
+
 #[test]
 fn bad_settings_exit_non_zero_with_one_line_per_problem() {
     let output = run(

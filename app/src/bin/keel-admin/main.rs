@@ -25,6 +25,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check the settings in the environment as keel-api and keel-worker read them
+    /// (a deployment's config before it rolls out): one line per problem, or none.
+    CheckSettings,
     /// Apply pending database migrations (safe to run from several places at once).
     Migrate {
         /// Only list the pending migrations; apply nothing.
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), BoxError> {
     match command {
+        Command::CheckSettings => schema::check_settings(),
         Command::Migrate { pending } => schema::migrate(pending).await,
         Command::Seed => schema::seed_all().await,
         Command::Openapi { output } => schema::openapi(output).await,

@@ -11,6 +11,16 @@ use crate::BoxError;
 use crate::composed::{Signed, open, seed, stop};
 
 /// `keel-admin migrate [--pending]`.
+/// Loads the settings and reaches nothing: their problems, or that there are none.
+pub fn check_settings() -> Result<(), BoxError> {
+    let settings = load_settings()?;
+    eprintln!(
+        "keel-admin: the settings are valid (APP_ENV={})",
+        settings.env
+    );
+    Ok(())
+}
+
 pub async fn migrate(pending: bool) -> Result<(), BoxError> {
     let settings = load_settings()?;
     let database = database::resolve(&settings).await?;
