@@ -153,9 +153,12 @@ impl Worker {
                 tracing::info!(queues = ?self.registry.queues(), prefetch = self.prefetch, "worker: consuming");
             }
             let ended = loop {
+                // At most `prefetch` runs at once, counting those of a lost session that
+                // are still finishing: deliveries beyond wait in the consumer's buffer.
+                let room = running.len() < usize::from(self.prefetch);
                 tokio::select! {
                     () = &mut shutdown => break Ended::Shutdown,
-                    delivery = session.deliveries.next() => match delivery {
+                    delivery = session.deliveries.next(), if room => match delivery {
                         Some(Ok(delivery)) => {
                             running.spawn(self.clone().settle(delivery));
                         }

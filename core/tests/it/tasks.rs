@@ -23,6 +23,33 @@ use tokio::sync::oneshot;
 
 const QUEUE: &str = "notes";
 
+/// Runs of "hold" under way in this test process, and the most at once.
+static HOLDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static MOST_HOLDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many "hold" runs are under way (`RunQueryDsl::load` shadows the atomic's).
+fn holding() -> usize {
+    std::sync::atomic::AtomicUsize::load(&HOLDING, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Counts one "hold" run while it lives (a cancelled run included).
+struct Holding;
+
+impl Holding {
+    fn start() -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = HOLDING.fetch_add(1, SeqCst) + 1;
+        MOST_HOLDING.fetch_max(now, SeqCst);
+        Self
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        HOLDING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A task whose text says how it behaves; every run is a row of `task_runs`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Note {
@@ -67,6 +94,11 @@ impl Task for Note {
             "bad" => Err(TaskError::permanent("this can never work")),
             "slow" => {
                 tokio::time::sleep(Duration::from_millis(700)).await;
+                Ok(())
+            }
+            "hold" => {
+                let _running = Holding::start();
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 Ok(())
             }
             _ => Ok(()),
@@ -943,5 +975,35 @@ async fn a_row_the_broker_keeps_refusing_is_set_aside_and_holds_nothing_up() {
     let stats = f.broker.stats(&[QUEUE]).await.unwrap();
     assert_eq!(stats[0].ready, 2, "the good rows reached their queue");
     f.broker.delete_queues("taken").await.unwrap();
+    f.cleanup().await;
+}
+
+/// A worker runs at most its prefetch of tasks at once, counting the runs of a lost
+/// session that are still finishing when it reconnects (their messages come back too).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_never_runs_more_than_its_prefetch_across_a_reconnection() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let proxy = Proxy::start(amqp_addr()).await;
+    let through_proxy = format!("amqp://guest:guest@{}/%2f", proxy.addr());
+    let f = Fixture::with(Some(through_proxy), &[("TASK_PREFETCH", "2")]).await;
+    let (stop, worker) = f.start_worker();
+    for _ in 0..4 {
+        f.enqueue("hold").await;
+    }
+    f.relay().relay_once().await.unwrap();
+    let both = keel_testkit::eventually(Duration::from_secs(10), async || holding() == 2).await;
+    assert!(both, "two runs under way");
+    // The session goes while both hold: their acks can't land, so the broker hands
+    // their messages out again, with the two that waited.
+    proxy.set(Link::Cut);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.set(Link::Up);
+    let runs = f.until_runs(6).await;
+    let idle = keel_testkit::eventually(Duration::from_secs(10), async || holding() == 0).await;
+    assert!(idle, "every run ended: {runs:?}");
+    let most = std::sync::atomic::AtomicUsize::load(&MOST_HOLDING, SeqCst);
+    assert_eq!(most, 2, "at most the prefetch at once");
+    stop.send(()).unwrap();
+    worker.await.unwrap();
     f.cleanup().await;
 }
