@@ -264,15 +264,22 @@ impl From<DieselError> for ApiError {
 }
 
 /// The connection to the database went away under a query: the client lost the socket
-/// (no SQLSTATE: diesel-async says `UnableToSendCommand`), or the server is ending it as
-/// it stops, restarts or recovers (57P01-57P03, matched by PostgreSQL's English
-/// messages: diesel doesn't pass the SQLSTATE on). [`Db::transaction`] also catches a
-/// server speaking another language, by the connection it leaves broken.
+/// (tokio-postgres's "connection closed" and I/O errors, which diesel-async reports as
+/// `UnableToSendCommand` with other client-side errors, such as a query's missing
+/// binds, that stay 500s), or the server is ending it as it stops, restarts or recovers
+/// (57P01-57P03, matched by PostgreSQL's English messages: diesel doesn't pass the
+/// SQLSTATE on; an idle-in-transaction timeout is the application's bug and stays a
+/// 500). [`Db::transaction`] also catches a server speaking another language, by the
+/// connection it leaves broken.
 fn connection_lost(kind: &DatabaseErrorKind, message: &str) -> bool {
     match kind {
-        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => true,
+        DatabaseErrorKind::ClosedConnection => true,
+        DatabaseErrorKind::UnableToSendCommand => {
+            message.starts_with("connection closed")
+                || message.starts_with("error communicating with the server")
+        }
         DatabaseErrorKind::Unknown => {
-            message.starts_with("terminating connection")
+            (message.starts_with("terminating connection") && !message.contains("idle"))
                 || message.starts_with("the database system is")
         }
         _ => false,
@@ -359,6 +366,14 @@ mod tests {
             (
                 DatabaseErrorKind::CheckViolation,
                 "violates check constraint",
+            ),
+            (
+                DatabaseErrorKind::UnableToSendCommand,
+                "expected 2 parameters but got 1",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to idle-in-transaction timeout",
             ),
         ] {
             let answer = ApiError::from(error(kind, message));

@@ -5,7 +5,9 @@
 //! the same person once more. An effect records its start first, in its own short
 //! statement, and holds no connection while it runs; a redelivery that finds the start
 //! recorded does nothing. What is given up: an effect whose run died between that
-//! record and its end (a crash, a kill) is not tried again, and says so in the log.
+//! record and its end (a crash, a kill, a cancelled run) is not tried again; the next
+//! run learns it ([`Earlier::Unfinished`]), logs it, and should fail retryably, so the
+//! task is dead-lettered where someone looks if that run never ends.
 
 use std::time::Duration;
 
@@ -35,8 +37,21 @@ pub enum Ran {
     /// This call ran the effect, and it succeeded.
     Now,
     /// A run of the same task had started it already (a redelivery, a duplicate):
-    /// nothing was done.
-    Before,
+    /// nothing was done, and this is how that run ended.
+    Before(Earlier),
+}
+
+/// How the earlier run of an effect ended, as far as anyone recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// It succeeded.
+    Done,
+    /// It was refused for good (a permanent error).
+    Failed,
+    /// No end recorded: still running elsewhere, or stopped mid-way (a crash, a kill,
+    /// a cancelled run). It won't be started again; treat the task as not done, so it
+    /// retries and, if that run never ends, is dead-lettered where someone looks.
+    Unfinished,
 }
 
 impl Effect {
@@ -58,9 +73,11 @@ impl Effect {
     where
         F: AsyncFnOnce() -> Result<(), TaskError>,
     {
-        if !self.start(db).await? {
-            tracing::info!(task = self.task, task_id = %self.task_id, "effect started before; not repeated");
-            return Ok(Ran::Before);
+        if let Some(earlier) = self.start(db).await? {
+            if earlier == Earlier::Unfinished {
+                tracing::warn!(task = self.task, task_id = %self.task_id, "effect started by an earlier run that hasn't ended (or never will); not repeated");
+            }
+            return Ok(Ran::Before(earlier));
         }
         let outcome = effect().await;
         match &outcome {
@@ -73,7 +90,12 @@ impl Effect {
                 }
             }
             _ => {
-                if !self.record(db, Record::Finish).await {
+                let end = if outcome.is_ok() {
+                    Record::Finish
+                } else {
+                    Record::Fail
+                };
+                if !self.record(db, end).await {
                     tracing::warn!(
                         task = self.task, task_id = %self.task_id,
                         "an effect ended but its end can't be recorded (it won't be repeated)"
@@ -84,8 +106,9 @@ impl Effect {
         outcome.map(|()| Ran::Now)
     }
 
-    /// Records the start; `false` when one was recorded before.
-    async fn start(&self, db: &Db) -> Result<bool, TaskError> {
+    /// Records the start; `Some` with how the earlier run ended when one was recorded
+    /// before.
+    async fn start(&self, db: &Db) -> Result<Option<Earlier>, TaskError> {
         let mut conn = db.conn().await.map_err(TaskError::retry)?;
         let inserted = diesel::sql_query(
             "INSERT INTO task_effects (task_id, task) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -95,7 +118,22 @@ impl Effect {
         .execute(&mut conn)
         .await
         .map_err(TaskError::retry)?;
-        Ok(inserted == 1)
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let earlier: Ended = diesel::sql_query(
+            "SELECT finished_at IS NOT NULL AS finished, failed FROM task_effects \
+             WHERE task_id = $1",
+        )
+        .bind::<sql_types::Uuid, _>(self.task_id)
+        .get_result(&mut conn)
+        .await
+        .map_err(TaskError::retry)?;
+        Ok(Some(match (earlier.finished, earlier.failed) {
+            (false, _) => Earlier::Unfinished,
+            (true, false) => Earlier::Done,
+            (true, true) => Earlier::Failed,
+        }))
     }
 
     /// Records how the effect ended, retrying for [`RECORD_FOR`] while the database is
@@ -103,6 +141,9 @@ impl Effect {
     async fn record(&self, db: &Db, record: Record) -> bool {
         let sql = match record {
             Record::Finish => "UPDATE task_effects SET finished_at = now() WHERE task_id = $1",
+            Record::Fail => {
+                "UPDATE task_effects SET finished_at = now(), failed = true WHERE task_id = $1"
+            }
             Record::Release => {
                 "DELETE FROM task_effects WHERE task_id = $1 AND finished_at IS NULL"
             }
@@ -134,5 +175,14 @@ impl Effect {
 #[derive(Debug, Clone, Copy)]
 enum Record {
     Finish,
+    Fail,
     Release,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Ended {
+    #[diesel(sql_type = sql_types::Bool)]
+    finished: bool,
+    #[diesel(sql_type = sql_types::Bool)]
+    failed: bool,
 }

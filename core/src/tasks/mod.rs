@@ -38,9 +38,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 pub use broker::{Broker, BrokerError, DeadLetter, QueueStats, Topology};
-pub use effect::{Effect, Ran};
+pub use effect::{Earlier, Effect, Ran};
 pub use envelope::Envelope;
-pub use outbox::{Relay, RelayError, RelayHandle, RelayTarget, enqueue};
+pub use outbox::{MAX_MESSAGE_BYTES, Relay, RelayError, RelayHandle, RelayTarget, enqueue};
 pub use periodic::{Missed, Periodic, Scheduler, SchedulerHandle};
 pub use registry::{DeadLetterHook, Outcome, Registry};
 pub use retry::RetryPolicy;

@@ -30,6 +30,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Failed publishes of one row, each refused for what the row is, before it is set aside
 /// in `task_outbox_dead` so it stops holding up the rows behind it.
 const MAX_PUBLISH_FAILURES: i32 = 5;
+/// The largest task a message carries: RabbitMQ 4's default `max_message_size`. A larger
+/// one could never be published; it is set aside without trying.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// How often the backlog gauges are refreshed, on their own timer: an outage, when the
 /// relay can't move anything, is when they matter.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
@@ -137,18 +140,31 @@ impl Relay {
                 if rows.is_empty() {
                     return Ok(0);
                 }
-                let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-                let envelopes: Vec<Envelope> = rows
-                    .into_iter()
-                    .map(|row| Envelope {
+                let mut ids = Vec::with_capacity(rows.len());
+                let mut envelopes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let envelope = Envelope {
                         id: row.task_id,
                         task: row.task,
                         queue: row.queue,
                         attempt: 1,
                         enqueued_at: row.enqueued_at,
                         payload: row.payload,
-                    })
-                    .collect();
+                    };
+                    let size = envelope.to_bytes().len();
+                    if size > MAX_MESSAGE_BYTES {
+                        let why = format!(
+                            "the task is {size} bytes; a message carries at most {MAX_MESSAGE_BYTES}"
+                        );
+                        set_aside(conn, row.id, &envelope, &why).await?;
+                        continue;
+                    }
+                    ids.push(row.id);
+                    envelopes.push(envelope);
+                }
+                if ids.is_empty() {
+                    return Ok(0);
+                }
                 let published = match &target {
                     RelayTarget::Broker(broker) => match broker.publish(&envelopes).await {
                         Ok(()) => ids,
@@ -286,20 +302,35 @@ async fn refused(
         tracing::warn!(task = %envelope.task, task_id = %envelope.id, failures, error, "task relay: the broker refused a task; the others go on");
         return Ok(());
     }
+    set_aside(conn, id, envelope, &error).await
+}
+
+/// Moves row `id` to `task_outbox_dead` with `why` (replacing a record of the same task
+/// set aside before and moved back), logged and counted for alerts.
+async fn set_aside(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    envelope: &Envelope,
+    why: &str,
+) -> Result<(), RelayError> {
     diesel::sql_query(
         "WITH dead AS (DELETE FROM task_outbox WHERE id = $1 RETURNING *) \
          INSERT INTO task_outbox_dead \
            (id, task_id, task, queue, payload, enqueued_at, publish_failures, last_error) \
-         SELECT id, task_id, task, queue, payload, enqueued_at, publish_failures, last_error \
-         FROM dead",
+         SELECT id, task_id, task, queue, payload, enqueued_at, publish_failures, $2 \
+         FROM dead \
+         ON CONFLICT (task_id) DO UPDATE SET id = EXCLUDED.id, \
+           publish_failures = EXCLUDED.publish_failures, last_error = EXCLUDED.last_error, \
+           payload = EXCLUDED.payload, dead_at = now()",
     )
     .bind::<BigInt, _>(id)
+    .bind::<Text, _>(why)
     .execute(conn)
     .await?;
     counter!(TASK_OUTBOX_DEAD_LETTERED, "task" => envelope.task.clone()).increment(1);
     tracing::error!(
-        task = %envelope.task, task_id = %envelope.id, failures, error,
-        "task relay: the broker keeps refusing a task; set aside in task_outbox_dead"
+        task = %envelope.task, task_id = %envelope.id, reason = why,
+        "task relay: a task that can't be published is set aside in task_outbox_dead"
     );
     Ok(())
 }

@@ -143,8 +143,8 @@ impl Registry {
         let started = Instant::now();
         // Its own tokio task, so a panic ends that task, not the worker.
         let run = (handler.run)(envelope.payload.clone(), envelope.id, envelope.attempt);
-        let mut running = tokio::spawn(run);
-        let joined = tokio::time::timeout(handler.timeout, &mut running).await;
+        let mut running = AbortOnDrop(tokio::spawn(run));
+        let joined = tokio::time::timeout(handler.timeout, &mut running.0).await;
         histogram!(TASK_DURATION, "task" => handler.name).record(started.elapsed().as_secs_f64());
         let error = match joined {
             Ok(Ok(Ok(()))) => {
@@ -156,10 +156,7 @@ impl Registry {
                 TaskError::retry(format!("the handler panicked: {}", panic_text(join)))
             }
             Ok(Err(_)) => TaskError::retry("the handler was cancelled"),
-            Err(_) => {
-                running.abort();
-                TaskError::retry(format!("timed out after {:?}", handler.timeout))
-            }
+            Err(_) => TaskError::retry(format!("timed out after {:?}", handler.timeout)),
         };
         counter!(TASKS_FAILED, "task" => handler.name).increment(1);
         tracing::warn!(
@@ -187,6 +184,17 @@ async fn run_typed<T: Task>(
     let task: T = serde_json::from_value(payload)
         .map_err(|err| TaskError::permanent(format!("the payload does not decode: {err}")))?;
     task.run(ctx).await
+}
+
+/// The handler's own tokio task, aborted when the run is dropped: at its timeout, or
+/// when a stopping worker gives up on it (the message is redelivered; the handler must
+/// not go on beside the redelivered copy).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), TaskError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn panic_text(join: tokio::task::JoinError) -> String {

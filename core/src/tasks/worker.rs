@@ -30,6 +30,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// within about this long of the broker's return (an attempt is one TCP connect).
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const WHAT: &str = "worker (tasks wait in their queues)";
+/// How long a session must last before a reconnection after it starts with short pauses.
+const STABLE: Duration = Duration::from_secs(10);
 /// Before a message that could not be settled goes back to its queue.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -147,7 +149,7 @@ impl Worker {
                     continue;
                 }
             };
-            backoff = BACKOFF_MIN;
+            let opened = tokio::time::Instant::now();
             self.consuming.set(true);
             if !outage.recovered(WHAT) {
                 tracing::info!(queues = ?self.registry.queues(), prefetch = self.prefetch, "worker: consuming");
@@ -175,6 +177,11 @@ impl Worker {
                     // Tasks still running can't ack on the lost channel: the broker
                     // redelivers them, so they may run twice (handlers are idempotent).
                     outage.failed(WHAT, &reason);
+                    // A session that lasted starts the pauses over; one that died at once
+                    // (a broker that accepts, then drops) keeps them growing.
+                    if opened.elapsed() >= STABLE {
+                        backoff = BACKOFF_MIN;
+                    }
                     tokio::select! {
                         () = &mut shutdown => return self.drain(None, running).await,
                         () = tokio::time::sleep(backoff) => {}

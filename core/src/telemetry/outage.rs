@@ -8,19 +8,28 @@ use std::time::Instant;
 pub struct Outage {
     since: Option<Instant>,
     failures: u32,
+    cause: String,
 }
 
 impl Outage {
     /// Records a failed attempt: a WARN naming `what` and the cause when it starts an
-    /// incident, a DEBUG line otherwise. Returns whether it started one.
+    /// incident or its cause changes, a DEBUG line otherwise. Returns whether it started
+    /// one.
     pub fn failed(&mut self, what: &'static str, cause: &dyn std::fmt::Display) -> bool {
         self.failures += 1;
+        let cause = cause.to_string();
+        let changed = cause != self.cause;
+        self.cause.clone_from(&cause);
         if self.since.is_some() {
-            tracing::debug!(error = %cause, failures = self.failures, "{what}: still unreachable");
+            if changed {
+                tracing::warn!(error = %cause, failures = self.failures, "{what}: still failing, now for another reason");
+            } else {
+                tracing::debug!(error = %cause, failures = self.failures, "{what}: still failing");
+            }
             return false;
         }
         self.since = Some(Instant::now());
-        tracing::warn!(error = %cause, "{what}: unreachable; retrying until it is back");
+        tracing::warn!(error = %cause, "{what}: failing; retrying until it works again");
         true
     }
 
@@ -33,8 +42,9 @@ impl Outage {
         tracing::info!(
             after = ?since.elapsed(),
             failures = std::mem::take(&mut self.failures),
-            "{what}: reachable again"
+            "{what}: working again"
         );
+        self.cause.clear();
         true
     }
 }

@@ -747,7 +747,7 @@ async fn a_claimed_task_id_runs_its_effects_once() {
 /// again, a permanent one doesn't.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
-    use keel_core::tasks::{Ping, Ran};
+    use keel_core::tasks::{Earlier, Ping, Ran};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     let test_db = TestDb::new().await;
@@ -784,7 +784,24 @@ async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
     assert!(bad.await.is_err());
     assert_eq!(
         refused.run_once(&db, async || Ok(())).await,
-        Ok(Ran::Before)
+        Ok(Ran::Before(Earlier::Failed))
+    );
+
+    // A run cancelled mid-effect (a timeout, a kill) leaves it unfinished: the next run
+    // doesn't repeat it, and learns that nobody saw it end.
+    let cut = effect();
+    let hung = cut.run_once(&db, async || {
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), hung)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        cut.run_once(&db, async || Ok(())).await,
+        Ok(Ran::Before(Earlier::Unfinished))
     );
 }
 
@@ -899,81 +916,84 @@ async fn a_run_past_its_timeout_is_cancelled_and_retried() {
     assert!(dropped, "the hung run was cancelled");
 }
 
-/// An outbox row the broker keeps refusing (its queue exists, declared elsewhere with
-/// arguments keel's contradict) is set aside in `task_outbox_dead` after a few tries,
-/// with the broker's reason; the rows around it are published all along.
+/// An outbox row that can never be published (larger than a message may be) is set
+/// aside in `task_outbox_dead` with the reason on the first pass, and the rows around it
+/// go on. A queue the broker won't declare as asked (it exists with other arguments) is
+/// no row's fault: nothing is set aside, and the relay retries.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_row_the_broker_keeps_refusing_is_set_aside_and_holds_nothing_up() {
+async fn a_row_that_can_never_be_published_is_set_aside_and_holds_nothing_up() {
     use lapin::options::QueueDeclareOptions;
     use lapin::types::FieldTable;
 
     let f = Fixture::new().await;
+    f.enqueue("before").await;
+    let huge = "x".repeat(keel_core::tasks::MAX_MESSAGE_BYTES);
+    f.db.conn()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "INSERT INTO task_outbox (task_id, task, queue, payload) \
+             VALUES (gen_random_uuid(), 'test.note', '{QUEUE}', '{{\"text\": \"{huge}\"}}')"
+        ))
+        .await
+        .unwrap();
+    f.enqueue("after").await;
+    assert_eq!(f.relay().relay_once().await.unwrap(), 2, "both good rows");
+    assert_eq!(f.outbox_rows().await, 0, "the huge row is set aside");
+
+    #[derive(diesel::QueryableByName)]
+    struct Dead {
+        #[diesel(sql_type = Text)]
+        last_error: String,
+    }
+    let dead: Vec<Dead> = diesel::sql_query("SELECT last_error FROM task_outbox_dead")
+        .load(&mut f.db.conn().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].last_error.contains("at most"),
+        "{}",
+        dead[0].last_error
+    );
+    let stats = f.broker.stats(&[QUEUE]).await.unwrap();
+    assert_eq!(
+        stats[0].ready, 2,
+        "the good rows reached their queue, once each"
+    );
+
+    // A queue declared elsewhere with other arguments: the broker refuses the queue,
+    // not a row. Its row waits, counted against nothing.
     let conn = f.broker.connect("test").await.unwrap();
     let channel = conn.create_channel().await.unwrap();
     let mut other_arguments = FieldTable::default();
     other_arguments.insert("x-max-length".into(), AMQPValue::LongInt(1));
     let taken = f.broker.topology().work("taken");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
     channel
-        .queue_declare(
-            taken.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            other_arguments,
-        )
+        .queue_declare(taken.as_str().into(), durable, other_arguments)
         .await
         .unwrap();
-
-    f.enqueue("before").await;
     f.db.conn()
         .await
         .unwrap()
         .batch_execute(
             "INSERT INTO task_outbox (task_id, task, queue, payload) \
-             VALUES (gen_random_uuid(), 'test.note', 'taken', '{\"text\": \"poison\"}')",
+             VALUES (gen_random_uuid(), 'test.note', 'taken', '{\"text\": \"waits\"}')",
         )
         .await
         .unwrap();
-    f.enqueue("after").await;
-
-    let relay = f.relay();
-    let mut published = 0;
-    for pass in 0..5 {
-        published += relay
-            .relay_once()
-            .await
-            .unwrap_or_else(|e| panic!("pass {pass}: {e}"));
+    for _ in 0..6 {
+        let refused = f.relay().relay_once().await.unwrap_err();
+        assert!(
+            refused.to_string().contains("refused to declare"),
+            "{refused}"
+        );
     }
-    assert_eq!(published, 2, "both good rows, on the first pass");
-    assert_eq!(f.outbox_rows().await, 0, "the refused row is set aside");
-
-    #[derive(diesel::QueryableByName)]
-    struct Dead {
-        #[diesel(sql_type = Text)]
-        queue: String,
-        #[diesel(sql_type = Integer)]
-        publish_failures: i32,
-        #[diesel(sql_type = Text)]
-        last_error: String,
-    }
-    let dead: Vec<Dead> =
-        diesel::sql_query("SELECT queue, publish_failures, last_error FROM task_outbox_dead")
-            .load(&mut f.db.conn().await.unwrap())
-            .await
-            .unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (dead[0].queue.as_str(), dead[0].publish_failures),
-        ("taken", 5)
-    );
-    assert!(
-        dead[0].last_error.contains("PRECONDITION"),
-        "{}",
-        dead[0].last_error
-    );
-    let stats = f.broker.stats(&[QUEUE]).await.unwrap();
-    assert_eq!(stats[0].ready, 2, "the good rows reached their queue");
+    assert_eq!(f.outbox_rows().await, 1, "it waits in the outbox");
     f.broker.delete_queues("taken").await.unwrap();
     f.cleanup().await;
 }

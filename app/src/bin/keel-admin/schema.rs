@@ -10,8 +10,7 @@ use keel_core::db::migrate;
 use crate::BoxError;
 use crate::composed::{Signed, open, seed, stop};
 
-/// `keel-admin migrate [--pending]`.
-/// Loads the settings and reaches nothing: their problems, or that there are none.
+/// `keel-admin check-settings`: loads the settings and reaches nothing.
 pub fn check_settings() -> Result<(), BoxError> {
     let settings = load_settings()?;
     eprintln!(
@@ -21,6 +20,7 @@ pub fn check_settings() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `keel-admin migrate [--pending]`.
 pub async fn migrate(pending: bool) -> Result<(), BoxError> {
     let settings = load_settings()?;
     let database = database::resolve(&settings).await?;

@@ -2,7 +2,7 @@
 
 use keel_core::ApiError;
 use keel_core::mail::Email;
-use keel_core::tasks::{Effect, TaskError};
+use keel_core::tasks::{Earlier, Effect, Ran, TaskError};
 use uuid::Uuid;
 
 use super::UserService;
@@ -45,7 +45,7 @@ impl UserService {
             ),
             id: Some(send.id()),
         };
-        send.run_once(&self.db, async || {
+        let sent = send.run_once(&self.db, async || {
             self.mailer.send(&email).await.map_err(|err| {
                 if err.is_permanent() {
                     TaskError::permanent(err)
@@ -53,8 +53,18 @@ impl UserService {
                     TaskError::retry(err)
                 }
             })
-        })
-        .await?;
+        });
+        match sent.await? {
+            Ran::Now | Ran::Before(Earlier::Done) => {}
+            Ran::Before(Earlier::Failed) => {
+                return Err(TaskError::permanent("an earlier run's send was refused"));
+            }
+            Ran::Before(Earlier::Unfinished) => {
+                return Err(TaskError::retry(
+                    "an earlier run started the send and hasn't said how it ended",
+                ));
+            }
+        }
         let mut conn = self.db.conn().await.map_err(TaskError::retry)?;
         users::mark_welcomed(&mut conn, user_id)
             .await

@@ -53,18 +53,26 @@ pub enum BrokerError {
     Unroutable(String),
     #[error("{0:?} is not a valid queue name")]
     BadName(String),
+    /// The broker won't declare the queue as this keel asks (it exists with other
+    /// arguments, permissions, a node down): every message for it waits, none is to blame.
+    #[error("rabbitmq refused to declare queue {queue:?}: {source}")]
+    Declare {
+        queue: String,
+        #[source]
+        source: Box<BrokerError>,
+    },
 }
 
 impl BrokerError {
-    /// Whether the broker refused this message for what it is or where it goes (a
-    /// queue it won't declare as asked, a route it doesn't have): another message may
-    /// well pass. A refusal of everything (a nack under a resource alarm, a lost
-    /// connection, no answer) is not.
+    /// Whether the broker refused this message for what it is (a channel error on its
+    /// publish, a name it can't carry): another message may well pass. A refusal of a
+    /// whole queue (not declared, not routable) or of everything (a nack under a
+    /// resource alarm, a lost connection, no answer) is not.
     pub fn is_about_the_message(&self) -> bool {
         match self {
-            Self::Unroutable(_) | Self::BadName(_) => true,
+            Self::BadName(_) => true,
             Self::Amqp(err) => err.is_amqp_soft_error(),
-            Self::Timeout(_) | Self::Nacked => false,
+            Self::Timeout(_) | Self::Nacked | Self::Unroutable(_) | Self::Declare { .. } => false,
         }
     }
 }
@@ -212,7 +220,11 @@ impl Broker {
     ) -> Result<(String, BasicProperties), BrokerError> {
         let queue = envelope.queue.as_str();
         if !link.declared.contains(queue) {
-            self.topology.declare(&link.channel, queue).await?;
+            let declared = self.topology.declare(&link.channel, queue).await;
+            declared.map_err(|source| BrokerError::Declare {
+                queue: queue.to_owned(),
+                source: Box::new(source),
+            })?;
             link.declared.insert(queue.to_owned());
         }
         let mut properties = BasicProperties::default()
