@@ -338,49 +338,38 @@ mod tests {
 
     #[test]
     fn a_lost_connection_is_unavailable_and_other_failures_are_not() {
-        let error =
-            |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
-        for (kind, message) in [
-            (DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+        use DatabaseErrorKind::{CheckViolation, ClosedConnection, UnableToSendCommand, Unknown};
+        let lost = true;
+        for (kind, message, unavailable) in [
+            (UnableToSendCommand, "connection closed", lost),
+            (ClosedConnection, "server closed the connection", lost),
             (
-                DatabaseErrorKind::ClosedConnection,
-                "server closed the connection",
-            ),
-            (
-                DatabaseErrorKind::Unknown,
+                Unknown,
                 "terminating connection due to administrator command",
+                lost,
             ),
+            (Unknown, "the database system is shutting down", lost),
+            (Unknown, "division by zero", !lost),
+            (CheckViolation, "violates check constraint", !lost),
             (
-                DatabaseErrorKind::Unknown,
-                "the database system is shutting down",
-            ),
-        ] {
-            let answer = ApiError::from(error(kind, message));
-            assert!(
-                matches!(answer, ApiError::Unavailable { .. }),
-                "{message}: {answer:?}"
-            );
-        }
-        for (kind, message) in [
-            (DatabaseErrorKind::Unknown, "division by zero"),
-            (
-                DatabaseErrorKind::CheckViolation,
-                "violates check constraint",
-            ),
-            (
-                DatabaseErrorKind::UnableToSendCommand,
+                UnableToSendCommand,
                 "expected 2 parameters but got 1",
+                !lost,
             ),
             (
-                DatabaseErrorKind::Unknown,
+                Unknown,
                 "terminating connection due to idle-in-transaction timeout",
+                !lost,
             ),
         ] {
-            let answer = ApiError::from(error(kind, message));
-            assert!(
-                matches!(answer, ApiError::Internal(..)),
-                "{message}: {answer:?}"
-            );
+            let error = DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+            let answer = ApiError::from(error);
+            let expected = if unavailable {
+                matches!(answer, ApiError::Unavailable { .. })
+            } else {
+                matches!(answer, ApiError::Internal(..))
+            };
+            assert!(expected, "{message}: {answer:?}");
         }
     }
 
