@@ -37,10 +37,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-pub use broker::{Broker, BrokerError, DeadLetter, QueueStats, Topology};
+pub use broker::{Broker, BrokerError, DeadLetter, MAX_MESSAGE_BYTES, QueueStats, Topology};
 pub use effect::{Earlier, Effect, Ran};
 pub use envelope::Envelope;
-pub use outbox::{MAX_MESSAGE_BYTES, Relay, RelayError, RelayHandle, RelayTarget, enqueue};
+pub use outbox::{Relay, RelayError, RelayHandle, RelayTarget, enqueue};
 pub use periodic::{Missed, Periodic, Scheduler, SchedulerHandle};
 pub use registry::{DeadLetterHook, Outcome, Registry};
 pub use retry::RetryPolicy;

@@ -30,9 +30,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Failed publishes of one row, each refused for what the row is, before it is set aside
 /// in `task_outbox_dead` so it stops holding up the rows behind it.
 const MAX_PUBLISH_FAILURES: i32 = 5;
-/// The largest task a message carries: RabbitMQ 4's default `max_message_size`. A larger
-/// one could never be published; it is set aside without trying.
-pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// How often the backlog gauges are refreshed, on their own timer: an outage, when the
 /// relay can't move anything, is when they matter.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
@@ -140,31 +137,18 @@ impl Relay {
                 if rows.is_empty() {
                     return Ok(0);
                 }
-                let mut ids = Vec::with_capacity(rows.len());
-                let mut envelopes = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let envelope = Envelope {
+                let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+                let envelopes: Vec<Envelope> = rows
+                    .into_iter()
+                    .map(|row| Envelope {
                         id: row.task_id,
                         task: row.task,
                         queue: row.queue,
                         attempt: 1,
                         enqueued_at: row.enqueued_at,
                         payload: row.payload,
-                    };
-                    let size = envelope.to_bytes().len();
-                    if size > MAX_MESSAGE_BYTES {
-                        let why = format!(
-                            "the task is {size} bytes; a message carries at most {MAX_MESSAGE_BYTES}"
-                        );
-                        set_aside(conn, row.id, &envelope, &why).await?;
-                        continue;
-                    }
-                    ids.push(row.id);
-                    envelopes.push(envelope);
-                }
-                if ids.is_empty() {
-                    return Ok(0);
-                }
+                    })
+                    .collect();
                 let published = match &target {
                     RelayTarget::Broker(broker) => match broker.publish(&envelopes).await {
                         Ok(()) => ids,
@@ -281,7 +265,8 @@ async fn one_by_one(
     Ok(published)
 }
 
-/// Counts one refusal of row `id`, and sets the row aside at the last one.
+/// Counts one refusal of row `id`, and sets the row aside at the last one (at once when
+/// no attempt can pass: a task too large for a message).
 async fn refused(
     conn: &mut AsyncPgConnection,
     id: i64,
@@ -298,7 +283,7 @@ async fn refused(
     .get_result::<Failures>(conn)
     .await?
     .publish_failures;
-    if failures < MAX_PUBLISH_FAILURES {
+    if failures < MAX_PUBLISH_FAILURES && !err.is_final() {
         tracing::warn!(task = %envelope.task, task_id = %envelope.id, failures, error, "task relay: the broker refused a task; the others go on");
         return Ok(());
     }

@@ -40,6 +40,9 @@ use crate::telemetry::metrics::{TASKS_DEAD_LETTERED, TASKS_PUBLISHED, TASKS_RETR
 
 /// The longest an error text in a dead letter's header gets.
 const MAX_ERROR_HEADER: usize = 2000;
+/// The largest task a message carries: RabbitMQ 4's default `max_message_size`. A larger
+/// one is refused before anything of its batch is sent.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -53,6 +56,8 @@ pub enum BrokerError {
     Unroutable(String),
     #[error("{0:?} is not a valid queue name")]
     BadName(String),
+    #[error("the task is {0} bytes; a message carries at most {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
     /// The broker won't declare the queue as this keel asks (it exists with other
     /// arguments, permissions, a node down): every message for it waits, none is to blame.
     #[error("rabbitmq refused to declare queue {queue:?}: {source}")]
@@ -70,10 +75,15 @@ impl BrokerError {
     /// resource alarm, a lost connection, no answer) is not.
     pub fn is_about_the_message(&self) -> bool {
         match self {
-            Self::BadName(_) => true,
+            Self::BadName(_) | Self::TooLarge(_) => true,
             Self::Amqp(err) => err.is_amqp_soft_error(),
             Self::Timeout(_) | Self::Nacked | Self::Unroutable(_) | Self::Declare { .. } => false,
         }
+    }
+
+    /// Whether no later attempt can pass: the message itself is over the limit.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::TooLarge(_))
     }
 }
 
@@ -158,14 +168,19 @@ impl Broker {
                 Some(open) => link.insert(open),
                 None => link.insert(self.open().await?),
             };
-            // Every queue declared before any message goes: a queue the broker refuses
-            // to declare then sends nothing, rather than part of the batch.
+            // Every message sized and every queue declared before any message goes: a
+            // message too large, or a queue the broker refuses to declare, then sends
+            // nothing, rather than part of the batch.
             let mut routed = Vec::with_capacity(messages.len());
             for (envelope, route) in messages {
-                routed.push((envelope, self.route(link, envelope, &route).await?));
+                let body = envelope.to_bytes();
+                if body.len() > MAX_MESSAGE_BYTES {
+                    return Err(BrokerError::TooLarge(body.len()));
+                }
+                routed.push((body, self.route(link, envelope, &route).await?));
             }
             let mut confirms = Vec::new();
-            for (envelope, (queue, properties)) in routed {
+            for (body, (queue, properties)) in routed {
                 let confirm = link
                     .channel
                     .basic_publish(
@@ -175,7 +190,7 @@ impl Broker {
                             mandatory: true,
                             ..BasicPublishOptions::default()
                         },
-                        &envelope.to_bytes(),
+                        &body,
                         properties,
                     )
                     .await?;
