@@ -1,10 +1,10 @@
 -- Effects outside the database (an email, a webhook) that a task starts, by task id
 -- (`keel_core::tasks::Effect`). A row is written before the effect and committed on
 -- its own, so a redelivered or duplicated task finds it and doesn't start the effect
--- again, whatever happened to the first run; `finished_at` and `failed` record how it
--- ended. A row started long ago and never finished is an effect whose outcome nobody
--- saw (a crash, a cancelled run, the database lost just then): it is not repeated, and
--- the task retries until it is dead-lettered, so someone looks.
+-- again while the run that started it may be alive; `finished_at` and `failed` record
+-- how it ended. A row started longer ago than the task's timeout and never finished
+-- belongs to a run that died mid-way: the next run takes it over (moves `started_at`)
+-- and starts the effect again, under the same id.
 CREATE TABLE task_effects (
     task_id     uuid PRIMARY KEY,
     task        text NOT NULL CHECK (length(task) BETWEEN 1 AND 120),

@@ -1,7 +1,9 @@
 //! keel-user's background tasks.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
-use keel_core::tasks::{Missed, Periodic, Task, TaskContext, TaskError};
+use keel_core::tasks::{Missed, Periodic, RetryPolicy, Task, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,7 +19,21 @@ pub struct SendWelcomeEmail {
 
 impl Task for SendWelcomeEmail {
     const NAME: &'static str = "user.send_welcome_email";
+    /// An SMTP exchange takes seconds (each step at most `SMTP_TIMEOUT`, 10 s by
+    /// default); a run cut short (a killed worker) is taken over by the next run 15 s
+    /// after this.
+    const TIMEOUT: Duration = Duration::from_secs(60);
     type Services = UserService;
+
+    /// Patient enough to outlast the lease after a kill (the redelivered task waits for
+    /// the dead run's lease to pass), and an SMTP relay down for minutes.
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+        }
+    }
 
     async fn run(self, ctx: TaskContext<UserService>) -> Result<(), TaskError> {
         ctx.services

@@ -127,6 +127,8 @@ pub struct TaskContext<S> {
     task: &'static str,
     task_id: Uuid,
     attempt: u32,
+    /// The task's [`Task::TIMEOUT`]: no run of it lives longer.
+    timeout: std::time::Duration,
 }
 
 impl<S> TaskContext<S> {
@@ -137,6 +139,7 @@ impl<S> TaskContext<S> {
             task: T::NAME,
             task_id,
             attempt,
+            timeout: T::TIMEOUT,
         }
     }
 
@@ -151,10 +154,11 @@ impl<S> TaskContext<S> {
         self.attempt
     }
 
-    /// This task's effect outside the database (an email): started at most once
-    /// however often the task runs, under an id stable across its runs.
+    /// This task's effect outside the database (an email): started once however often
+    /// the task runs, again only if the run that started it died without a word, and
+    /// always under an id stable across its runs.
     pub fn effect(&self) -> Effect {
-        Effect::new(self.task, self.task_id)
+        Effect::new(self.task, self.task_id, self.timeout)
     }
 
     /// Claims this task id on `conn`, which must be the transaction holding the

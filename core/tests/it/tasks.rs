@@ -742,13 +742,38 @@ async fn a_claimed_task_id_runs_its_effects_once() {
     f.cleanup().await;
 }
 
+/// Eight deliveries of one task racing for its effect: exactly one runs it.
+async fn race_for(
+    effect: &keel_core::tasks::Effect,
+    db: &Db,
+    trial: usize,
+) -> Vec<Result<keel_core::tasks::Ran, TaskError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = AtomicUsize::new(0);
+    let racers = (0..8).map(|_| {
+        effect.run_once(db, async || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(())
+        })
+    });
+    let ran = futures_util::future::join_all(racers).await;
+    assert_eq!(
+        AtomicUsize::load(&runs, Ordering::SeqCst),
+        1,
+        "trial {trial}: {ran:?}"
+    );
+    let now = ran.iter().filter(|r| **r == Ok(keel_core::tasks::Ran::Now));
+    assert_eq!(now.count(), 1, "trial {trial}");
+    ran
+}
+
 /// An effect outside the database (an email) starts once per task id however many
 /// deliveries of the task race for it; a retryable failure lets the next attempt run it
 /// again, a permanent one doesn't.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
     use keel_core::tasks::{Earlier, Ping, Ran};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     let test_db = TestDb::new().await;
     let settings = keel_testkit::settings(test_db.url(), &[]);
@@ -756,21 +781,7 @@ async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
     let effect = || TaskContext::new::<Ping>((), uuid::Uuid::now_v7(), 1).effect();
     for trial in 0..20 {
         let effect = effect();
-        let runs = AtomicUsize::new(0);
-        let racers = (0..8).map(|_| {
-            effect.run_once(&db, async || {
-                runs.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                Ok(())
-            })
-        });
-        let ran = futures_util::future::join_all(racers).await;
-        assert_eq!(
-            AtomicUsize::load(&runs, Ordering::SeqCst),
-            1,
-            "trial {trial}: {ran:?}"
-        );
-        assert_eq!(ran.iter().filter(|r| **r == Ok(Ran::Now)).count(), 1);
+        let ran = race_for(&effect, &db, trial).await;
         assert!(ran.iter().all(Result::is_ok), "trial {trial}: {ran:?}");
     }
 
@@ -787,8 +798,9 @@ async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
         Ok(Ran::Before(Earlier::Failed))
     );
 
-    // A run cancelled mid-effect (a timeout, a kill) leaves it unfinished: the next run
-    // doesn't repeat it, and learns that nobody saw it end.
+    // A run cancelled mid-effect (a timeout, a kill) leaves it unfinished: while its
+    // lease (Ping's 5-minute timeout) runs, the next run doesn't repeat it, and learns
+    // that nobody saw it end.
     let cut = effect();
     let hung = cut.run_once(&db, async || {
         std::future::pending::<()>().await;
@@ -802,6 +814,84 @@ async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
     assert_eq!(
         cut.run_once(&db, async || Ok(())).await,
         Ok(Ran::Before(Earlier::Unfinished))
+    );
+}
+
+/// A run that died mid-effect (a kill: no end recorded) doesn't lose the effect: once
+/// the lease (the task's timeout) has passed, exactly one of the deliveries racing for
+/// it starts it again, under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_effect_whose_run_died_is_taken_over_once_when_its_lease_has_passed() {
+    use keel_core::tasks::{Earlier, Ran};
+    use std::sync::atomic::AtomicBool;
+
+    let test_db = TestDb::new().await;
+    let settings = keel_testkit::settings(test_db.url(), &[]);
+    let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
+    for trial in 0..10 {
+        // Hang's timeout, 300 ms, and half that again, is the lease.
+        let ctx =
+            TaskContext::new::<Hang>(Arc::new(AtomicBool::new(false)), uuid::Uuid::now_v7(), 1);
+        let effect = ctx.effect();
+        let died = effect.run_once(&db, async || {
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), died)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            effect.run_once(&db, async || Ok(())).await,
+            Ok(Ran::Before(Earlier::Unfinished)),
+            "trial {trial}: taken over within the lease"
+        );
+
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        race_for(&effect, &db, trial).await;
+        assert_eq!(
+            effect.run_once(&db, async || Ok(())).await,
+            Ok(Ran::Before(Earlier::Done)),
+            "trial {trial}"
+        );
+        assert_eq!(ctx.effect().id(), effect.id());
+    }
+
+    // A run that outlived its lease (paused, not dead) ends late: what it records
+    // leaves the start that took over alone, so a third delivery doesn't start it too.
+    let effect =
+        TaskContext::new::<Hang>(Arc::new(AtomicBool::new(false)), uuid::Uuid::now_v7(), 1)
+            .effect();
+    let (wake, woken) = oneshot::channel::<()>();
+    let mut paused = std::pin::pin!(effect.run_once(&db, async || {
+        let _ = woken.await;
+        Err(TaskError::retry("the server went away"))
+    }));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut paused)
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut successor = std::pin::pin!(effect.run_once(&db, async || {
+        std::future::pending::<()>().await;
+        Ok(())
+    }));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut successor)
+            .await
+            .is_err()
+    );
+    let _ = wake.send(());
+    assert!(
+        paused.await.is_err(),
+        "the late run fails, and releases nothing"
+    );
+    assert_eq!(
+        effect.run_once(&db, async || Ok(())).await,
+        Ok(Ran::Before(Earlier::Unfinished)),
+        "the successor's start stands"
     );
 }
 
