@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, INVALIDATIONS_CHANNEL};
 use crate::db::Db;
 use crate::mail::{MailError, Mailer};
 use crate::settings::Settings;
@@ -45,6 +45,9 @@ impl Context {
             &settings.storage,
             settings.security.password_pepper.expose().as_bytes(),
         );
+        if cache.is_shared() {
+            share_invalidations(&cache, &db);
+        }
         Ok(Self {
             mailer: Mailer::from_settings(&settings.mail)?,
             storage,
@@ -70,4 +73,20 @@ impl Context {
         let db = Db::offline();
         Self::new(settings, db, Cache::memory("offline", 1))
     }
+}
+
+/// The replicas tell each other, through PostgreSQL, the invalidations one of them
+/// can't send to Redis (see `keel_core::cache`), so none reads Redis before they land.
+fn share_invalidations(cache: &Cache, db: &Db) {
+    let sender = db.clone();
+    let heard = cache.share_invalidations(Arc::new(move |message: String| {
+        let db = sender.clone();
+        Box::pin(async move {
+            db.notify(INVALIDATIONS_CHANNEL, &message)
+                .await
+                .map_err(|err| err.to_string())
+        })
+    }));
+    db.changes()
+        .on_message(INVALIDATIONS_CHANNEL, Arc::new(heard));
 }

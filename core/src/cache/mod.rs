@@ -6,7 +6,8 @@
 //! circuit breaker stops calling Redis for a while (one probe at a time tests it), so
 //! requests don't each pay a timeout; `/health/ready` shows the cache as degraded until
 //! it answers again. Invalidations that could not be sent are kept and sent first
-//! when Redis answers again, before this replica reads from it.
+//! when Redis answers again, before this replica reads from it; the other replicas are
+//! told of them through PostgreSQL and keep them too (see `peers`).
 //!
 //! Keys are namespaced by `CACHE_KEY_PREFIX`; values are JSON with a time to live.
 
@@ -15,6 +16,7 @@ mod breaker;
 mod counters;
 mod memory;
 mod near;
+mod peers;
 mod redis;
 mod stamped;
 
@@ -29,17 +31,27 @@ use serde::de::DeserializeOwned;
 
 pub use breaker::BreakerState;
 pub use counters::{Counter, Reserve};
+pub use peers::{CHANNEL as INVALIDATIONS_CHANNEL, Tell};
 
 use self::backlog::{Backlog, Pending};
 use self::breaker::Breaker;
 use self::memory::MemoryStore;
 use self::near::{FORGET_ALL, Near};
+use self::peers::{Peers, Told};
 use self::redis::RedisStore;
 use crate::health::Check;
 use crate::settings::CacheSettings;
 use crate::telemetry::metrics::{
     CACHE_BREAKER_STATE, CACHE_HITS, CACHE_MISSES, CACHE_OPERATION_DURATION, CACHE_OPERATIONS,
 };
+
+/// Whether an invalidation this replica keeps is told to the others: not when they
+/// told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Share {
+    Yes,
+    No,
+}
 
 /// How long an open breaker leaves Redis alone before one call probes it.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(2);
@@ -48,8 +60,12 @@ const BREAKER_COOLDOWN: Duration = Duration::from_secs(2);
 pub enum CacheError {
     #[error("invalid cache settings: {0}")]
     Config(String),
+    /// Redis can't be reached (refused, dropped, no connection to be had).
     #[error("redis: {0}")]
     Unavailable(String),
+    /// Redis answered with an error (out of memory, a read-only replica).
+    #[error("redis refused the command: {0}")]
+    Refused(String),
     #[error("no answer from redis within {0:?}")]
     Timeout(Duration),
     #[error("redis is skipped while the circuit breaker is open")]
@@ -79,6 +95,8 @@ struct Inner {
     breaker: Breaker,
     /// Invalidations Redis hasn't had yet, sent before anything else reads it.
     backlog: Backlog,
+    /// The other replicas, told of what `backlog` keeps.
+    peers: Peers,
     /// Stamped values kept in this process while the Redis invalidation feed is up.
     near: Option<Arc<Near>>,
     /// The task following that feed; stopped with the cache.
@@ -156,6 +174,7 @@ impl Cache {
                 timeout,
                 breaker: Breaker::new(BREAKER_COOLDOWN),
                 backlog: Backlog::default(),
+                peers: Peers::default(),
                 near: None,
                 feed: None,
             }),
@@ -251,34 +270,166 @@ impl Cache {
     }
 
     async fn invalidate(&self, what: Pending) {
+        let cache = self.clone();
+        // Spawned: a request cancelled after its change committed still invalidates.
+        let _ = tokio::spawn(async move { cache.invalidate_now(&what, Share::Yes).await }).await;
+    }
+
+    async fn invalidate_now(&self, what: &Pending, share: Share) {
         // Forgotten here before and after Redis has the change: a read that fetched the
         // old token in between would otherwise store it after the first forget and
         // serve it on this replica until the bump's own message came back.
+        let near = self.inner.near.as_deref().filter(|near| near.is_live());
+        let announced = match what {
+            Pending::Bump(stamp, _) => Some(stamp.as_str()),
+            Pending::DeletePrefix(_) => Some(FORGET_ALL),
+            Pending::Delete(_) => None,
+        };
+        let echoes = near.zip(announced).map(|(near, _)| near.echoes());
         let forget = || {
-            if let Some(near) = &self.inner.near {
-                match &what {
-                    Pending::Bump(stamp, _) => near.forget(stamp),
-                    Pending::DeletePrefix(_) => near.forget(FORGET_ALL),
-                    Pending::Delete(_) => {}
-                }
+            if let (Some(near), Some(stamp)) = (near, announced) {
+                near.forget(stamp);
             }
         };
         forget();
-        self.apply_or_keep(&what).await;
+        let applied = self.apply_or_keep(what, share).await;
         forget();
+        if let (true, Some(echoes), Some(stamp)) = (applied, echoes, announced) {
+            self.await_echo(echoes, stamp).await;
+        }
     }
 
-    /// Sends `what` to the store, or keeps it for replay while Redis is unreachable.
-    async fn apply_or_keep(&self, what: &Pending) {
-        let what = what.clone();
-        match &self.inner.store {
-            Store::Memory(memory) => memory.apply(&what),
-            Store::Redis(redis) => {
-                if self.run(what.op(), redis.apply(&what)).await.is_err() {
-                    self.inner.backlog.keep(what, &self.inner.prefix);
+    /// Waits, at most the Redis timeout, for this replica's feed to hand back the
+    /// message `stamp`'s change sent. Redis writes a message to every subscriber at
+    /// once, so by then the other replicas have it too: a client that takes the answer
+    /// to another replica finds the change there, save that replica's own scheduling.
+    async fn await_echo(
+        &self,
+        mut echoes: tokio::sync::broadcast::Receiver<Arc<str>>,
+        stamp: &str,
+    ) {
+        let heard = async {
+            loop {
+                match echoes.recv().await {
+                    Ok(message) if &*message == stamp || &*message == FORGET_ALL => return,
+                    Ok(_) => {}
+                    // Missed some: it may have been among them.
+                    Err(_) => return,
                 }
             }
+        };
+        if tokio::time::timeout(self.inner.timeout, heard)
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                stamp,
+                "cache: an invalidation's message didn't come back in time"
+            );
         }
+    }
+
+    /// Sends `what` to the store, or keeps it for replay while Redis is unreachable
+    /// (and, unless it came from them, tells the other replicas to keep it too);
+    /// whether the store has it now.
+    async fn apply_or_keep(&self, what: &Pending, share: Share) -> bool {
+        match &self.inner.store {
+            Store::Memory(memory) => {
+                memory.apply(what);
+                true
+            }
+            Store::Redis(redis) => {
+                let Err(err) = self.run(what.op(), redis.apply(what)).await else {
+                    return true;
+                };
+                self.inner.backlog.keep(what.clone(), &self.inner.prefix);
+                // Only what others can do instead: not an answer Redis would give them
+                // too (out of memory), nor a namespace delete each would scan again.
+                let unreachable = !matches!(err, CacheError::Refused(_) | CacheError::Encode(_));
+                if share == Share::Yes && unreachable && !matches!(what, Pending::DeletePrefix(_)) {
+                    self.inner.peers.tell(what);
+                }
+                self.kick();
+                false
+            }
+        }
+    }
+
+    /// Tells the other replicas, through `tell`, every invalidation this one has to keep
+    /// because Redis can't be reached; returns what to hand each message heard on
+    /// [`INVALIDATIONS_CHANNEL`]. `Context::new` wires both to PostgreSQL.
+    pub fn share_invalidations(&self, tell: Tell) -> impl Fn(&str) + Send + Sync + 'static {
+        self.inner.peers.share_through(tell);
+        // Weak: the handler lives in the database's listener, which `tell` may hold.
+        let inner = Arc::downgrade(&self.inner);
+        move |message| {
+            if let Some(inner) = inner.upgrade() {
+                Cache { inner }.heard(message);
+            }
+        }
+    }
+
+    /// Another replica kept an invalidation: keep it here too (or apply it, if Redis
+    /// answers), and drop what this replica holds in memory under it.
+    fn heard(&self, message: &str) {
+        let told: Told = match serde_json::from_str(message) {
+            Ok(told) => told,
+            Err(err) => {
+                tracing::debug!(error = %err, "cache: a message from another replica doesn't decode");
+                return;
+            }
+        };
+        // Another app sharing the database keeps its own namespace.
+        if told.from == self.inner.peers.id || !told.what.key().starts_with(&self.inner.prefix) {
+            return;
+        }
+        let cache = self.clone();
+        tokio::spawn(async move { cache.invalidate_now(&told.what, Share::No).await });
+    }
+
+    /// Sends what the backlog keeps in the background until it is empty, retrying with
+    /// backoff while Redis is away: it lands even if this replica makes no other call.
+    fn kick(&self) {
+        if !self.inner.backlog.kick() {
+            return;
+        }
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            while let Some(inner) = inner.upgrade() {
+                let cache = Cache { inner };
+                if cache.inner.backlog.is_empty() {
+                    if cache.inner.backlog.rest() {
+                        return;
+                    }
+                    continue;
+                }
+                if cache.replay_backlog().await.is_err() {
+                    drop(cache);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        });
+    }
+
+    /// Sends what the backlog keeps, in a task of its own: a caller's timeout or
+    /// cancellation leaves it running (a namespace delete can take longer than one
+    /// call may), and what it hasn't sent yet stays kept.
+    async fn replay_backlog(&self) -> Result<(), CacheError> {
+        if self.inner.backlog.is_idle() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let replay = tokio::spawn(async move {
+            match &inner.store {
+                Store::Redis(redis) => inner.backlog.replay(redis).await,
+                Store::Memory(_) => Ok(()),
+            }
+        });
+        replay
+            .await
+            .unwrap_or_else(|err| Err(CacheError::Unavailable(err.to_string())))
     }
 
     /// One Redis call through the breaker, under the timeout, with its metrics; sends
@@ -299,7 +450,7 @@ impl Cache {
         let started = Instant::now();
         let timeout = self.inner.timeout;
         let result = match tokio::time::timeout(timeout, async {
-            self.inner.backlog.replay(redis).await?;
+            self.replay_backlog().await?;
             call.await
         })
         .await

@@ -55,6 +55,8 @@ pub(super) struct Near {
     values: Cache<String, Arc<Entry>>,
     /// The token each stamp had when last fetched; absent once a bump of it arrived.
     stamps: Cache<String, Option<String>>,
+    /// Each message as it is handled, for a bump waiting on its own echo.
+    heard: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 /// What a read saw before it fetched: store only if nothing moved since.
@@ -74,7 +76,13 @@ impl Near {
                 .max_capacity(capacity)
                 .time_to_live(NEAR_TTL)
                 .build(),
+            heard: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// The messages handled from now on (a lagging receiver has missed some).
+    pub(super) fn echoes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.heard.subscribe()
     }
 
     /// The bytes stored under `key` if they were fetched under the stamps `names` and
@@ -153,6 +161,8 @@ impl Near {
         self.values.invalidate_all();
         *is_live = live;
         gauge!(CACHE_NEAR_FEED_UP).set(if live { 1.0 } else { 0.0 });
+        // Nothing will come back on a feed that dropped: don't keep waiters waiting.
+        let _ = self.heard.send(FORGET_ALL.into());
     }
 
     pub(super) fn is_live(&self) -> bool {
@@ -179,10 +189,13 @@ pub(super) async fn follow(
                 let lost = loop {
                     tokio::select! {
                         message = messages.next() => match message {
-                            Some(message) => match message.get_payload::<String>() {
-                                Ok(stamp) => near.forget(&stamp),
-                                Err(_) => near.forget(FORGET_ALL),
-                            },
+                            Some(message) => {
+                                let stamp = message
+                                    .get_payload::<String>()
+                                    .unwrap_or_else(|_| FORGET_ALL.to_owned());
+                                near.forget(&stamp);
+                                let _ = near.heard.send(stamp.into());
+                            }
                             None => break "the subscription closed".to_owned(),
                         },
                         _ = heartbeat.tick() => {

@@ -316,7 +316,16 @@ fn escape_glob(prefix: &str) -> String {
 
 impl From<redis::RedisError> for CacheError {
     fn from(err: redis::RedisError) -> Self {
-        Self::Unavailable(err.to_string())
+        let unreachable = err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_unrecoverable_error();
+        if unreachable {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Refused(err.to_string())
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! [`Db::transaction`]: super::Db::transaction
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -39,9 +39,28 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
+/// Handles the payload of each notification on one channel; see
+/// [`ChangeFeed::on_message`].
+pub type MessageHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Per-table change counters, shared by every cache of the process.
 #[derive(Debug, Clone, Default)]
 pub struct ChangeFeed(Arc<FeedState>);
+
+/// The channels other than [`CHANNEL`] the listener follows, with their handlers;
+/// `added` wakes a connected listener to follow one registered since.
+#[derive(Default)]
+struct Channels {
+    handlers: RwLock<HashMap<String, MessageHandler>>,
+    added: Notify,
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_set().entries(handlers.keys()).finish()
+    }
+}
 
 #[derive(Debug, Default)]
 struct FeedState {
@@ -51,6 +70,7 @@ struct FeedState {
     tables: RwLock<HashMap<String, u64>>,
     /// Woken by a change of their table, see [`ChangeFeed::watch`].
     watchers: RwLock<HashMap<String, Arc<Notify>>>,
+    channels: Channels,
 }
 
 impl ChangeFeed {
@@ -81,6 +101,65 @@ impl ChangeFeed {
     pub fn watch(&self, table: &str) -> Arc<Notify> {
         let mut watchers = self.0.watchers.write().unwrap_or_else(|e| e.into_inner());
         watchers.entry(table.to_owned()).or_default().clone()
+    }
+
+    /// Hands the payload of every notification on `channel` (sent with
+    /// [`Db::notify`](super::Db::notify), from any replica) to `handler`, from the
+    /// moment the listener follows it (at once if it is connected, else when it
+    /// connects). Notifications sent while it isn't connected are lost.
+    pub fn on_message(&self, channel: &str, handler: MessageHandler) {
+        let channels = &self.0.channels;
+        channels
+            .handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.to_owned(), handler);
+        channels.added.notify_one();
+    }
+
+    /// LISTENs on every registered channel not in `listened` yet.
+    async fn follow_channels(
+        &self,
+        conn: &mut AsyncPgConnection,
+        listened: &mut HashSet<String>,
+    ) -> diesel::QueryResult<()> {
+        let new: Vec<String> = {
+            let handlers = self
+                .0
+                .channels
+                .handlers
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            handlers
+                .keys()
+                .filter(|c| !listened.contains(*c))
+                .cloned()
+                .collect()
+        };
+        for channel in new {
+            conn.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "\"\"")))
+                .await?;
+            listened.insert(channel);
+        }
+        Ok(())
+    }
+
+    fn heard(&self, channel: &str, payload: &str) {
+        if channel == CHANNEL {
+            return self.changed(payload);
+        }
+        let handler = {
+            let handlers = self
+                .0
+                .channels
+                .handlers
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            handlers.get(channel).cloned()
+        };
+        if let Some(handler) = handler {
+            handler(payload);
+        }
     }
 
     /// This process just committed a write: drop what every cache holds now, so the
@@ -140,15 +219,24 @@ impl ChangeFeed {
             "SET application_name = 'keel-change-listener'; LISTEN {CHANNEL}"
         ))
         .await?;
+        let mut listened = HashSet::new();
+        self.follow_channels(&mut conn, &mut listened).await?;
         self.connected();
         tracing::debug!("listening for table changes");
         loop {
             let next = {
                 let mut notifications = pin!(conn.notifications_stream());
-                tokio::time::timeout(PING_EVERY, notifications.next()).await
+                tokio::select! {
+                    next = tokio::time::timeout(PING_EVERY, notifications.next()) => Some(next),
+                    () = self.0.channels.added.notified() => None,
+                }
+            };
+            let Some(next) = next else {
+                self.follow_channels(&mut conn, &mut listened).await?;
+                continue;
             };
             match next {
-                Ok(Some(Ok(note))) => self.changed(&note.payload),
+                Ok(Some(Ok(note))) => self.heard(&note.channel, &note.payload),
                 Ok(Some(Err(err))) => return Err(err.into()),
                 Ok(None) => return Err("the listening connection closed".into()),
                 Err(_idle) => {

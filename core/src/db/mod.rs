@@ -14,7 +14,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 
 use crate::error::{ApiError, ErrorChain};
@@ -143,6 +143,19 @@ impl Db {
     /// guard is dropped.
     pub fn listen_for_changes(&self) -> changes::Listener {
         self.changes.listen(&self.url)
+    }
+
+    /// Sends `payload` to every session listening on `channel` (PostgreSQL's NOTIFY,
+    /// delivered at commit): with [`changes::ChangeFeed::on_message`], a message to
+    /// every replica, this one included.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), ApiError> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(channel)
+            .bind::<diesel::sql_types::Text, _>(payload)
+            .execute(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// A pooled connection; waiting longer than the pool timeout is a 503, not a hang.

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_core::cache::{BreakerState, Cache, CacheError};
+use keel_core::context::Context;
+use keel_core::db::Db;
 use keel_core::health::Check;
 use keel_core::ratelimit::{RateLimiter, Rule};
 use keel_core::settings::Settings;
-use keel_testkit::{Link, Proxy};
+use keel_testkit::{Link, Proxy, TestDb};
 
 fn settings(overrides: &[(&str, &str)]) -> Settings {
     keel_testkit::settings("postgres://postgres@127.0.0.1:5432/unused", overrides)
@@ -437,4 +439,147 @@ fn redis_addr() -> SocketAddr {
     let host = url.host_str().unwrap_or("127.0.0.1");
     let port = url.port().unwrap_or(6379);
     format!("{host}:{port}").parse().unwrap()
+}
+
+/// One API replica's context on `redis_url` and the test database, sharing invalidations
+/// through PostgreSQL as keel-api's do, with its change listener running.
+fn replica_sharing(
+    test_db: &TestDb,
+    redis_url: &str,
+    prefix: &str,
+) -> (Context, keel_core::db::changes::Listener) {
+    let settings = keel_testkit::settings(test_db.url(), &[]);
+    let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
+    let context = Context::new(settings, db, replica(redis_url, prefix)).unwrap();
+    let listener = context.db.listen_for_changes();
+    (context, listener)
+}
+
+/// A replica cut off from Redis (a partition, a Redis that hangs for it) can't send
+/// its bump; another replica, told through PostgreSQL, sends it, so the value the bump
+/// replaced is served by no replica, even before the cut one gets through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bump_one_replica_cannot_send_is_sent_by_another_it_told_through_postgres() {
+    let [(_, _), (_, prefix)] = keel_testkit::redis_settings();
+    let test_db = TestDb::new().await;
+    let proxy = Proxy::start(redis_addr()).await;
+    let (cut, _cut_listener) =
+        replica_sharing(&test_db, &format!("redis://{}/0", proxy.addr()), &prefix);
+    let (other, _other_listener) = replica_sharing(&test_db, &keel_testkit::redis_url(), &prefix);
+    assert!(eventually(async || cut.db.changes().is_live() && other.db.changes().is_live()).await);
+    assert!(eventually(async || other.cache.follows_bumps()).await);
+
+    for round in 1..=3 {
+        let loads = Loads::default();
+        other.cache.bump("s").await;
+        assert_eq!(loads.get(&other.cache).await, 1);
+        assert_eq!(loads.get(&other.cache).await, 1, "round {round}: kept");
+
+        proxy.set(Link::Cut);
+        cut.cache.bump("s").await; // kept for Redis, and told
+        assert!(
+            eventually(async || loads.get(&other.cache).await == 2).await,
+            "round {round}: the other replica sent the bump"
+        );
+        proxy.set(Link::Up);
+        // Back, the cut replica sends its own copy too (one more bump, harmless).
+        assert!(eventually(async || loads.get(&cut.cache).await == 3).await);
+    }
+    other.cache.delete_prefix("").await;
+}
+
+/// A client that goes away right after its change committed (the request is dropped
+/// mid-bump) doesn't take the bump with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bump_whose_caller_is_cancelled_still_reaches_every_replica() {
+    let [(_, _), (_, prefix)] = keel_testkit::redis_settings();
+    let url = keel_testkit::redis_url();
+    let (one, two) = (replica(&url, &prefix), replica(&url, &prefix));
+    assert!(eventually(async || one.follows_bumps() && two.follows_bumps()).await);
+    for round in 0..20 {
+        let loads = Loads::default();
+        two.bump("s").await;
+        assert_eq!(loads.get(&two).await, 1);
+        // Polled once, then dropped.
+        let _ = futures_util::FutureExt::now_or_never(one.bump("s"));
+        assert!(
+            eventually(async || loads.get(&two).await == 2).await,
+            "round {round}: the bump landed"
+        );
+    }
+    one.delete_prefix("").await;
+}
+
+/// A namespace delete kept through an outage can take longer than one call may wait
+/// (SCAN and UNLINK over many keys). It still completes, in the background; calls that
+/// can't wait for it are misses meanwhile, never reads of what it deletes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_replay_finishes_though_every_call_waiting_for_it_times_out() {
+    let [(_, _), (_, prefix)] = keel_testkit::redis_settings();
+    let proxy = Proxy::start(redis_addr()).await;
+    // A call waits 25 ms at most: far less than the delete takes.
+    let cache = Cache::from_settings(
+        &settings(&[
+            ("REDIS_URL", &format!("redis://{}/0", proxy.addr())),
+            ("CACHE_KEY_PREFIX", &prefix),
+            ("REDIS_TIMEOUT", "25ms"),
+        ])
+        .cache,
+    )
+    .unwrap();
+    let mut raw = redis::Client::open(keel_testkit::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = 60_000;
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(5_000) {
+        let mut mset = redis::cmd("MSET");
+        for i in chunk {
+            mset.arg(format!("{prefix}:k:{i}")).arg("\"old\"");
+        }
+        let () = mset.query_async(&mut raw).await.unwrap();
+    }
+    assert_eq!(cache.get::<String>("k:7").await.as_deref(), Some("old"));
+
+    proxy.set(Link::Cut);
+    cache.delete_prefix("").await; // kept
+    proxy.set(Link::Up);
+    let left = async |raw: &mut redis::aio::MultiplexedConnection| {
+        let (mut cursor, mut found) = (0_u64, 0);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}:k:*"))
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(raw)
+                .await
+                .unwrap();
+            found += keys.len();
+            if next == 0 {
+                return found;
+            }
+            cursor = next;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while left(&mut raw).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the delete never finished"
+        );
+        assert_eq!(
+            cache.get::<String>("k:7").await,
+            None,
+            "read around the delete"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        eventually(async || cache.get::<String>("k:7").await.is_none()
+            && cache.breaker_state() == BreakerState::Closed)
+        .await
+    );
 }

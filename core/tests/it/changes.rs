@@ -181,3 +181,28 @@ async fn a_lost_listener_bypasses_the_cache_until_it_reconnects() {
     let after = f.read().await;
     assert_eq!(f.read().await, after, "caching resumes");
 }
+
+/// A channel registered after the listener connected is followed at once, and each
+/// message sent on it (from any process) reaches its handler.
+#[tokio::test]
+async fn a_channel_registered_while_listening_gets_its_messages() {
+    let (f, _listener) = Fixture::listening().await;
+    let heard = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = heard.clone();
+    f.db.changes().on_message(
+        "keel_test_messages",
+        Arc::new(move |payload: &str| keep.lock().unwrap().push(payload.to_owned())),
+    );
+    for n in 0..3 {
+        let sent = format!("message {n}");
+        let landed = async || {
+            f.db.notify("keel_test_messages", &sent).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            heard.lock().unwrap().contains(&sent)
+        };
+        assert!(
+            keel_testkit::eventually(Duration::from_secs(5), landed).await,
+            "{n}"
+        );
+    }
+}
