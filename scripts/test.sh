@@ -5,8 +5,9 @@
 #
 # Without arguments it then runs scripts/contract.sh (schemathesis and the generated
 # clients against a live keel-api), scripts/scaffold.sh (a generated feature, built
-# and tested in a scratch copy) and scripts/k8s.sh (the Kubernetes manifests, rendered
-# and checked offline); with arguments (a filtered run) it doesn't.
+# and tested in a scratch copy), scripts/k8s.sh (the Kubernetes manifests, rendered
+# and checked offline) and scripts/faults.sh (replicas under load through faults);
+# with arguments (a filtered run) it doesn't.
 #
 # It checks that PostgreSQL, Redis and RabbitMQ answer on their usual local ports, starts
 # any that are installed but stopped, and says exactly what is missing otherwise.
@@ -106,13 +107,20 @@ else
 fi
 
 # The API contract from outside (schemathesis and the generated clients against a live
-# keel-api), `keel-admin new-feature` proven in a scratch copy, and the Kubernetes
-# manifests. A filtered run (any arguments) leaves them out.
+# keel-api), `keel-admin new-feature` proven in a scratch copy, the Kubernetes
+# manifests, and the replica and fault suite. A filtered run (any arguments) leaves
+# them out.
 if (($#)); then
-  say "arguments given, so the contract, scaffold and manifest checks are skipped \
-(bash scripts/contract.sh, bash scripts/scaffold.sh, bash scripts/k8s.sh)"
+  say "arguments given, so the contract, scaffold, manifest and fault checks are skipped \
+(bash scripts/contract.sh, bash scripts/scaffold.sh, bash scripts/k8s.sh, bash scripts/faults.sh)"
 else
   bash scripts/contract.sh
   bash scripts/scaffold.sh
   bash scripts/k8s.sh
+  # It restarts the local PostgreSQL cluster and RabbitMQ: KEEL_SKIP_FAULTS=1 leaves it out.
+  if [[ -n ${KEEL_SKIP_FAULTS:-} ]]; then
+    say "KEEL_SKIP_FAULTS is set: the fault suite is skipped (bash scripts/faults.sh)"
+  else
+    bash scripts/faults.sh
+  fi
 fi
