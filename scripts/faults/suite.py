@@ -581,6 +581,12 @@ class Suite:
             self.check(i in refused_at and refused_at[i] <= 5.5,
                        f"a logout during a Redis hang: api-{i} refused the session "
                        f"{'after %.2f s' % refused_at[i] if i in refused_at else 'never'} (bound 5.5 s)")
+        if accepted_after_refusal:  # what each replica's cache went through, to see why
+            for api in self.apis:
+                metrics = str(call(api.port, "GET", "/metrics").body).splitlines()
+                lines = [m for m in metrics if m.startswith(("cache_operations_total",
+                                                              "cache_breaker", "cache_near"))]
+                say(f"{api.name}'s cache: " + " | ".join(lines))
         self.check(not accepted_after_refusal,
                    "a logged-out session served again after Redis came back: "
                    + ", ".join(accepted_after_refusal[:5]))

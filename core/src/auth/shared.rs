@@ -9,10 +9,12 @@
 //!
 //! While the breaker keeps Redis out, principals are remembered in this process for at
 //! most [`OUTAGE_TTL`] instead of being loaded on every request: changes made on this
-//! replica still apply at once, changes made on another replica during the outage within
-//! that time (they can't reach this one without Redis).
+//! replica still apply at once, and so do those another replica makes that this one
+//! hears of (through Redis's feed, or through PostgreSQL from a replica Redis can't
+//! reach); others within that time.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -31,17 +33,23 @@ pub struct SharedPrincipals {
     cache: Cache,
     ttl: Duration,
     /// Used only while the breaker is open.
-    outage: PrincipalCache,
+    outage: Arc<PrincipalCache>,
 }
 
 impl SharedPrincipals {
     /// A zero `ttl` caches nothing: every request loads its principal.
     pub fn new(cache: Cache, ttl: Duration) -> Self {
-        Self {
-            cache,
-            ttl,
-            outage: PrincipalCache::new(ttl.min(OUTAGE_TTL)),
-        }
+        let outage = Arc::new(PrincipalCache::new(ttl.min(OUTAGE_TTL)));
+        // A change another replica made, heard of through Redis's feed or from a
+        // replica Redis can't reach, drops what this one keeps through an outage too.
+        let kept = outage.clone();
+        cache.on_bump(move |stamp| match stamp.map(parse_stamp) {
+            Some(Some(Stamp::Session(session))) => kept.invalidate_session(session),
+            Some(Some(Stamp::User(user))) => kept.invalidate_user(user),
+            Some(None) => {}
+            None | Some(Some(Stamp::Everyone)) => kept.invalidate_all(),
+        });
+        Self { cache, ttl, outage }
     }
 
     /// The session's principal, from the cache while nothing it depends on changed,
@@ -86,6 +94,25 @@ impl SharedPrincipals {
         self.outage.invalidate_all();
         self.cache.bump(EVERYONE).await;
     }
+}
+
+/// A stamp of this module's, by what it versions.
+enum Stamp {
+    Session(Uuid),
+    User(Uuid),
+    Everyone,
+}
+
+/// `None` for another module's stamp.
+fn parse_stamp(stamp: &str) -> Option<Stamp> {
+    if stamp == EVERYONE {
+        return Some(Stamp::Everyone);
+    }
+    if let Some(id) = stamp.strip_prefix("auth:session:") {
+        return id.parse().ok().map(Stamp::Session);
+    }
+    let id = stamp.strip_prefix("auth:user:")?;
+    id.parse().ok().map(Stamp::User)
 }
 
 fn session_stamp(session: Uuid) -> String {

@@ -45,6 +45,57 @@ use crate::telemetry::metrics::{
     CACHE_BREAKER_STATE, CACHE_HITS, CACHE_MISSES, CACHE_OPERATION_DURATION, CACHE_OPERATIONS,
 };
 
+/// One [`Cache::on_bump`] hook.
+type BumpHook = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+/// What [`Cache::on_bump`] registered: each called with the stamp's own name.
+struct BumpHooks {
+    /// `"{prefix}:stamp:"`: what a full stamp key starts with.
+    stamps: String,
+    hooks: std::sync::RwLock<Vec<BumpHook>>,
+}
+
+impl std::fmt::Debug for BumpHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hooks = self.hooks.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("BumpHooks")
+            .field("hooks", &hooks.len())
+            .finish()
+    }
+}
+
+impl BumpHooks {
+    fn new(prefix: &str) -> Self {
+        Self {
+            stamps: format!("{prefix}:stamp:"),
+            hooks: std::sync::RwLock::default(),
+        }
+    }
+
+    fn add(&self, hook: BumpHook) {
+        self.hooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    /// A bump of the full stamp key `key` ([`FORGET_ALL`]: of everything) was heard.
+    fn bumped(&self, key: &str) {
+        let stamp = if key == FORGET_ALL {
+            None
+        } else {
+            match key.strip_prefix(&self.stamps) {
+                Some(stamp) => Some(stamp),
+                None => return,
+            }
+        };
+        let hooks = self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for hook in hooks {
+            hook(stamp);
+        }
+    }
+}
+
 /// Whether an invalidation this replica keeps is told to the others: not when they
 /// told it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +148,8 @@ struct Inner {
     backlog: Backlog,
     /// The other replicas, told of what `backlog` keeps.
     peers: Peers,
+    /// Told of every bump made elsewhere (see [`Cache::on_bump`]).
+    hooks: Arc<BumpHooks>,
     /// Stamped values kept in this process while the Redis invalidation feed is up.
     near: Option<Arc<Near>>,
     /// The task following that feed; stopped with the cache.
@@ -142,6 +195,7 @@ impl Cache {
             let near = Arc::new(Near::new(settings.memory_capacity));
             let feed = runtime.spawn(near::follow(
                 near.clone(),
+                cache.inner.hooks.clone(),
                 client,
                 channel,
                 settings.redis_timeout,
@@ -175,6 +229,7 @@ impl Cache {
                 breaker: Breaker::new(BREAKER_COOLDOWN),
                 backlog: Backlog::default(),
                 peers: Peers::default(),
+                hooks: Arc::new(BumpHooks::new(prefix)),
                 near: None,
                 feed: None,
             }),
@@ -383,8 +438,21 @@ impl Cache {
         if told.from == self.inner.peers.id || !told.what.key().starts_with(&self.inner.prefix) {
             return;
         }
+        match &told.what {
+            Pending::Bump(key, _) => self.inner.hooks.bumped(key),
+            Pending::DeletePrefix(_) => self.inner.hooks.bumped(FORGET_ALL),
+            Pending::Delete(_) => {}
+        }
         let cache = self.clone();
         tokio::spawn(async move { cache.invalidate_now(&told.what, Share::No).await });
+    }
+
+    /// Calls `hook` with each stamp another replica bumps (`None`: every stamp, a
+    /// namespace-wide delete), as this replica hears of it: through Redis's feed, or
+    /// from a replica Redis can't reach. For what this replica keeps outside the cache
+    /// while Redis is away (the principals of `auth::shared`).
+    pub fn on_bump(&self, hook: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        self.inner.hooks.add(Arc::new(hook));
     }
 
     /// Sends what the backlog keeps in the background until it is empty, retrying with

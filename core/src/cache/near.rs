@@ -175,6 +175,7 @@ impl Near {
 /// drops everything and subscribes again with backoff.
 pub(super) async fn follow(
     near: Arc<Near>,
+    hooks: Arc<super::BumpHooks>,
     client: redis::Client,
     channel: String,
     timeout: Duration,
@@ -194,6 +195,7 @@ pub(super) async fn follow(
                                     .get_payload::<String>()
                                     .unwrap_or_else(|_| FORGET_ALL.to_owned());
                                 near.forget(&stamp);
+                                hooks.bumped(&stamp);
                                 let _ = near.heard.send(stamp.into());
                             }
                             None => break "the subscription closed".to_owned(),
