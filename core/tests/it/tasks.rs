@@ -643,6 +643,87 @@ async fn quorum_queues_carry_tasks_and_retries_too() {
     f.cleanup().await;
 }
 
+/// In quorum mode a task handed out again and again (a worker killed mid-run each
+/// time, a nack loop) goes to the dead letters after 20 deliveries, where operators see
+/// it: neither dropped (RabbitMQ 4's default) nor handed out for ever (3's). Reading
+/// the dead letters, however often, leaves them there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quorum_task_delivered_past_the_limit_is_dead_lettered_not_dropped() {
+    use lapin::options::BasicNackOptions;
+
+    let f = Fixture::with(None, &[("TASK_QUORUM_QUEUES", "true")]).await;
+    f.enqueue("poison").await;
+    f.relay().relay_once().await.unwrap();
+    let conn = f.broker.connect("keel-test").await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let work = f.broker.topology().work(QUEUE);
+    let again = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    let mut deliveries = 0;
+    let dead = async || f.broker.stats(&[QUEUE]).await.unwrap()[0].dead;
+    while dead().await == 0 {
+        assert!(
+            deliveries < 100,
+            "still handed out after {deliveries} deliveries"
+        );
+        let got = channel
+            .basic_get(work.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap();
+        match got {
+            Some(message) => {
+                deliveries += 1;
+                message.delivery.nack(again).await.unwrap();
+            }
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(
+        deliveries > 20,
+        "dead-lettered after {deliveries} deliveries"
+    );
+    assert_eq!(f.broker.stats(&[QUEUE]).await.unwrap()[0].ready, 0);
+    for _ in 0..30 {
+        assert_eq!(f.broker.dead_letters(QUEUE, 10).await.unwrap().len(), 1);
+    }
+    assert_eq!(dead().await, 1, "peeking leaves the dead letter in place");
+    f.cleanup().await;
+}
+
+/// A queue an earlier keel declared with other arguments is refused by name, with
+/// what to do, rather than as a bare channel error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_declared_with_other_arguments_is_named_in_the_error() {
+    let f = Fixture::with(None, &[("TASK_QUORUM_QUEUES", "true")]).await;
+    let conn = f.broker.connect("keel-test").await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let mut older = lapin::types::FieldTable::default();
+    older.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            f.broker.topology().work(QUEUE).as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            older,
+        )
+        .await
+        .unwrap();
+    let refused = f.broker.stats(&[QUEUE]).await.unwrap_err();
+    assert!(
+        matches!(&refused, keel_core::tasks::BrokerError::Inequivalent(queue) if *queue == f.broker.topology().work(QUEUE)),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("docs/tasks.md"), "{refused}");
+    f.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relay_and_the_scheduler_leave_query_caches_alone() {
     use keel_core::db::cached::QueryCache;

@@ -58,6 +58,13 @@ pub enum BrokerError {
     BadName(String),
     #[error("the task is {0} bytes; a message carries at most {MAX_MESSAGE_BYTES}")]
     TooLarge(usize),
+    /// The queue exists with other arguments than this keel declares it with.
+    #[error(
+        "queue {0:?} exists with other arguments (an earlier keel's, or the other \
+         TASK_QUORUM_QUEUES): move its messages and delete it, see docs/tasks.md \
+         (\"Queue arguments\")"
+    )]
+    Inequivalent(String),
     /// The broker won't declare the queue as this keel asks (it exists with other
     /// arguments, permissions, a node down): every message for it waits, none is to blame.
     #[error("rabbitmq refused to declare queue {queue:?}: {source}")]
@@ -77,7 +84,11 @@ impl BrokerError {
         match self {
             Self::BadName(_) | Self::TooLarge(_) => true,
             Self::Amqp(err) => err.is_amqp_soft_error(),
-            Self::Timeout(_) | Self::Nacked | Self::Unroutable(_) | Self::Declare { .. } => false,
+            Self::Timeout(_)
+            | Self::Nacked
+            | Self::Unroutable(_)
+            | Self::Declare { .. }
+            | Self::Inequivalent(_) => false,
         }
     }
 

@@ -11,6 +11,15 @@ use super::BrokerError;
 
 /// The longest wait tier: 2^16 s, about 18 hours.
 const MAX_TIER_EXPONENT: u32 = 16;
+/// Deliveries of one task (a worker killed mid-run each time, a nack loop) after which
+/// a quorum work queue dead-letters it instead of handing it out again. RabbitMQ 4
+/// drops such a message unless the queue names where it goes.
+pub const DELIVERY_LIMIT: i64 = 20;
+/// The dead letters' own limit: never reached, however often operators peek at them
+/// (each peek returns what it read, and RabbitMQ 4 counts that as a delivery).
+const DEAD_DELIVERY_LIMIT: i64 = i32::MAX as i64;
+/// AMQP's reply code for a declaration that doesn't match the queue as it exists.
+const PRECONDITION_FAILED: u16 = 406;
 
 /// Queue names and arguments, from settings.
 #[derive(Debug, Clone)]
@@ -46,12 +55,64 @@ impl Topology {
         1 << exponent
     }
 
-    pub(super) fn arguments(&self) -> FieldTable {
+    /// What every queue is declared with: its type.
+    fn arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
         if self.quorum {
             args.insert(
                 "x-queue-type".into(),
                 AMQPValue::LongString("quorum".into()),
+            );
+        }
+        args
+    }
+
+    /// A queue whose messages are dead-lettered to `target`: at least once in quorum
+    /// mode (a dead letter is removed from its queue only once `target` has it, which
+    /// needs publishes refused, not old messages dropped, when the queue is full).
+    fn dead_lettering_to(&self, target: &str) -> FieldTable {
+        let mut args = self.arguments();
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(target.into()),
+        );
+        if self.quorum {
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
+        args
+    }
+
+    /// The work queue: in quorum mode a task delivered [`DELIVERY_LIMIT`] times goes to
+    /// the dead letters (classic queues count no deliveries).
+    pub(super) fn work_arguments(&self, queue: &str) -> FieldTable {
+        if !self.quorum {
+            return self.arguments();
+        }
+        let mut args = self.dead_lettering_to(&self.dead(queue));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        args
+    }
+
+    fn dead_arguments(&self) -> FieldTable {
+        let mut args = self.arguments();
+        if self.quorum {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(DEAD_DELIVERY_LIMIT),
             );
         }
         args
@@ -65,8 +126,8 @@ impl Topology {
         channel: &Channel,
         queue: &str,
     ) -> Result<(Queue, Queue), BrokerError> {
-        let work = declare(channel, &self.work(queue), self.arguments()).await?;
-        let dead = declare(channel, &self.dead(queue), self.arguments()).await?;
+        let work = declare(channel, &self.work(queue), self.work_arguments(queue)).await?;
+        let dead = declare(channel, &self.dead(queue), self.dead_arguments()).await?;
         Ok((work, dead))
     }
 
@@ -77,16 +138,7 @@ impl Topology {
         queue: &str,
         name: &str,
     ) -> Result<(), BrokerError> {
-        let mut args = self.arguments();
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.work(queue).into()),
-        );
-        declare(channel, name, args).await?;
+        declare(channel, name, self.dead_lettering_to(&self.work(queue))).await?;
         Ok(())
     }
 
@@ -98,9 +150,19 @@ impl Topology {
     }
 }
 
-/// Declares the durable queue `name` (idempotent).
+/// Declares the durable queue `name` (idempotent). A queue that exists with other
+/// arguments (made by an earlier keel, or before `TASK_QUORUM_QUEUES` changed) is
+/// refused by RabbitMQ, which closes the channel: [`BrokerError::Inequivalent`].
 async fn declare(channel: &Channel, name: &str, args: FieldTable) -> Result<Queue, BrokerError> {
-    Ok(channel.queue_declare(short(name)?, durable(), args).await?)
+    channel
+        .queue_declare(short(name)?, durable(), args)
+        .await
+        .map_err(|err| match err.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == PRECONDITION_FAILED => {
+                BrokerError::Inequivalent(name.to_owned())
+            }
+            _ => BrokerError::Amqp(err),
+        })
 }
 
 fn durable() -> QueueDeclareOptions {
