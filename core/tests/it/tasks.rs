@@ -644,12 +644,13 @@ async fn quorum_queues_carry_tasks_and_retries_too() {
 }
 
 /// In quorum mode a task handed out again and again (a worker killed mid-run each
-/// time, a nack loop) goes to the dead letters after 20 deliveries, where operators see
-/// it: neither dropped (RabbitMQ 4's default) nor handed out for ever (3's). Reading
-/// the dead letters, however often, leaves them there.
+/// time, a task returned again and again) goes to the dead letters after 20
+/// deliveries, where operators see it and why: neither dropped (RabbitMQ 4's default)
+/// nor handed out for ever (3's). Reading the dead letters, however often, leaves them
+/// there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quorum_task_delivered_past_the_limit_is_dead_lettered_not_dropped() {
-    use lapin::options::BasicNackOptions;
+    use lapin::options::BasicRejectOptions;
 
     let f = Fixture::with(None, &[("TASK_QUORUM_QUEUES", "true")]).await;
     f.enqueue("poison").await;
@@ -657,10 +658,8 @@ async fn a_quorum_task_delivered_past_the_limit_is_dead_lettered_not_dropped() {
     let conn = f.broker.connect("keel-test").await.unwrap();
     let channel = conn.create_channel().await.unwrap();
     let work = f.broker.topology().work(QUEUE);
-    let again = BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
-    };
+    // Rejected, not nacked: from RabbitMQ 4.3 only a reject counts as a delivery.
+    let again = BasicRejectOptions { requeue: true };
     let mut deliveries = 0;
     let dead = async || f.broker.stats(&[QUEUE]).await.unwrap()[0].dead;
     while dead().await == 0 {
@@ -675,7 +674,7 @@ async fn a_quorum_task_delivered_past_the_limit_is_dead_lettered_not_dropped() {
         match got {
             Some(message) => {
                 deliveries += 1;
-                message.delivery.nack(again).await.unwrap();
+                message.delivery.reject(again).await.unwrap();
             }
             None => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -686,7 +685,13 @@ async fn a_quorum_task_delivered_past_the_limit_is_dead_lettered_not_dropped() {
     );
     assert_eq!(f.broker.stats(&[QUEUE]).await.unwrap()[0].ready, 0);
     for _ in 0..30 {
-        assert_eq!(f.broker.dead_letters(QUEUE, 10).await.unwrap().len(), 1);
+        let letters = f.broker.dead_letters(QUEUE, 10).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert!(
+            letters[0].error.contains("delivery_limit"),
+            "{}",
+            letters[0].error
+        );
     }
     assert_eq!(dead().await, 1, "peeking leaves the dead letter in place");
     f.cleanup().await;
@@ -717,7 +722,7 @@ async fn a_queue_declared_with_other_arguments_is_named_in_the_error() {
         .unwrap();
     let refused = f.broker.stats(&[QUEUE]).await.unwrap_err();
     assert!(
-        matches!(&refused, keel_core::tasks::BrokerError::Inequivalent(queue) if *queue == f.broker.topology().work(QUEUE)),
+        matches!(&refused, keel_core::tasks::BrokerError::Inequivalent { queue, .. } if *queue == f.broker.topology().work(QUEUE)),
         "{refused:?}"
     );
     assert!(refused.to_string().contains("docs/tasks.md"), "{refused}");

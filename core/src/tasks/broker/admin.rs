@@ -32,9 +32,19 @@ impl DeadLetter {
             .get("x-keel-attempts")
             .and_then(AMQPValue::as_long_long_int)
             .unwrap_or(0);
+        // Dead-lettered by RabbitMQ itself (a quorum queue's delivery limit), not by a
+        // worker: its own header says why.
+        let error = match text("x-keel-error") {
+            error if error.is_empty() && !text("x-first-death-reason").is_empty() => format!(
+                "dead-lettered by rabbitmq ({}) from {}",
+                text("x-first-death-reason"),
+                text("x-first-death-queue")
+            ),
+            error => error,
+        };
         Self {
             envelope: Envelope::from_bytes(&delivery.data).ok(),
-            error: text("x-keel-error"),
+            error,
             attempts,
             failed_at: text("x-keel-failed-at"),
         }

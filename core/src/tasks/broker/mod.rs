@@ -58,13 +58,14 @@ pub enum BrokerError {
     BadName(String),
     #[error("the task is {0} bytes; a message carries at most {MAX_MESSAGE_BYTES}")]
     TooLarge(usize),
-    /// The queue exists with other arguments than this keel declares it with.
+    /// RabbitMQ refused the arguments keel declares the queue with: most often it
+    /// exists with others.
     #[error(
-        "queue {0:?} exists with other arguments (an earlier keel's, or the other \
-         TASK_QUORUM_QUEUES): move its messages and delete it, see docs/tasks.md \
-         (\"Queue arguments\")"
+        "rabbitmq refused the arguments of queue {queue:?} ({reply}); if it exists with \
+         other arguments (an earlier keel's, or the other TASK_QUORUM_QUEUES), move its \
+         messages and delete it, see docs/tasks.md (\"Queue arguments\")"
     )]
-    Inequivalent(String),
+    Inequivalent { queue: String, reply: String },
     /// The broker won't declare the queue as this keel asks (it exists with other
     /// arguments, permissions, a node down): every message for it waits, none is to blame.
     #[error("rabbitmq refused to declare queue {queue:?}: {source}")]
@@ -88,7 +89,7 @@ impl BrokerError {
             | Self::Nacked
             | Self::Unroutable(_)
             | Self::Declare { .. }
-            | Self::Inequivalent(_) => false,
+            | Self::Inequivalent { .. } => false,
         }
     }
 

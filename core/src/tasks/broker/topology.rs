@@ -11,8 +11,9 @@ use super::BrokerError;
 
 /// The longest wait tier: 2^16 s, about 18 hours.
 const MAX_TIER_EXPONENT: u32 = 16;
-/// Deliveries of one task (a worker killed mid-run each time, a nack loop) after which
-/// a quorum work queue dead-letters it instead of handing it out again. RabbitMQ 4
+/// Deliveries of one task (a worker killed mid-run each time, a task returned again
+/// and again) after which a quorum work queue dead-letters it instead of handing it
+/// out again. RabbitMQ 4
 /// drops such a message unless the queue names where it goes.
 pub const DELIVERY_LIMIT: i64 = 20;
 /// The dead letters' own limit: never reached, however often operators peek at them
@@ -159,7 +160,10 @@ async fn declare(channel: &Channel, name: &str, args: FieldTable) -> Result<Queu
         .await
         .map_err(|err| match err.kind() {
             lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == PRECONDITION_FAILED => {
-                BrokerError::Inequivalent(name.to_owned())
+                BrokerError::Inequivalent {
+                    queue: name.to_owned(),
+                    reply: amqp.get_message().to_string(),
+                }
             }
             _ => BrokerError::Amqp(err),
         })
