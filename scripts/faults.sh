@@ -25,9 +25,7 @@ python_tools
 
 # The cluster to restart: the local one pg_ctlcluster runs on the URL's port, if any.
 cluster=
-pg_hostport=${pg_url#*@}; pg_hostport=${pg_hostport%%/*}
-pg_host=${pg_hostport%%:*}; pg_port=${pg_hostport##*:}
-[[ $pg_port == "$pg_hostport" ]] && pg_port=5432
+pg_host_port "$pg_url"
 if [[ $pg_host == 127.0.0.1 || $pg_host == localhost ]] && command -v pg_lsclusters >/dev/null; then
   cluster=$(pg_lsclusters -h 2>/dev/null | awk -v port="$pg_port" '$3 == port && $4 == "online" { print $1 "/" $2; exit }')
 fi

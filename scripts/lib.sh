@@ -34,6 +34,17 @@ require() {
   fail "missing: ${list#; }"
 }
 
+# pg_host_port URL: sets pg_host and pg_port (5432 unless the URL names one) from a
+# PostgreSQL URL.
+pg_host_port() {
+  local hostport=${1#*@}
+  hostport=${hostport%%/*}
+  pg_host=${hostport%%:*}
+  pg_port=${hostport##*:}
+  [[ $pg_port == "$hostport" ]] && pg_port=5432
+  return 0
+}
+
 # require_postgres URL VARIABLE: PostgreSQL answers at URL (a server URL, no database),
 # else fails saying which variable points elsewhere.
 require_postgres() {

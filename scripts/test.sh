@@ -23,9 +23,7 @@ source scripts/lib.sh
 command -v cargo >/dev/null || fail "cargo not found: install Rust from https://rustup.rs"
 
 pg_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-pg_hostport=${pg_url#*@}; pg_hostport=${pg_hostport%%/*}
-pg_host=${pg_hostport%%:*}; pg_port=${pg_hostport##*:}
-[[ $pg_port == "$pg_hostport" ]] && pg_port=5432
+pg_host_port "$pg_url"
 
 # PostgreSQL: required by every database test.
 if ! answers "$pg_host" "$pg_port"; then

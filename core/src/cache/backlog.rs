@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::CacheError;
+use super::near::FORGET_ALL;
 use super::redis::RedisStore;
 
 /// Invalidations kept for replay while Redis is unreachable; past this many, the whole
@@ -30,6 +31,16 @@ impl Pending {
     pub(super) fn key(&self) -> &str {
         match self {
             Self::Delete(key) | Self::DeletePrefix(key) | Self::Bump(key, _) => key,
+        }
+    }
+
+    /// What its change announces on the bump feed, whose listeners forget it: the
+    /// stamp's key, or [`FORGET_ALL`] for a namespace delete; `None` for a plain delete.
+    pub(super) fn announced(&self) -> Option<&str> {
+        match self {
+            Self::Bump(stamp, _) => Some(stamp),
+            Self::DeletePrefix(_) => Some(FORGET_ALL),
+            Self::Delete(_) => None,
         }
     }
 

@@ -335,11 +335,7 @@ impl Cache {
         // old token in between would otherwise store it after the first forget and
         // serve it on this replica until the bump's own message came back.
         let near = self.inner.near.as_deref().filter(|near| near.is_live());
-        let announced = match what {
-            Pending::Bump(stamp, _) => Some(stamp.as_str()),
-            Pending::DeletePrefix(_) => Some(FORGET_ALL),
-            Pending::Delete(_) => None,
-        };
+        let announced = what.announced();
         let echoes = near.zip(announced).map(|(near, _)| near.echoes());
         let forget = || {
             if let (Some(near), Some(stamp)) = (near, announced) {
@@ -438,10 +434,8 @@ impl Cache {
         if told.from == self.inner.peers.id || !told.what.key().starts_with(&self.inner.prefix) {
             return;
         }
-        match &told.what {
-            Pending::Bump(key, _) => self.inner.hooks.bumped(key),
-            Pending::DeletePrefix(_) => self.inner.hooks.bumped(FORGET_ALL),
-            Pending::Delete(_) => {}
+        if let Some(stamp) = told.what.announced() {
+            self.inner.hooks.bumped(stamp);
         }
         let cache = self.clone();
         tokio::spawn(async move { cache.invalidate_now(&told.what, Share::No).await });

@@ -7,12 +7,13 @@
 //! does nothing while that run may still be alive.
 //!
 //! The start is a lease as long as the task's [`Task::TIMEOUT`](super::Task::TIMEOUT)
-//! and a margin (half that, at most 15 s): no run lives longer (it is cancelled at its timeout), so a
-//! start older than that with no end recorded belongs to a run that died mid-way (a
-//! kill, a crash). A run records its end only while the start is still its own. The next run takes it
-//! over and starts the effect again: nothing is lost to a crash, and what a crash can
-//! still repeat (an email the server took just before the process died) carries the
-//! same [`Effect::id`], so the receiver can tell it is the same message.
+//! and a margin (half that, at most 15 s): no run lives longer (it is cancelled at its
+//! timeout), so a start older than that with no end recorded belongs to a run that
+//! died mid-way (a kill, a crash). The next run takes it over and starts the effect
+//! again: nothing is lost to a crash, and what a crash can still repeat (an email the
+//! server took just before the process died) carries the same [`Effect::id`], so the
+//! receiver can tell it is the same message. A run records its end only while the
+//! start is still its own.
 
 use std::time::Duration;
 
@@ -68,11 +69,12 @@ pub enum Earlier {
 }
 
 impl Effect {
-    pub(super) fn new(task: &'static str, task_id: Uuid, lease: Duration) -> Self {
+    /// The effect of a task whose runs are cancelled at `timeout`.
+    pub(super) fn new(task: &'static str, task_id: Uuid, timeout: Duration) -> Self {
         Self {
             task,
             task_id,
-            lease,
+            lease: timeout + (timeout / 2).min(LEASE_MARGIN),
         }
     }
 
@@ -144,7 +146,6 @@ impl Effect {
         }
         // One statement, so of runs racing for an abandoned start exactly one moves it:
         // the others re-read the row and find it fresh.
-        let lease = self.lease + (self.lease / 2).min(LEASE_MARGIN);
         let taken: Option<Started> = diesel::sql_query(
             "UPDATE task_effects SET started_at = clock_timestamp() \
              WHERE task_id = $1 AND finished_at IS NULL \
@@ -152,14 +153,14 @@ impl Effect {
              RETURNING started_at",
         )
         .bind::<sql_types::Uuid, _>(self.task_id)
-        .bind::<sql_types::Double, _>(lease.as_secs_f64())
+        .bind::<sql_types::Double, _>(self.lease.as_secs_f64())
         .get_result(&mut conn)
         .await
         .optional()
         .map_err(TaskError::retry)?;
         if let Some(started) = taken {
             tracing::warn!(
-                task = self.task, task_id = %self.task_id, lease = ?lease,
+                task = self.task, task_id = %self.task_id, lease = ?self.lease,
                 "effect started by a run that died without recording its end; starting it again \
                  (if that run got through, this repeats it under the same id)"
             );

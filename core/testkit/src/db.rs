@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use keel_core::db::{admin, migrate};
+use keel_core::db::{Db, admin, migrate};
 use keel_core::settings::Secret;
 
 /// The server tests run against; override with `TEST_DATABASE_URL` (any database on the
@@ -97,6 +97,12 @@ impl TestDb {
 
     pub fn secret_url(&self) -> Secret {
         Secret::new(&self.url)
+    }
+
+    /// A pool on this database with the default settings, as process `keel-test`.
+    pub fn pool(&self) -> Db {
+        let settings = crate::settings(&self.url, &[]);
+        Db::new(&self.secret_url(), &settings.database, "keel-test")
     }
 
     /// This database's URL signed in as `role`, with no password: the local test server

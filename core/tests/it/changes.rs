@@ -31,8 +31,7 @@ impl Fixture {
     async fn new() -> Self {
         let test_db = TestDb::new().await;
         test_db.connect().await.batch_execute(SCHEMA).await.unwrap();
-        let settings = keel_testkit::settings(test_db.url(), &[]);
-        let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
+        let db = test_db.pool();
         let cache = QueryCache::new(
             "notes",
             db.changes().clone(),

@@ -828,6 +828,16 @@ async fn a_claimed_task_id_runs_its_effects_once() {
     f.cleanup().await;
 }
 
+/// A run that starts the effect and is dropped after `after` mid-way (a kill, a
+/// timeout): its start stays recorded, with no end.
+async fn cut_short(effect: &keel_core::tasks::Effect, db: &Db, after: Duration) {
+    let hung = effect.run_once(db, async || {
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    assert!(tokio::time::timeout(after, hung).await.is_err());
+}
+
 /// Eight deliveries of one task racing for its effect: exactly one runs it.
 async fn race_for(
     effect: &keel_core::tasks::Effect,
@@ -862,8 +872,7 @@ async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
     use keel_core::tasks::{Earlier, Ping, Ran};
 
     let test_db = TestDb::new().await;
-    let settings = keel_testkit::settings(test_db.url(), &[]);
-    let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
+    let db = test_db.pool();
     let effect = || TaskContext::new::<Ping>((), uuid::Uuid::now_v7(), 1).effect();
     for trial in 0..20 {
         let effect = effect();
@@ -888,15 +897,7 @@ async fn an_effect_starts_once_per_task_however_many_deliveries_race() {
     // lease (Ping's 5-minute timeout) runs, the next run doesn't repeat it, and learns
     // that nobody saw it end.
     let cut = effect();
-    let hung = cut.run_once(&db, async || {
-        std::future::pending::<()>().await;
-        Ok(())
-    });
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), hung)
-            .await
-            .is_err()
-    );
+    cut_short(&cut, &db, Duration::from_millis(200)).await;
     assert_eq!(
         cut.run_once(&db, async || Ok(())).await,
         Ok(Ran::Before(Earlier::Unfinished))
@@ -912,22 +913,13 @@ async fn an_effect_whose_run_died_is_taken_over_once_when_its_lease_has_passed()
     use std::sync::atomic::AtomicBool;
 
     let test_db = TestDb::new().await;
-    let settings = keel_testkit::settings(test_db.url(), &[]);
-    let db = Db::new(&test_db.secret_url(), &settings.database, "keel-test");
+    let db = test_db.pool();
     for trial in 0..10 {
         // Hang's timeout, 300 ms, and half that again, is the lease.
         let ctx =
             TaskContext::new::<Hang>(Arc::new(AtomicBool::new(false)), uuid::Uuid::now_v7(), 1);
         let effect = ctx.effect();
-        let died = effect.run_once(&db, async || {
-            std::future::pending::<()>().await;
-            Ok(())
-        });
-        assert!(
-            tokio::time::timeout(Duration::from_millis(50), died)
-                .await
-                .is_err()
-        );
+        cut_short(&effect, &db, Duration::from_millis(50)).await;
         assert_eq!(
             effect.run_once(&db, async || Ok(())).await,
             Ok(Ran::Before(Earlier::Unfinished)),

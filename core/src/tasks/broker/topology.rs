@@ -13,8 +13,7 @@ use super::BrokerError;
 const MAX_TIER_EXPONENT: u32 = 16;
 /// Deliveries of one task (a worker killed mid-run each time, a task returned again
 /// and again) after which a quorum work queue dead-letters it instead of handing it
-/// out again. RabbitMQ 4
-/// drops such a message unless the queue names where it goes.
+/// out again. RabbitMQ 4 drops such a message unless the queue names where it goes.
 pub const DELIVERY_LIMIT: i64 = 20;
 /// The dead letters' own limit: never reached, however often operators peek at them
 /// (each peek returns what it read, and RabbitMQ 4 counts that as a delivery).
