@@ -24,10 +24,11 @@ pub struct UserSettings {
     pub avatar_max_bytes: usize,
 }
 
-/// Half the cores, at least one: argon2 is pure CPU, and the async reactor must keep a
-/// core to itself or every other request stalls behind the hashes.
+/// One thread a core: the hashing threads run at the lowest priority, so request handling
+/// preempts them at once and sign-in gets every cycle the rest leaves (scripts/bench.sh
+/// measures both).
 fn default_hash_concurrency() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 impl Section for UserSettings {

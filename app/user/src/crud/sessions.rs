@@ -12,26 +12,12 @@ use uuid::Uuid;
 
 use crate::models::{NewRefreshSession, RefreshSession, RevokeReason, refresh_sessions};
 
-pub async fn insert(
-    conn: &mut AsyncPgConnection,
-    new: &NewRefreshSession,
-) -> QueryResult<RefreshSession> {
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewRefreshSession) -> QueryResult<()> {
     diesel::insert_into(refresh_sessions::table)
         .values(new)
-        .returning(RefreshSession::as_returning())
-        .get_result(conn)
+        .execute(conn)
         .await
-}
-
-/// Whose token this is, read without locking: the caller takes that user's account
-/// lock, then [`lock_by_hash`].
-pub async fn owner_of_hash(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryResult<Option<Uuid>> {
-    refresh_sessions::table
-        .filter(refresh_sessions::token_hash.eq(hash))
-        .select(refresh_sessions::user_id)
-        .first(conn)
-        .await
-        .optional()
+        .map(drop)
 }
 
 /// The row of a presented token, locked so two concurrent refreshes with the same token
@@ -49,23 +35,28 @@ pub async fn lock_by_hash(
         .optional()
 }
 
-/// Marks a rotated token as replaced by its successor.
-pub async fn mark_rotated(
+/// Stores `successor` and marks `rotated` as replaced by it. The two statements are
+/// pipelined (sent together, run in order), so a rotation waits on one round trip here,
+/// not two.
+pub async fn rotate(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    successor: Uuid,
+    rotated: Uuid,
+    successor: &NewRefreshSession,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    diesel::update(refresh_sessions::table.find(id))
+    let (mut first, mut second) = (&*conn, &*conn);
+    let insert = diesel::insert_into(refresh_sessions::table)
+        .values(successor)
+        .execute(&mut first);
+    let mark = diesel::update(refresh_sessions::table.find(rotated))
         .set((
             refresh_sessions::revoked_at.eq(now),
             refresh_sessions::revoke_reason.eq(RevokeReason::Rotated.as_str()),
-            refresh_sessions::replaced_by.eq(successor),
+            refresh_sessions::replaced_by.eq(successor.id),
             refresh_sessions::last_used_at.eq(now),
         ))
-        .execute(conn)
-        .await?;
-    Ok(())
+        .execute(&mut second);
+    futures_util::try_join!(insert, mark).map(drop)
 }
 
 /// Revokes every live token of a session; returns how many were live.

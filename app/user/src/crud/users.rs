@@ -9,7 +9,8 @@ use keel_core::impl_crud;
 use uuid::Uuid;
 
 use crate::models::{
-    NewUser, User, UserChanges, UserFilter, UserSort, lower, roles, user_roles, users,
+    NewUser, User, UserChanges, UserFilter, UserSort, lower, refresh_sessions, roles, user_roles,
+    users,
 };
 
 #[derive(Debug)]
@@ -86,6 +87,26 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<User> {
         .for_no_key_update()
         .first(conn)
         .await
+}
+
+/// The account that owns the refresh token with digest `hash`, locked as [`lock`] locks
+/// it: one round trip for what was "whose token is this" and then "lock that account".
+/// The token is read without locking; take [`super::sessions::lock_by_hash`] next.
+pub async fn lock_owner_of_token(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<User>> {
+    let owner = refresh_sessions::table
+        .filter(refresh_sessions::token_hash.eq(hash))
+        .select(refresh_sessions::user_id)
+        .single_value();
+    users::table
+        .filter(users::id.nullable().eq(owner))
+        .select(User::as_select())
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Where the welcome email goes (email, full name) and when it was sent, if the account

@@ -3,14 +3,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use diesel::OptionalExtension;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::crud::CrudBase;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
-use super::{Device, UserService, actor_of, check_new_account, insert_account, own_account_entry};
+use super::{Device, UserService, check_new_account, insert_account, own_account_entry};
 use crate::actions;
 use crate::crud::{access, sessions, users};
 use crate::errors::UserError;
@@ -226,8 +225,8 @@ impl UserService {
                     ..UserChanges::default()
                 };
                 let user = users::UserCrud::update(conn, user_id, &changes).await?;
-                let (_, refresh) =
-                    open_session(conn, user_id, family, Utc::now(), ttl, device).await?;
+                let (session, refresh) = new_session(user_id, family, Utc::now(), ttl, device)?;
+                sessions::insert(conn, &session).await?;
                 let entry = Entry::new(
                     actions::LOGIN_SUCCEEDED,
                     "session",
@@ -250,11 +249,8 @@ impl UserService {
             .db
             .transaction(async move |conn| {
                 // Account lock first, then the token's row (see crud::users::lock).
-                let Some(owner) = sessions::owner_of_hash(conn, &hash).await? else {
+                let Some(user) = users::lock_owner_of_token(conn, &hash).await? else {
                     return Ok::<_, ApiError>(Rotation::Refused);
-                };
-                let Some(user) = users::lock(conn, owner).await.optional()? else {
-                    return Ok(Rotation::Refused);
                 };
                 let Some(row) = sessions::lock_by_hash(conn, &hash).await? else {
                     return Ok(Rotation::Refused);
@@ -262,7 +258,7 @@ impl UserService {
                 if row.revoke_reason.as_deref() == Some(RevokeReason::Rotated.as_str()) {
                     sessions::revoke_family(conn, row.family_id, RevokeReason::ReuseDetected)
                         .await?;
-                    let actor = actor_of(conn, row.user_id).await?;
+                    let actor = Actor::from(&user);
                     let summary = format!(
                         "a used refresh token of {} was presented again: session ended",
                         actor.email
@@ -282,16 +278,9 @@ impl UserService {
                 if !user.is_active {
                     return Ok(Rotation::Refused);
                 }
-                let (successor, refresh) = open_session(
-                    conn,
-                    row.user_id,
-                    row.family_id,
-                    row.started_at,
-                    ttl,
-                    device,
-                )
-                .await?;
-                sessions::mark_rotated(conn, row.id, successor, now).await?;
+                let (successor, refresh) =
+                    new_session(row.user_id, row.family_id, row.started_at, ttl, device)?;
+                sessions::rotate(conn, row.id, &successor, now).await?;
                 Ok(Rotation::Rotated {
                     user: row.user_id,
                     family: row.family_id,
@@ -328,22 +317,18 @@ impl UserService {
             .transaction(async move |conn| {
                 let (family, user) = match (hash, caller) {
                     (Some(hash), _) => {
-                        let owner = sessions::owner_of_hash(conn, &hash)
+                        let user = users::lock_owner_of_token(conn, &hash)
                             .await?
                             .ok_or(UserError::InvalidRefreshToken)?;
-                        if caller.is_some_and(|(_, user)| user != owner) {
+                        if caller.is_some_and(|(_, caller)| caller != user.id) {
                             return Err(UserError::InvalidRefreshToken.into());
                         }
-                        users::lock(conn, owner).await?;
                         let row = sessions::lock_by_hash(conn, &hash)
                             .await?
                             .ok_or(UserError::InvalidRefreshToken)?;
-                        (row.family_id, row.user_id)
+                        (row.family_id, user)
                     }
-                    (None, Some((family, user))) => {
-                        users::lock(conn, user).await?;
-                        (family, user)
-                    }
+                    (None, Some((family, user))) => (family, users::lock(conn, user).await?),
                     (None, None) => {
                         return Err(ApiError::Unauthorized(
                             "Send the refresh token in the body or a bearer access token."
@@ -352,10 +337,9 @@ impl UserService {
                     }
                 };
                 sessions::revoke_family(conn, family, RevokeReason::Logout).await?;
-                let actor = actor_of(conn, user).await?;
-                let summary = format!("{} signed out", actor.email);
+                let summary = format!("{} signed out", user.email);
                 let entry = Entry::new(actions::LOGOUT, "session", summary)
-                    .actor(actor)
+                    .actor(&user)
                     .entity(family);
                 record(conn, entry).await?;
                 Ok::<_, ApiError>(family)
@@ -425,33 +409,28 @@ impl UserService {
     }
 }
 
-/// Stores a new refresh token in session `family` (new or continued); returns the new
-/// row's id and the token.
-pub(super) async fn open_session(
-    conn: &mut diesel_async::AsyncPgConnection,
+/// The row of a new refresh token in session `family` (new or continued), to store, and
+/// the token to hand out.
+fn new_session(
     user: Uuid,
     family: Uuid,
     started_at: chrono::DateTime<Utc>,
     ttl: Duration,
     device: Device,
-) -> Result<(Uuid, RefreshToken), ApiError> {
+) -> Result<(NewRefreshSession, RefreshToken), ApiError> {
     let refresh = RefreshToken::generate()?;
     let ttl = chrono::Duration::from_std(ttl).map_err(ApiError::internal)?;
-    let row = sessions::insert(
-        conn,
-        &NewRefreshSession {
-            id: Uuid::now_v7(),
-            family_id: family,
-            user_id: user,
-            token_hash: refresh.hash.clone(),
-            started_at,
-            expires_at: Utc::now() + ttl,
-            user_agent: device.user_agent,
-            ip: device.ip.map(|ip| ip.to_string()),
-        },
-    )
-    .await?;
-    Ok((row.id, refresh))
+    let row = NewRefreshSession {
+        id: Uuid::now_v7(),
+        family_id: family,
+        user_id: user,
+        token_hash: refresh.hash.clone(),
+        started_at,
+        expires_at: Utc::now() + ttl,
+        user_agent: device.user_agent,
+        ip: device.ip.map(|ip| ip.to_string()),
+    };
+    Ok((row, refresh))
 }
 
 /// A policy error on `field` as a 422.

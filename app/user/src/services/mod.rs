@@ -156,11 +156,6 @@ impl From<&User> for Actor {
     }
 }
 
-/// `user` as an audit actor (id and current email).
-async fn actor_of(conn: &mut AsyncPgConnection, user: Uuid) -> Result<Actor, ApiError> {
-    Ok(Actor::from(&UserCrud::get(conn, user).await?))
-}
-
 /// The audit entry for something a user did to their own account, summarised as
 /// "<email> <did>" ("ada@example.com changed their avatar").
 fn own_account_entry(action: Action, actor: impl Into<Actor>, did: &str) -> Entry {
