@@ -1,52 +1,108 @@
 #!/usr/bin/env bash
-# Load benchmark for keel-api: a release build against a fresh database, driven by wrk
-# on the same machine. Reports req/s, p50 and p99 for /health/live, /api/v1/auth/me and
-# a users list page at 64 connections; login p50/p99 with 8 clients; /health/live p99
-# idle and while logins hammer argon2; filtered pages of a 1M-entry audit trail at random
-# cursor depths (16 connections); the release-notes list; login latency one client at a time for a right
-# password, a wrong one and an unknown email; keel-api's peak RSS; then /me, the
-# release-notes list and the unread count with the cache on a private Redis, and /me
-# while that Redis is shut down mid-run.
+# Load benchmark for keel-api: release builds against a fresh database, driven by wrk on
+# the same machine. Every figure is printed, and kept with its references so that
+# `--check` can hold each one to its budget in scripts/bench/budgets.txt: a ratio against
+# something measured in the same run (one password hash's time, PostgreSQL's own write
+# ceiling from pgbench, /health/live), so a slower or busier machine moves both sides.
 #
-#   scripts/bench.sh                      # defaults: 10 s per run
+#   scripts/bench.sh                   # every figure: 10 s a run, a 1,000,000-entry audit trail
+#   scripts/bench.sh --check           # the same, then the budgets; exit 1 naming what fell short
+#   scripts/bench.sh --check --short   # what CI runs: 3 s a run, 100,000 entries, no Redis runs
 #   BENCH_DURATION=30s scripts/bench.sh
 #
-# Needs: wrk (apt-get install wrk), psql, curl, python3, PostgreSQL on
-# BENCH_PG (default postgres://postgres@127.0.0.1:5432); redis-server for the Redis runs
-# (port BENCH_REDIS_PORT, default 16390).
+# The references:
+#   hash           `keel-admin password-cost`: one argon2id verification on an idle machine;
+#                  hash_ceiling is cores ÷ that time, the most sign-ins a replica can serve.
+#   pg_ceiling     pgbench at the same 16 connections, one transaction that inserts a row and
+#                  updates another (scripts/bench/ceiling.sql), the server's synchronous_commit.
+#   health_live_*  /health/live, and its p99 beside one lowest-priority (SCHED_IDLE) busy loop
+#                  per core: the machine's floor under any background work.
+# The figures: /me, a users page and the release notes at 64 connections; sign-in at 16
+# connections over 64 accounts, and /health/live while it runs; register, refresh (each
+# connection rotating its own session), logout and password change at 16 connections;
+# audit-trail pages with each filter at random depths (16 connections); sign-in one
+# client at a time for a right password, a wrong one and an unknown email; time from exec
+# to ready, configured and with no configuration at all; binary sizes and peak RSS; then,
+# without --short, the cache on a private Redis and /me while that Redis is shut down.
+#
+# Needs: wrk, pgbench, psql, curl, python3; PostgreSQL on BENCH_PG (default
+# postgres://postgres@127.0.0.1:5432); redis-server for the Redis runs (port
+# BENCH_REDIS_PORT, default 16390).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+CHECK=0 SHORT=0
+for arg; do
+  case $arg in
+    --check) CHECK=1 ;;
+    --short) SHORT=1 ;;
+    *) echo "usage: scripts/bench.sh [--check] [--short]" >&2; exit 2 ;;
+  esac
+done
 
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME="keel_bench"
 PORT="${BENCH_PORT:-18080}"
-DURATION="${BENCH_DURATION:-10s}"
+if ((SHORT)); then
+  DURATION="${BENCH_DURATION:-3s}" AUDIT_ROWS="${BENCH_AUDIT_ROWS:-100000}"
+else
+  DURATION="${BENCH_DURATION:-10s}" AUDIT_ROWS="${BENCH_AUDIT_ROWS:-1000000}"
+fi
 BASE="http://127.0.0.1:${PORT}"
 WORK="$(mktemp -d)"
+RESULTS="$WORK/figures.jsonl"
 EMAIL="bench-admin@example.com"
 PASSWORD="bench password 0123"
+# Write paths run one connection a thread, each with its own account or session chain.
+WRITERS=16
+export BENCH_LUA="$PWD/scripts/bench"
 
 me=bench
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-require wrk psql curl python3
+require wrk pgbench psql curl python3
 require_postgres "$PG" BENCH_PG
 
+figures() { python3 scripts/bench/figures.py "$RESULTS" "$@"; }
+
 echo "bench: building release binaries" >&2
-cargo build --release --quiet --bin keel-api --bin keel-admin
+cargo build --release --quiet --bin keel-api --bin keel-admin --bin keel-worker
+for bin in keel-api keel-worker keel-admin; do
+  figures put "size_${bin//-/_}" mb "$(stat -c %s "target/release/$bin" | awk '{print $1 / 1048576}')"
+done
 
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
 psql "$PG/postgres" -qc "CREATE DATABASE $DB_NAME" >/dev/null
 export DATABASE_URL="$PG/$DB_NAME"
 export APP_PORT="$PORT" LOG_LEVEL=warn DATABASE_POOL_SIZE=20 \
-  LOGIN_MAX_FAILURES_PER_IP=1000000 LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000
+  LOGIN_MAX_FAILURES_PER_IP=1000000 LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000 REGISTER_MAX_PER_IP=1000000
+
+API_PID="" REDIS_API_PID=""
+REDIS_PID_FILE="$WORK/redis.pid"
+cleanup() {
+  kill $API_PID $REDIS_API_PID 2>/dev/null || true
+  wait $API_PID $REDIS_API_PID 2>/dev/null || true
+  [[ -f $REDIS_PID_FILE ]] && kill "$(cat "$REDIS_PID_FILE")" 2>/dev/null || true
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 ./target/release/keel-admin migrate 2>/dev/null
 echo "$PASSWORD" | ./target/release/keel-admin create-admin --email "$EMAIL" --password-stdin >/dev/null 2>&1
 
+echo "bench: $(nproc) cores, $DURATION a run" >&2
+
+# Time from exec to ready: configured (this database, migrated), and with nothing
+# configured at all (from an empty directory, so no .env is read: the default local
+# database, created and migrated if missing).
+figures startup startup_configured "$BASE/health/ready" ./target/release/keel-api
+(cd "$WORK" && env -i PATH="$PATH" HOME="$HOME" APP_PORT="$PORT" \
+  python3 "$OLDPWD/scripts/bench/figures.py" "$RESULTS" startup startup_zero_config \
+  "$BASE/health/ready" "$OLDPWD/target/release/keel-api")
+
 # The audit trail at scale: AUDIT_ROWS entries from 1,000 actors over a year, sealed and
 # verified by keel-admin before the API starts (so no sealing runs during the load).
-AUDIT_ROWS="${BENCH_AUDIT_ROWS:-1000000}"
 echo "bench: loading $AUDIT_ROWS audit entries" >&2
 psql "$PG/$DB_NAME" -qv ON_ERROR_STOP=1 >/dev/null <<SQL
 -- A year of history: its timestamps are given, so the trigger that stamps new entries
@@ -72,102 +128,144 @@ verify_line=$(./target/release/keel-admin activity verify 2>&1)
 seal_seconds=$(python3 -c "import time; print(f'{time.time() - $seal_started:.1f}')")
 echo "audit: $verify_line (seal + verify of $AUDIT_ROWS entries: $seal_seconds s)"
 
-# Thirty published release notes.
+# Thirty published release notes; accounts for the sign-in and write runs, all with the
+# bench password (the admin's hash, copied: hashing each would take a while); a seeded
+# session chain per writer account, and sessions for the logouts to end.
+LOGOUT_SESSIONS=$((WRITERS * ${DURATION%s} * 400))
 psql "$PG/$DB_NAME" -qv ON_ERROR_STOP=1 >/dev/null <<SQL
 INSERT INTO release_notes (id, version, title, body, category, is_published, published_at)
 SELECT gen_random_uuid(), '1.' || g || '.0', 'Release 1.' || g, repeat('Some **Markdown**. ', 40),
        (ARRAY['feature', 'improvement', 'fix', 'breaking'])[g % 4 + 1], true,
        now() - (30 - g) * interval '1 day'
 FROM generate_series(1, 30) AS g;
+INSERT INTO users (id, email, password_hash)
+SELECT gen_random_uuid(), kind || '-' || g || '@example.com',
+       (SELECT password_hash FROM users WHERE email = '$EMAIL')
+FROM generate_series(1, 64) AS g, unnest(ARRAY['login', 'user']) AS kind
+UNION ALL
+SELECT gen_random_uuid(), kind || '-' || g || '@example.com',
+       (SELECT password_hash FROM users WHERE email = '$EMAIL')
+FROM generate_series(1, $WRITERS) AS g, unnest(ARRAY['chain', 'password']) AS kind;
+-- Writer n's chain starts at token bench-chain-n; logout token bench-logout-g is writer
+-- (g mod WRITERS) + 1's.
+INSERT INTO refresh_sessions (id, family_id, user_id, token_hash, started_at, expires_at)
+SELECT s, s, u.id, sha256(convert_to(token, 'UTF8')), now(), now() + interval '1 day'
+FROM (SELECT gen_random_uuid() AS s, 'bench-chain-' || g AS token, g AS writer
+      FROM generate_series(1, $WRITERS) AS g
+      UNION ALL
+      SELECT gen_random_uuid(), 'bench-logout-' || g, g % $WRITERS + 1
+      FROM generate_series(0, $LOGOUT_SESSIONS - 1) AS g) AS t
+JOIN users AS u ON u.email = 'chain-' || t.writer || '@example.com';
 SQL
-psql "$PG/$DB_NAME" -qc "VACUUM ANALYZE activity_seals" -c "VACUUM ANALYZE release_notes" >/dev/null
+psql "$PG/$DB_NAME" -qc "VACUUM ANALYZE activity_seals, release_notes, users, refresh_sessions" >/dev/null
+psql "$PG/$DB_NAME" -qAtc "SELECT email FROM users WHERE email LIKE 'login-%'" >"$WORK/accounts.txt"
 
-./target/release/keel-api >"$WORK/api.log" 2>&1 &
-API_PID=$!
-REDIS_API_PID=""
-REDIS_PID_FILE="$WORK/redis.pid"
-cleanup() {
-  kill $API_PID $REDIS_API_PID 2>/dev/null || true
-  wait $API_PID $REDIS_API_PID 2>/dev/null || true
-  [[ -f $REDIS_PID_FILE ]] && kill "$(cat "$REDIS_PID_FILE")" 2>/dev/null || true
-  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
-  rm -rf "$WORK"
+start_api() { # LOG [VAR=VALUE…]: keel-api in the background, once it answers
+  local log=$1
+  shift
+  env "$@" ./target/release/keel-api >"$log" 2>&1 &
+  API_PID=$!
+  for _ in $(seq 100); do
+    curl -fs "$BASE/health/live" >/dev/null 2>&1 && return
+    sleep 0.05
+  done
+  fail "keel-api did not start: $(tail -5 "$log")"
 }
-trap cleanup EXIT
-for _ in $(seq 50); do
-  curl -fs "$BASE/health/live" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_api "$WORK/api.log"
 
-# Fifty more accounts so the list page has rows to page through.
-for i in $(seq 1 50); do
-  curl -fs -o /dev/null -H 'content-type: application/json' \
-    -d "{\"email\":\"user$i@example.com\",\"password\":\"$PASSWORD\"}" "$BASE/api/v1/auth/register"
-done
-TOKEN=$(curl -fs -H 'content-type: application/json' \
-  -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$BASE/api/v1/auth/login" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-
-# login_script NAME EMAIL PASSWORD: a wrk script that posts these credentials.
-login_script() {
-  cat >"$WORK/$1.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"email":"$2","password":"$3"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+token_of() { # EMAIL: a fresh access token
+  curl -fs -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"$PASSWORD\"}" "$BASE/api/v1/auth/login" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
-login_script login "$EMAIL" "$PASSWORD"
-login_script wrong_password "$EMAIL" "not the password 0123"
-login_script unknown_email "nobody@example.com" "not the password 0123"
+TOKEN=$(token_of "$EMAIL")
+for i in $(seq 1 "$WRITERS"); do token_of "password-$i@example.com"; done >"$WORK/password_tokens.txt"
 
-# run NAME CONNECTIONS URL [wrk args...] -> prints "NAME req/s p50 p99" and saves the report
+# run NAME CONNECTIONS URL [wrk args...]: one wrk run, kept as figure NAME
 run() {
   local name=$1 conns=$2 url=$3
   shift 3
   wrk -t2 -c"$conns" -d"$DURATION" --latency "$@" "$url" >"$WORK/$name.txt"
-  python3 - "$name" "$WORK/$name.txt" <<'PY'
-import re, sys
-name, text = sys.argv[1], open(sys.argv[2]).read()
-def ms(label):
-    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % label, text, re.M)
-    v, unit = float(m.group(1)), m.group(2)
-    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-extra = f"  (non-2xx: {non2xx.group(1)})" if non2xx else ""
-print(f"{name:<28} {rps:>10.0f} req/s   p50 {ms('50'):>7.2f} ms   p99 {ms('99'):>7.2f} ms{extra}")
-PY
+  figures wrk "$name" "$WORK/$name.txt"
+}
+# write NAME SCRIPT [script args...]: WRITERS connections, one a thread
+write() {
+  local name=$1 script=$2
+  shift 2
+  wrk -t"$WRITERS" -c"$WRITERS" -d"$DURATION" --latency -s "scripts/bench/$script" "$BASE" \
+    -- "$@" >"$WORK/$name.txt"
+  figures wrk "$name" "$WORK/$name.txt"
+}
+# beside_idle_loops NAME CONNECTIONS URL: a run beside one busy loop a core at the lowest
+# CPU priority Linux has (SCHED_IDLE); no keel code involved.
+beside_idle_loops() {
+  local loops=() _
+  for _ in $(seq "$(nproc)"); do
+    chrt --idle 0 timeout 60 sh -c 'while :; do :; done' &
+    loops+=($!)
+  done
+  sleep 0.5
+  run "$@"
+  kill "${loops[@]}" 2>/dev/null || true
+  wait "${loops[@]}" 2>/dev/null || true
 }
 
-echo "bench: $(nproc) cores, wrk -t2, $DURATION per run" >&2
-run "health_live_c64" 64 "$BASE/health/live"
-run "me_c64" 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
-run "users_list_c64" 64 "$BASE/api/v1/users?page=1&size=20" -H "Authorization: Bearer $TOKEN"
-run "release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
-run "health_live_idle_c8" 8 "$BASE/health/live"
-# Logins (argon2) from 8 clients, and /health/live measured while they run.
-run "login_c8" 8 "$BASE/api/v1/auth/login" -s "$WORK/login.lua" &
-LOGIN=$!
-sleep 1
-run "health_live_under_login_c8" 8 "$BASE/health/live"
-wait $LOGIN
-# Control, no keel code involved: the same run beside a busy loop at the lowest CPU
-# priority Linux has (SCHED_IDLE). What this adds to p99 is the machine's floor under the
-# figure above, whatever runs the hashing.
-if command -v chrt >/dev/null; then
-  chrt --idle 0 timeout 12 sh -c 'while :; do :; done' &
-  BURNER=$!
-  sleep 0.5
-  run "health_live_beside_idle_loop_c8" 8 "$BASE/health/live"
-  wait $BURNER 2>/dev/null || true
-fi
+# The references, each measured just before the figures held to it (the machine's speed
+# drifts over a run), with keel-api idle: one hash, and PostgreSQL's write ceiling.
+hash_reference() {
+  local cost verify_ms
+  cost=$(./target/release/keel-admin password-cost)
+  echo "bench: $cost" >&2
+  verify_ms=$(sed -n 's/.*takes \([0-9.]*\) ms.*/\1/p' <<<"$cost")
+  figures put hash ms "$verify_ms"
+  figures put hash_ceiling rps "$(awk -v ms="$verify_ms" -v cores="$(nproc)" 'BEGIN {print cores * 1000 / ms}')"
+}
+pg_ceiling() {
+  psql "$PG/$DB_NAME" -qv ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE TABLE bench_ceiling (client int PRIMARY KEY, n bigint NOT NULL, at timestamptz NOT NULL);
+INSERT INTO bench_ceiling SELECT g, 0, now() FROM generate_series(0, $WRITERS - 1) AS g;
+CREATE TABLE bench_ceiling_log (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), client int NOT NULL,
+                                n bigint NOT NULL, at timestamptz NOT NULL DEFAULT now());
+SQL
+  pgbench -n -M prepared -c "$WRITERS" -j 2 -T "${DURATION%s}" -f scripts/bench/ceiling.sql \
+    "$PG/$DB_NAME" >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt" >&2; exit 1; }
+  figures pgbench pg_ceiling "$WORK/pgbench.txt"
+  psql "$PG/$DB_NAME" -qc "DROP TABLE bench_ceiling, bench_ceiling_log" >/dev/null
+}
 
-# The audit trail: 16 clients, each request at a random depth of the 1M-entry trail.
+run health_live_c64 64 "$BASE/health/live"
+run me_c64 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
+run users_list_c64 64 "$BASE/api/v1/users?page=1&size=20" -H "Authorization: Bearer $TOKEN"
+run release_notes_c64 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
+run health_live_c16 16 "$BASE/health/live"
+
+# Sign-in at the hashing limit, then /health/live while it runs, against its p99 idle
+# and beside the lowest-priority busy loops.
+hash_reference
+write login_c16 login.lua "$WORK/accounts.txt" "$PASSWORD"
+run health_live_idle_c8 8 "$BASE/health/live"
+if command -v chrt >/dev/null; then
+  beside_idle_loops health_live_beside_idle_loops_c8 8 "$BASE/health/live"
+fi
+write login_under_probe_c16 login.lua "$WORK/accounts.txt" "$PASSWORD" >/dev/null &
+LOGINS=$!
+sleep 0.5
+run health_live_under_login_c8 8 "$BASE/health/live"
+wait $LOGINS
+
+# The write paths.
+pg_ceiling
+write register_c16 register.lua "$PASSWORD"
+write refresh_c16 refresh.lua bench-chain-
+write logout_c16 logout.lua bench-logout- "$WRITERS"
+write password_change_c16 password.lua "$WORK/password_tokens.txt" "$PASSWORD" "another password 0123"
+
+# The audit trail: 16 clients, each request at a random depth of the trail.
 # audit_script NAME QUERY: a wrk script requesting /api/v1/activity?size=50&QUERY with a
-# random cursor (and {actor}/{entity}/{window} filled in at random).
+# random cursor (and {actor}/{entity}/{since} filled in at random).
 audit_script() {
   python3 - "$WORK/$1.lua" "$2" "$AUDIT_ROWS" "$TOKEN" <<'PY'
-import base64, datetime, random, sys
+import datetime, random, sys
 path, query, rows, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 random.seed(7)
 now = datetime.datetime.now(datetime.timezone.utc)
@@ -181,8 +279,8 @@ for _ in range(2000):
     # Rows were loaded evenly over the past year: a random row's (occurred_at, id).
     g = random.randrange(1, rows)
     at = now - datetime.timedelta(days=365) + g * datetime.timedelta(days=365) / rows
-    key = f"k2:{int(at.timestamp() * 1_000_000)}.{g}"
-    cursor = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    # keel's cursor: the sort key (µs) and the id, big-endian, in hex.
+    cursor = int(at.timestamp() * 1_000_000).to_bytes(8, "big", signed=True).hex() + g.to_bytes(8, "big").hex()
     paths.append(f"/api/v1/activity?size=50&{q}&cursor={cursor}")
 with open(path, "w") as f:
     f.write("paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n")
@@ -202,38 +300,47 @@ for q in any action actor entity window search_user search_common search_actor; 
   run "audit_${q}_c16" 16 "$BASE" -s "$WORK/audit_$q.lua"
 done
 
+# One client at a time, taking turns: an unknown email must cost what a wrong password
+# costs, and both what a right one does.
+figures alternate "$BASE/api/v1/auth/login" "$((${DURATION%s} * 10))" \
+  "login_ok_c1={\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" \
+  "login_wrong_password_c1={\"email\":\"$EMAIL\",\"password\":\"not the password 0123\"}" \
+  "login_unknown_email_c1={\"email\":\"nobody@example.com\",\"password\":\"not the password 0123\"}"
 
-# One client at a time: an unknown email must cost what a wrong password costs.
-run "login_ok_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/login.lua"
-run "login_wrong_password_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/wrong_password.lua"
-run "login_unknown_email_c1" 1 "$BASE/api/v1/auth/login" -t1 -s "$WORK/unknown_email.lua"
+figures put rss_api mb "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/$API_PID/status")"
 
-echo "keel-api peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$API_PID/status)"
-
-# The cache on Redis: a private redis-server, and a second keel-api (on the same
-# database) using it. The runs above used the in-process cache. Then Redis is shut
-# down three seconds into a run: no request may fail.
-if ! command -v redis-server >/dev/null; then
-  echo "bench: redis-server not found (apt-get install redis-server): Redis runs skipped" >&2
-  exit 0
+# The cache on Redis: a private redis-server, and keel-api (on the same database) using
+# it; the runs above used the in-process cache. Then Redis is shut down three seconds
+# into a run: no request may fail.
+if ((SHORT)); then
+  :
+elif ! command -v redis-server >/dev/null; then
+  say "redis-server not found (apt-get install redis-server): Redis runs skipped"
+else
+  kill $API_PID 2>/dev/null
+  wait $API_PID 2>/dev/null || true
+  REDIS_PORT="${BENCH_REDIS_PORT:-16390}"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --pidfile "$REDIS_PID_FILE" >/dev/null
+  start_api "$WORK/api-redis.log" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  REDIS_API_PID=$API_PID
+  curl -fs "$BASE/health/ready" | python3 -c 'import json,sys; c=json.load(sys.stdin)["components"]["cache"]; print("bench: cache", c["status"])' >&2
+  run redis_health_live_c64 64 "$BASE/health/live"
+  run redis_me_c64 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
+  run redis_release_notes_c64 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
+  run redis_unread_count_c64 64 "$BASE/api/v1/release-notes/unread-count" -H "Authorization: Bearer $TOKEN"
+  (sleep 3; kill "$(cat "$REDIS_PID_FILE")") &
+  run redis_stopped_me_c64 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
+  run redis_down_release_notes_c64 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
+  curl -s "$BASE/health/ready" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("bench: with Redis down, ready:", r["status"], "cache", r["components"]["cache"]["status"])' >&2
+  figures put rss_api_redis mb "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/$REDIS_API_PID/status")"
 fi
-kill $API_PID 2>/dev/null; wait $API_PID 2>/dev/null || true
-REDIS_PORT="${BENCH_REDIS_PORT:-16390}"
-redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
-  --pidfile "$REDIS_PID_FILE" >/dev/null
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" ./target/release/keel-api >"$WORK/api-redis.log" 2>&1 &
-REDIS_API_PID=$!
-for _ in $(seq 50); do
-  curl -fs "$BASE/health/live" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "$BASE/health/ready" | python3 -c 'import json,sys; c=json.load(sys.stdin)["components"]["cache"]; print("bench: cache", c["status"])' >&2
-run "redis_health_live_c64" 64 "$BASE/health/live"
-run "redis_me_c64" 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
-run "redis_release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
-run "redis_unread_count_c64" 64 "$BASE/api/v1/release-notes/unread-count" -H "Authorization: Bearer $TOKEN"
-(sleep 3; kill "$(cat "$REDIS_PID_FILE")") &
-run "redis_stopped_me_c64" 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
-run "redis_down_release_notes_c64" 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
-curl -s "$BASE/health/ready" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("bench: with Redis down, ready:", r["status"], "cache", r["components"]["cache"]["status"])' >&2
-echo "keel-api (Redis) peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$REDIS_API_PID/status)"
+
+if ((CHECK)); then
+  echo
+  if ((SHORT)); then
+    figures check scripts/bench/budgets.txt --short
+  else
+    figures check scripts/bench/budgets.txt
+  fi
+fi

@@ -24,6 +24,7 @@ require() {
     command -v "$tool" >/dev/null && continue
     case $tool in
       psql) missing+=("psql (apt-get install postgresql-client)") ;;
+      pgbench) missing+=("pgbench (apt-get install postgresql-contrib)") ;;
       kubectl) missing+=("kubectl 1.27 or newer, for its kustomize (https://kubernetes.io/docs/tasks/tools/)") ;;
       *) missing+=("$tool (apt-get install $tool)") ;;
     esac

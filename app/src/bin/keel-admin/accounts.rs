@@ -1,12 +1,15 @@
-//! Accounts: `create-admin`.
+//! Accounts: `create-admin`, and `password-cost` for sizing sign-in capacity.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
+use std::num::NonZero;
+use std::time::{Duration, Instant};
 
 use keel_app::process::load_settings;
 use keel_core::ApiError;
 use keel_core::feature::Features;
 use keel_user::UserService;
 use keel_user::models::Account;
+use keel_user::password::Passwords;
 use keel_user::services::AdminOutcome;
 
 use crate::BoxError;
@@ -63,6 +66,42 @@ pub async fn create_admin(
         }
     }
     stop(server).await
+}
+
+/// `keel-admin password-cost`: the median time of one password verification at the cost
+/// keel hashes with, on one of the hashing threads keel-api runs. A replica signs in at
+/// most cores ÷ that many people a second; `scripts/bench.sh` measures against it.
+pub async fn password_cost(rounds: u16) -> Result<(), BoxError> {
+    let passwords = Passwords::new("password-cost", 1)
+        .await
+        .map_err(|e| describe(&e))?;
+    let password = "a password to time".to_owned();
+    let stored = passwords
+        .hash(password.clone())
+        .await
+        .map_err(|e| describe(&e))?;
+    let mut times = Vec::with_capacity(rounds.into());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        passwords
+            .verify(password.clone(), Some(stored.clone()))
+            .await
+            .map_err(|e| describe(&e))?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let median = times.get(times.len() / 2).copied().unwrap_or(Duration::MAX);
+    let cores = std::thread::available_parallelism().map_or(1, NonZero::get);
+    // `$argon2id$v=19$m=19456,t=2,p=1$salt$hash`: the algorithm and its parameters.
+    let cost: Vec<&str> = stored.split('$').skip(1).take(3).collect();
+    writeln!(
+        std::io::stdout(),
+        "{}: one verification takes {:.2} ms (median of {rounds}); {cores} cores sign in at most {:.0} a second",
+        cost.join(" "),
+        median.as_secs_f64() * 1000.0,
+        cores as f64 / median.as_secs_f64(),
+    )?;
+    Ok(())
 }
 
 fn prompt_line(prompt: &str) -> Result<String, BoxError> {

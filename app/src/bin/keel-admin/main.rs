@@ -53,6 +53,13 @@ enum Command {
         #[arg(long)]
         promote: bool,
     },
+    /// Time one password verification at the configured cost on this machine: what
+    /// bounds the sign-ins a replica can serve (cores ÷ that time).
+    PasswordCost {
+        /// How many verifications to time; the median is reported.
+        #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(u16).range(1..))]
+        rounds: u16,
+    },
     /// Seed the declared permissions and the superuser and user roles (idempotent;
     /// keel-api also does this at start).
     Seed,
@@ -120,6 +127,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
             password_stdin,
             promote,
         } => accounts::create_admin(email, password_stdin, promote).await,
+        Command::PasswordCost { rounds } => accounts::password_cost(rounds).await,
         Command::Activity { command } => activity::run(command).await,
         Command::Tasks { command } => tasks::run(command).await,
         Command::NewFeature {
