@@ -59,7 +59,8 @@ require_postgres() {
 venv() {
   local dir=$1 constraints=$2 wanted
   shift 2
-  wanted="$* $(cksum <"$constraints")"
+  # Its scripts name the venv by absolute path, so a moved checkout makes it anew.
+  wanted="$* $(cksum <"$constraints") $PWD/$dir"
   if [[ -x $dir/bin/python && "$(cat "$dir/.pins" 2>/dev/null)" == "$wanted" ]]; then
     return
   fi

@@ -36,8 +36,8 @@ pub async fn lock_by_hash(
 }
 
 /// Stores `successor` and marks `rotated` as replaced by it. The two statements are
-/// pipelined (sent together, run in order), so a rotation waits on one round trip here,
-/// not two.
+/// independent (`replaced_by`'s reference is checked at commit), so they are pipelined:
+/// sent together, one round trip.
 pub async fn rotate(
     conn: &mut AsyncPgConnection,
     rotated: Uuid,
@@ -56,7 +56,7 @@ pub async fn rotate(
             refresh_sessions::last_used_at.eq(now),
         ))
         .execute(&mut second);
-    futures_util::try_join!(insert, mark).map(drop)
+    futures_util::future::try_join(insert, mark).await.map(drop)
 }
 
 /// Revokes every live token of a session; returns how many were live.

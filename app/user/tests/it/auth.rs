@@ -268,6 +268,25 @@ async fn logout_by_refresh_token_or_bearer_ends_the_session_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn logout_with_someone_elses_refresh_token_and_your_bearer_ends_nothing() {
+    let app = TestApp::spawn().await;
+    let victim = app.sign_up("victim@example.com").await;
+    let caller = app.sign_up("caller@example.com").await;
+
+    let answer = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(&caller.access),
+            json!({"refresh_token": victim.refresh}),
+        )
+        .await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert_eq!(app.me_status(&victim.access).await, 200);
+    assert_eq!(app.me_status(&caller.access).await, 200);
+    assert_eq!(app.refresh(&victim.refresh).await.status, 200, "still live");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn logout_all_ends_every_session() {
     let app = TestApp::spawn().await;
     let a = app.sign_up("all@example.com").await;

@@ -88,6 +88,39 @@ fn refresh_loop(service: UserService, start: Session) -> Loop {
     }
 }
 
+/// One live refresh token presented twice at once: one presentation rotates it, the other
+/// then finds it rotated, which is reuse, so the session ends, the new pair with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_token_presented_twice_at_once_rotates_once_then_ends_the_session() {
+    let app = TestApp::spawn().await;
+    for trial in 0..TRIALS {
+        let session = app.sign_up(&format!("twice{trial}@example.com")).await;
+        let family = principal(&app, &session.access).await.session_id;
+        let (first, second) = tokio::join!(
+            app.service.refresh(&session.refresh, Device::default()),
+            app.service.refresh(&session.refresh, Device::default()),
+        );
+        let rotated = match (first, second) {
+            (Ok(pair), Err(ApiError::Unauthorized(_)))
+            | (Err(ApiError::Unauthorized(_)), Ok(pair)) => pair,
+            (first, second) => panic!(
+                "trial {trial}: want one rotation and one 401, got {:?} and {:?}",
+                first.map(drop),
+                second.map(drop)
+            ),
+        };
+        let again = app
+            .service
+            .refresh(&rotated.refresh, Device::default())
+            .await;
+        assert!(
+            matches!(again, Err(ApiError::Unauthorized(_))),
+            "trial {trial}: the pair handed out survived the reuse"
+        );
+        assert_eq!(live_tokens(&app, family).await, 0, "trial {trial}");
+    }
+}
+
 async fn principal(app: &TestApp, access: &str) -> Arc<Principal> {
     app.service
         .authenticator()

@@ -1,0 +1,2 @@
+ALTER TABLE refresh_sessions
+    ALTER CONSTRAINT refresh_sessions_replaced_by_fkey NOT DEFERRABLE;
