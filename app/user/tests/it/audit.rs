@@ -67,13 +67,7 @@ async fn each_account_action_is_recorded_once() {
     assert_eq!(ended.status, 204);
     let ada = app.login("ada@example.com", "another good one").await;
     let refresh = ada.body["refresh_token"].as_str().unwrap().to_owned();
-    let out = app
-        .post(
-            "/api/v1/auth/logout",
-            None,
-            json!({"refresh_token": refresh}),
-        )
-        .await;
+    let out = app.logout(None, &refresh).await;
     assert_eq!(out.status, 204);
     let ada = app.login("ada@example.com", "another good one").await;
     let access_all = ada.body["access_token"].as_str().unwrap().to_owned();

@@ -246,13 +246,7 @@ async fn logout_by_refresh_token_or_bearer_ends_the_session_at_once() {
     let a = app.sign_up("out@example.com").await;
     let b = app.sign_in("out@example.com").await;
 
-    let by_refresh = app
-        .post(
-            "/api/v1/auth/logout",
-            None,
-            json!({"refresh_token": a.refresh}),
-        )
-        .await;
+    let by_refresh = app.logout(None, &a.refresh).await;
     assert_eq!(by_refresh.status, 204, "{by_refresh:?}");
     assert_eq!(app.me_status(&a.access).await, 401);
     assert_eq!(app.me_status(&b.access).await, 200, "other sessions stay");
@@ -273,13 +267,7 @@ async fn logout_with_someone_elses_refresh_token_and_your_bearer_ends_nothing() 
     let victim = app.sign_up("victim@example.com").await;
     let caller = app.sign_up("caller@example.com").await;
 
-    let answer = app
-        .post(
-            "/api/v1/auth/logout",
-            Some(&caller.access),
-            json!({"refresh_token": victim.refresh}),
-        )
-        .await;
+    let answer = app.logout(Some(&caller.access), &victim.refresh).await;
     assert_eq!(answer.status, 401, "{answer:?}");
     assert_eq!(app.me_status(&victim.access).await, 200);
     assert_eq!(app.me_status(&caller.access).await, 200);

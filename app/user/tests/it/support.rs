@@ -146,6 +146,16 @@ impl TestApp {
     }
 
     /// Rotates a refresh token.
+    /// `POST /auth/logout` with `refresh_token` in the body, and `bearer` if given.
+    pub async fn logout(&self, bearer: Option<&str>, refresh_token: &str) -> Answer {
+        self.post(
+            "/api/v1/auth/logout",
+            bearer,
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> Answer {
         self.post(
             "/api/v1/auth/refresh",

@@ -144,13 +144,7 @@ async fn the_hourly_purge_deletes_sign_ins_that_ended_over_a_day_ago() {
     let app = TestApp::spawn().await;
     let ended = app.sign_up("ada@example.com").await;
     let live = app.sign_in("ada@example.com").await;
-    let answer = app
-        .post(
-            "/api/v1/auth/logout",
-            Some(&ended.access),
-            serde_json::json!({"refresh_token": ended.refresh}),
-        )
-        .await;
+    let answer = app.logout(Some(&ended.access), &ended.refresh).await;
     assert!(answer.status.is_success(), "{answer:?}");
     let mut conn = app.db.connect().await;
     // The sign-out happened two days ago.
