@@ -20,21 +20,6 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewRefreshSession) -> Qu
         .map(drop)
 }
 
-/// The row of a presented token, locked so two concurrent refreshes with the same token
-/// can't both rotate it.
-pub async fn lock_by_hash(
-    conn: &mut AsyncPgConnection,
-    hash: &[u8],
-) -> QueryResult<Option<RefreshSession>> {
-    refresh_sessions::table
-        .filter(refresh_sessions::token_hash.eq(hash))
-        .select(RefreshSession::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
 /// Stores `successor` and marks `rotated` as replaced by it. The two statements are
 /// independent (`replaced_by`'s reference is checked at commit), so they are pipelined:
 /// sent together, one round trip.

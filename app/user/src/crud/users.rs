@@ -9,8 +9,8 @@ use keel_core::impl_crud;
 use uuid::Uuid;
 
 use crate::models::{
-    NewUser, User, UserChanges, UserFilter, UserSort, lower, refresh_sessions, roles, user_roles,
-    users,
+    NewUser, RefreshSession, User, UserChanges, UserFilter, UserSort, lower, refresh_sessions,
+    roles, user_roles, users,
 };
 
 #[derive(Debug)]
@@ -89,24 +89,51 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<User> {
         .await
 }
 
-/// The account that owns the refresh token with digest `hash`, locked as [`lock`] locks
-/// it: one round trip for what was "whose token is this" and then "lock that account".
-/// The token is read without locking; take [`super::sessions::lock_by_hash`] next.
-pub async fn lock_owner_of_token(
+/// The refresh token with digest `hash` and the account that owns it, both locked, in
+/// the order every writer takes them ([`lock`]'s account lock first, then the token's
+/// row): one statement for what were three (whose token, lock the account, lock the
+/// token). PostgreSQL locks a joined row's tables in the order the query names them, and
+/// a token whose row changed while this waited for the account is read again at its
+/// newest version (or dropped, if it no longer matches).
+pub async fn lock_with_token(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
-) -> QueryResult<Option<User>> {
-    let owner = refresh_sessions::table
-        .filter(refresh_sessions::token_hash.eq(hash))
-        .select(refresh_sessions::user_id)
-        .single_value();
+) -> QueryResult<Option<(User, RefreshSession)>> {
     users::table
-        .filter(users::id.nullable().eq(owner))
-        .select(User::as_select())
+        .inner_join(refresh_sessions::table)
+        .filter(refresh_sessions::token_hash.eq(hash))
+        .select((User::as_select(), RefreshSession::as_select()))
         .for_no_key_update()
         .first(conn)
         .await
         .optional()
+}
+
+/// Records a sign-in: `last_login_at`, and `rehash` as the stored hash if given, but only
+/// while the stored hash is still `verified` (what the password was checked against)
+/// and the account is active. Takes the account lock as [`lock`] does, in the same
+/// round trip; `None` when either condition no longer holds.
+pub async fn record_sign_in(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    verified: &str,
+    rehash: Option<&str>,
+    at: DateTime<Utc>,
+) -> QueryResult<Option<User>> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::password_hash.eq(verified))
+            .filter(users::is_active),
+    )
+    .set((
+        users::last_login_at.eq(at),
+        users::password_hash.eq(rehash.unwrap_or(verified)),
+    ))
+    .returning(User::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Where the welcome email goes (email, full name) and when it was sent, if the account

@@ -5,7 +5,6 @@ use std::time::Duration;
 use chrono::Utc;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
-use keel_core::crud::CrudBase;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
@@ -13,7 +12,7 @@ use super::{Device, UserService, check_new_account, insert_account, own_account_
 use crate::actions;
 use crate::crud::{access, sessions, users};
 use crate::errors::UserError;
-use crate::models::{NewRefreshSession, RevokeReason, Tokens, UserChanges};
+use crate::models::{NewRefreshSession, RevokeReason, Tokens};
 use crate::password::Verdict;
 use crate::services::USER_ROLE;
 use crate::tasks::SendWelcomeEmail;
@@ -212,19 +211,17 @@ impl UserService {
         let family = Uuid::now_v7();
         self.db
             .transaction(async move |conn| {
-                let current = users::lock(conn, user_id).await?;
-                if current.password_hash != verified {
-                    return Ok(SignIn::HashChanged(current.password_hash));
-                }
-                if !current.is_active {
+                let signed_in =
+                    users::record_sign_in(conn, user_id, &verified, rehash.as_deref(), Utc::now())
+                        .await?;
+                let Some(user) = signed_in else {
+                    // The hash changed or the account was deactivated meanwhile: which?
+                    let current = users::lock(conn, user_id).await?;
+                    if current.password_hash != verified {
+                        return Ok(SignIn::HashChanged(current.password_hash));
+                    }
                     return Err(UserError::Deactivated.into());
-                }
-                let changes = UserChanges {
-                    password_hash: rehash,
-                    last_login_at: Some(Utc::now()),
-                    ..UserChanges::default()
                 };
-                let user = users::UserCrud::update(conn, user_id, &changes).await?;
                 let (session, refresh) = new_session(user_id, family, Utc::now(), ttl, device)?;
                 sessions::insert(conn, &session).await?;
                 let entry = Entry::new(
@@ -249,11 +246,8 @@ impl UserService {
             .db
             .transaction(async move |conn| {
                 // Account lock first, then the token's row (see crud::users::lock).
-                let Some(user) = users::lock_owner_of_token(conn, &hash).await? else {
+                let Some((user, row)) = users::lock_with_token(conn, &hash).await? else {
                     return Ok::<_, ApiError>(Rotation::Refused);
-                };
-                let Some(row) = sessions::lock_by_hash(conn, &hash).await? else {
-                    return Ok(Rotation::Refused);
                 };
                 if row.revoke_reason.as_deref() == Some(RevokeReason::Rotated.as_str()) {
                     sessions::revoke_family(conn, row.family_id, RevokeReason::ReuseDetected)
@@ -317,15 +311,12 @@ impl UserService {
             .transaction(async move |conn| {
                 let (family, user) = match (hash, caller) {
                     (Some(hash), _) => {
-                        let user = users::lock_owner_of_token(conn, &hash)
+                        let (user, row) = users::lock_with_token(conn, &hash)
                             .await?
                             .ok_or(UserError::InvalidRefreshToken)?;
                         if caller.is_some_and(|(_, caller)| caller != user.id) {
                             return Err(UserError::InvalidRefreshToken.into());
                         }
-                        let row = sessions::lock_by_hash(conn, &hash)
-                            .await?
-                            .ok_or(UserError::InvalidRefreshToken)?;
                         (row.family_id, user)
                     }
                     (None, Some((family, user))) => (family, users::lock(conn, user).await?),
