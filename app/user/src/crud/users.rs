@@ -94,7 +94,8 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<User> {
 /// row): one statement for what were three (whose token, lock the account, lock the
 /// token). PostgreSQL locks a joined row's tables in the order the query names them, and
 /// a token whose row changed while this waited for the account is read again at its
-/// newest version (or dropped, if it no longer matches).
+/// newest version (or dropped, if it no longer matches). Keep `users` on the join's left:
+/// the other way round would lock the token first and deadlock against revocations.
 pub async fn lock_with_token(
     conn: &mut AsyncPgConnection,
     hash: &[u8],

@@ -510,6 +510,25 @@ async fn concurrent_sign_ins_during_a_rehash_all_succeed() {
             .map(|a| a.status.as_u16())
             .collect();
         assert_eq!(statuses, [200; 6], "trial {trial}");
+        // The sign-ins stored the rehash and recorded themselves.
+        let (stored, last_login) = {
+            use diesel::prelude::*;
+            use diesel_async::RunQueryDsl;
+            use keel_user::models::users;
+            users::table
+                .filter(users::email.eq(&email))
+                .select((users::password_hash, users::last_login_at))
+                .first::<(String, Option<chrono::DateTime<chrono::Utc>>)>(
+                    &mut app.db.connect().await,
+                )
+                .await
+                .unwrap()
+        };
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "trial {trial}: not rehashed: {stored}"
+        );
+        assert!(last_login.is_some(), "trial {trial}: no last_login_at");
     }
 }
 
