@@ -158,6 +158,8 @@ FROM (SELECT gen_random_uuid() AS s, 'bench-chain-' || g AS token, g AS writer
 JOIN users AS u ON u.email = 'chain-' || t.writer || '@example.com';
 SQL
 psql "$PG/$DB_NAME" -qc "VACUUM ANALYZE activity_seals, release_notes, users, refresh_sessions" >/dev/null
+# Write out what the loads dirtied now, not as a checkpoint in the middle of a run.
+psql "$PG/$DB_NAME" -qc "CHECKPOINT" >/dev/null
 psql "$PG/$DB_NAME" -qAtc "SELECT email FROM users WHERE email LIKE 'login-%'" >"$WORK/accounts.txt"
 
 start_api() { # LOG [VAR=VALUE…]: keel-api in the background, once it answers
