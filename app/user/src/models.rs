@@ -124,7 +124,6 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
     pub full_name: Option<String>,
     pub is_active: Option<bool>,
-    pub last_login_at: Option<DateTime<Utc>>,
     /// `Some(None)` clears it.
     pub avatar_key: Option<Option<String>>,
 }
