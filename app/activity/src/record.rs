@@ -1,7 +1,8 @@
 //! Recording: one call, made on the caller's transaction connection, so an entry
 //! commits or rolls back with the change it describes.
 
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::pg::Pg;
+use diesel_async::{AsyncConnectionCore, RunQueryDsl};
 use keel_core::auth::Principal;
 use keel_core::request::RequestContext;
 use serde_json::{Map, Value};
@@ -98,8 +99,13 @@ impl Entry {
     }
 }
 
-/// Appends `entry` in the transaction `conn` belongs to.
-pub async fn record(conn: &mut AsyncPgConnection, entry: Entry) -> diesel::QueryResult<()> {
+/// Appends `entry` in the transaction `conn` belongs to. Any connection will do, a
+/// shared `&AsyncPgConnection` included: a caller can pipeline the entry with the change
+/// it describes (`futures_util::future::try_join`), one round trip for both.
+pub async fn record<C>(conn: &mut C, entry: Entry) -> diesel::QueryResult<()>
+where
+    C: AsyncConnectionCore<Backend = Pg>,
+{
     let context = RequestContext::current();
     let metadata = bound(redact(entry.metadata));
     let row = NewEntry {

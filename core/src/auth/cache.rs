@@ -144,23 +144,26 @@ impl PrincipalCache {
     }
 
     pub fn invalidate_session(&self, session: Uuid) {
-        self.invalidate(|id, _| *id == session);
+        self.invalidate(|entries| {
+            entries.remove(&session);
+        });
     }
 
     /// Every session of `user`: profile, roles, password or activity changed.
     pub fn invalidate_user(&self, user: Uuid) {
-        self.invalidate(|_, cached| cached.user_id() == user);
+        self.invalidate(|entries| entries.retain(|_, e| e.value.user_id() != user));
     }
 
     /// Everything: a role's permissions changed, which may touch any user.
     pub fn invalidate_all(&self) {
-        self.invalidate(|_, _| true);
+        self.invalidate(HashMap::clear);
     }
 
-    fn invalidate(&self, matches: impl Fn(&Uuid, &Cached) -> bool) {
+    /// Applies `change` to the entries and bumps the epoch, under one write lock.
+    fn invalidate(&self, change: impl FnOnce(&mut HashMap<Uuid, Entry>)) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        entries.retain(|id, e| !matches(id, &e.value));
+        change(&mut entries);
     }
 
     pub fn len(&self) -> usize {

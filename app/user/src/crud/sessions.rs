@@ -6,13 +6,19 @@
 //! committing after it.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnectionCore, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::models::{NewRefreshSession, RefreshSession, RevokeReason, refresh_sessions};
 
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewRefreshSession) -> QueryResult<()> {
+/// Stores a new session's first token. Any connection will do, so a caller can
+/// pipeline it with the audit entry that records it.
+pub async fn insert<C>(conn: &mut C, new: &NewRefreshSession) -> QueryResult<()>
+where
+    C: AsyncConnectionCore<Backend = Pg>,
+{
     diesel::insert_into(refresh_sessions::table)
         .values(new)
         .execute(conn)
@@ -44,12 +50,16 @@ pub async fn rotate(
     futures_util::future::try_join(insert, mark).await.map(drop)
 }
 
-/// Revokes every live token of a session; returns how many were live.
-pub async fn revoke_family(
-    conn: &mut AsyncPgConnection,
+/// Revokes every live token of a session; returns how many were live. Any connection
+/// will do, so a caller can pipeline it with the audit entry that records it.
+pub async fn revoke_family<C>(
+    conn: &mut C,
     family: Uuid,
     reason: RevokeReason,
-) -> QueryResult<usize> {
+) -> QueryResult<usize>
+where
+    C: AsyncConnectionCore<Backend = Pg>,
+{
     diesel::update(
         refresh_sessions::table
             .filter(refresh_sessions::family_id.eq(family))

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::future::try_join;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
 use keel_core::error::FieldError;
@@ -223,7 +224,6 @@ impl UserService {
                     return Err(UserError::Deactivated.into());
                 };
                 let (session, refresh) = new_session(user_id, family, Utc::now(), ttl, device)?;
-                sessions::insert(conn, &session).await?;
                 let entry = Entry::new(
                     actions::LOGIN_SUCCEEDED,
                     "session",
@@ -231,7 +231,13 @@ impl UserService {
                 )
                 .actor(&user)
                 .entity(family);
-                record(conn, entry).await?;
+                // Independent under the account lock: one round trip for both.
+                let (mut opening, mut recording) = (&*conn, &*conn);
+                try_join(
+                    sessions::insert(&mut opening, &session),
+                    record(&mut recording, entry),
+                )
+                .await?;
                 Ok::<_, ApiError>(SignIn::Opened { family, refresh })
             })
             .await
@@ -327,12 +333,18 @@ impl UserService {
                         ));
                     }
                 };
-                sessions::revoke_family(conn, family, RevokeReason::Logout).await?;
                 let summary = format!("{} signed out", user.email);
                 let entry = Entry::new(actions::LOGOUT, "session", summary)
                     .actor(&user)
                     .entity(family);
-                record(conn, entry).await?;
+                // Under the account lock, the revocation and its entry are independent:
+                // sent together, one round trip.
+                let (mut revoking, mut recording) = (&*conn, &*conn);
+                try_join(
+                    sessions::revoke_family(&mut revoking, family, RevokeReason::Logout),
+                    record(&mut recording, entry),
+                )
+                .await?;
                 Ok::<_, ApiError>(family)
             })
             .await?;

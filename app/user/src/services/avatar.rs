@@ -86,24 +86,33 @@ impl UserService {
     /// The caller as `/me` shows them, with a fresh link to their avatar.
     pub async fn me(&self, caller: &Principal) -> Result<Profile, ApiError> {
         let id = caller.user_id;
-        let load = || async move {
-            let mut conn = self.db.conn().await?;
-            Ok::<_, ApiError>(ProfileDetails::from(UserCrud::get(&mut conn, id).await?))
+        // The miss and the avatar link are boxed: their futures (a pooled query, an S3
+        // presign) are kilobytes, which every request would otherwise carry and copy
+        // through each layer of middleware, cached or not.
+        let load = || {
+            Box::pin(async move {
+                let mut conn = self.db.conn().await?;
+                Ok::<_, ApiError>(ProfileDetails::from(UserCrud::get(&mut conn, id).await?))
+            })
         };
         let (key, stamp) = (profile_key(id), profile_stamp(id));
         let details = self
             .cache
             .get_or_compute_stamped(&key, &[&stamp], self.profile_ttl, load)
             .await?;
+        let avatar_url = match details.avatar_key.as_deref() {
+            Some(key) => Box::pin(self.avatar_url(key)).await?,
+            None => None,
+        };
         Ok(Profile {
             principal: caller.clone(),
-            avatar_url: self.avatar_url(details.avatar_key.as_deref()).await?,
+            avatar_url,
             details,
         })
     }
 
-    async fn avatar_url(&self, key: Option<&str>) -> Result<Option<String>, ApiError> {
-        let Some(key) = key.and_then(|k| ObjectKey::new(k).ok()) else {
+    async fn avatar_url(&self, key: &str) -> Result<Option<String>, ApiError> {
+        let Ok(key) = ObjectKey::new(key) else {
             return Ok(None);
         };
         Ok(Some(self.storage.presign_get(&key, AVATAR_URL_TTL).await?))
