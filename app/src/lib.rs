@@ -14,9 +14,3 @@ pub mod startup;
 
 pub use root::Root;
 pub use startup::{Application, StartError};
-
-/// Every process that links keel-app allocates through mimalloc: serving a request makes
-/// and drops many small objects, which glibc's allocator served at about a sixth of
-/// keel-api's CPU (`perf` on /api/v1/auth/me under `scripts/bench.sh`'s load).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -51,8 +51,10 @@ pub struct EntryRow {
     pub user_agent: Option<String>,
 }
 
+/// `None` is written as NULL (what those columns default to anyway), not as DEFAULT:
+/// one SQL text for every entry, so the insert stays prepared on each connection.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = activity_entries)]
+#[diesel(table_name = activity_entries, treat_none_as_default_value = false)]
 pub struct NewEntry<'a> {
     pub actor_id: Option<Uuid>,
     pub actor_email: Option<&'a str>,

@@ -101,7 +101,7 @@ impl Entry {
 
 /// Appends `entry` in the transaction `conn` belongs to. Any connection will do, a
 /// shared `&AsyncPgConnection` included: a caller can pipeline the entry with the change
-/// it describes (`futures_util::future::try_join`), one round trip for both.
+/// it describes (`keel_core::db::pipelined`), one round trip for both.
 pub async fn record<C>(conn: &mut C, entry: Entry) -> diesel::QueryResult<()>
 where
     C: AsyncConnectionCore<Backend = Pg>,

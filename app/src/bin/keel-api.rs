@@ -10,6 +10,10 @@ use keel_core::http::server::shutdown_signal;
 use keel_core::settings::Settings;
 use keel_core::telemetry::logging;
 
+// mimalloc (see the workspace Cargo.toml for why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     process::run("keel-api", run)
 }

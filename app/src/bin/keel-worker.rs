@@ -21,6 +21,10 @@ use poem::Route;
 use poem_openapi::OpenApiService;
 use tokio::sync::watch;
 
+// mimalloc (see the workspace Cargo.toml for why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     process::run("keel-worker", run)
 }

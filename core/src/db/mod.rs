@@ -6,6 +6,7 @@ pub mod cached;
 pub mod changes;
 pub mod local;
 pub mod migrate;
+mod prepared;
 pub mod privileges;
 
 use std::time::Duration;
@@ -16,6 +17,8 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
+
+pub use prepared::{KeepPrepared, Prepared, pipelined};
 
 use crate::error::{ApiError, ErrorChain};
 use crate::health::Check;

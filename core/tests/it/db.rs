@@ -3,15 +3,74 @@
 use std::time::Duration;
 
 use diesel::sql_types::Integer;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use keel_core::ApiError;
-use keel_core::db::{Db, migrate};
+use keel_core::db::{Db, KeepPrepared, migrate};
 use keel_testkit::TestDb;
 use poem::http::StatusCode;
 
 fn db_for(test_db: &TestDb, overrides: &[(&str, &str)]) -> Db {
     let settings = keel_testkit::settings(test_db.url(), overrides);
     Db::new(&test_db.secret_url(), &settings.database, "keel-test")
+}
+
+diesel::table! {
+    prepared_probe (id) {
+        id -> Integer,
+        n -> Integer,
+    }
+}
+
+/// The UPDATE statements this connection keeps prepared for `prepared_probe`.
+async fn kept_updates(conn: &mut AsyncPgConnection) -> i32 {
+    diesel::select(diesel::dsl::sql::<Integer>(
+        "(SELECT count(*)::int FROM pg_prepared_statements \
+          WHERE statement LIKE 'UPDATE \"prepared_probe\"%')",
+    ))
+    .get_result(conn)
+    .await
+    .unwrap()
+}
+
+/// diesel prepares an UPDATE again on every call (a round trip each); `.prepared()`
+/// keeps it, once per distinct SQL text, and another text never runs the first's plan.
+#[tokio::test]
+async fn a_kept_update_is_prepared_once_per_connection_and_sql_text() {
+    let test_db = TestDb::new().await;
+    let db = db_for(&test_db, &[]);
+    let mut conn = db.conn().await.unwrap();
+    conn.batch_execute(
+        "CREATE TEMP TABLE prepared_probe (id int PRIMARY KEY, n int NOT NULL); \
+         INSERT INTO prepared_probe VALUES (1, 0), (2, 0)",
+    )
+    .await
+    .unwrap();
+    let set_n = |n: i32| diesel::update(prepared_probe::table.find(1)).set(prepared_probe::n.eq(n));
+    for n in 1..=3 {
+        set_n(n).execute(&mut conn).await.unwrap();
+    }
+    assert_eq!(kept_updates(&mut conn).await, 0, "diesel alone keeps none");
+    for n in 4..=6 {
+        assert_eq!(set_n(n).prepared().execute(&mut conn).await.unwrap(), 1);
+    }
+    assert_eq!(kept_updates(&mut conn).await, 1);
+    // Other SQL (another filter, a RETURNING) is another statement.
+    let returned: i32 = diesel::update(prepared_probe::table.filter(prepared_probe::n.eq(0)))
+        .set(prepared_probe::n.eq(9))
+        .returning(prepared_probe::id)
+        .prepared()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(returned, 2);
+    assert_eq!(kept_updates(&mut conn).await, 2);
+    let rows: Vec<(i32, i32)> = prepared_probe::table
+        .order(prepared_probe::id)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, [(1, 6), (2, 9)]);
 }
 
 #[tokio::test]

@@ -95,6 +95,10 @@ enum Command {
 
 type BoxError = Box<dyn std::error::Error>;
 
+// mimalloc (see the workspace Cargo.toml for why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnectionCore, AsyncPgConnection, RunQueryDsl};
+use keel_core::db::{KeepPrepared, pipelined};
 use uuid::Uuid;
 
 use crate::models::{NewRefreshSession, RefreshSession, RevokeReason, refresh_sessions};
@@ -28,7 +29,7 @@ where
 
 /// Stores `successor` and marks `rotated` as replaced by it. The two statements are
 /// independent (`replaced_by`'s reference is checked at commit), so they are pipelined:
-/// sent together, one round trip.
+/// sent together, one round trip (the UPDATE is kept prepared, so it waits on no prepare).
 pub async fn rotate(
     conn: &mut AsyncPgConnection,
     rotated: Uuid,
@@ -46,8 +47,9 @@ pub async fn rotate(
             refresh_sessions::replaced_by.eq(successor.id),
             refresh_sessions::last_used_at.eq(now),
         ))
+        .prepared()
         .execute(&mut second);
-    futures_util::future::try_join(insert, mark).await.map(drop)
+    pipelined(insert, mark).await.map(drop)
 }
 
 /// Revokes every live token of a session; returns how many were live. Any connection
@@ -69,6 +71,7 @@ where
         refresh_sessions::revoked_at.eq(diesel::dsl::now),
         refresh_sessions::revoke_reason.eq(reason.as_str()),
     ))
+    .prepared()
     .execute(conn)
     .await
 }

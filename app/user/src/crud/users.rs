@@ -5,6 +5,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use keel_core::crud::{Sort, search_pattern};
+use keel_core::db::KeepPrepared;
 use keel_core::impl_crud;
 use uuid::Uuid;
 
@@ -132,6 +133,7 @@ pub async fn record_sign_in(
         users::password_hash.eq(rehash.unwrap_or(verified)),
     ))
     .returning(User::as_returning())
+    .prepared()
     .get_result(conn)
     .await
     .optional()

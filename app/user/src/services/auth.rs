@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::future::try_join;
 use keel_core::ApiError;
 use keel_core::auth::Principal;
+use keel_core::db::pipelined;
 use keel_core::error::FieldError;
 use uuid::Uuid;
 
@@ -233,7 +233,7 @@ impl UserService {
                 .entity(family);
                 // Independent under the account lock: one round trip for both.
                 let (mut opening, mut recording) = (&*conn, &*conn);
-                try_join(
+                pipelined(
                     sessions::insert(&mut opening, &session),
                     record(&mut recording, entry),
                 )
@@ -340,7 +340,7 @@ impl UserService {
                 // Under the account lock, the revocation and its entry are independent:
                 // sent together, one round trip.
                 let (mut revoking, mut recording) = (&*conn, &*conn);
-                try_join(
+                pipelined(
                     sessions::revoke_family(&mut revoking, family, RevokeReason::Logout),
                     record(&mut recording, entry),
                 )

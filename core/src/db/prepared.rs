@@ -1,0 +1,65 @@
+//! Fewer round trips: [`Prepared`], an UPDATE that stays prepared on each connection,
+//! and [`pipelined`], two statements sent together.
+//!
+//! diesel never keeps an UPDATE's prepared statement (a changeset that skips `None`
+//! fields writes different SQL for one Rust type, so its type can't name it), and
+//! diesel-async then prepares it again on every call: a round trip to PostgreSQL, and a
+//! parse and plan there, before the round trip that runs it. Keyed by its SQL text
+//! instead, which is what this wrapper asks for, a statement is prepared once per
+//! connection; a changeset that writes other SQL is simply another entry.
+
+use diesel::QueryResult;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+
+/// `query`, kept prepared per connection by its SQL text. For the UPDATEs of hot
+/// paths (sign-in, refresh, logout); any other statement diesel already keeps.
+///
+/// ```ignore
+/// diesel::update(sessions.find(id)).set(revoked_at.eq(now)).prepared().execute(conn)
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<Q>(Q);
+
+/// Wraps a statement in [`Prepared`].
+pub trait KeepPrepared: Sized {
+    fn prepared(self) -> Prepared<Self> {
+        Prepared(self)
+    }
+}
+
+impl<Q: QueryFragment<Pg>> KeepPrepared for Q {}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    // Safe whatever the statement: with no static query id (below), the cache is keyed
+    // by the SQL text and the bind types, never by the Rust type.
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// An UPDATE … RETURNING loads rows like the statement it wraps.
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+/// Both results of two statements sent together on one connection (pipelined: one
+/// round trip, each given a shared `&AsyncPgConnection`), or the first one's error.
+/// Once a statement fails inside a transaction, PostgreSQL answers the next with
+/// "current transaction is aborted", which would hide why.
+pub async fn pipelined<A, B, E>(
+    first: impl Future<Output = Result<A, E>>,
+    second: impl Future<Output = Result<B, E>>,
+) -> Result<(A, B), E> {
+    let (first, second) = futures_util::future::join(first, second).await;
+    Ok((first?, second?))
+}
