@@ -6,9 +6,13 @@
 #   2. consume: keel-worker runs the tasks that step left queued: tasks/s;
 #   3. end to end: with the worker running, BENCH_TASKS more are committed: tasks/s from
 #      the commit until the worker has acked them all (outbox → relay → broker → worker);
-# then keel-worker's peak RSS.
+# then keel-worker's peak RSS. Before the steps, PostgreSQL's own write ceiling (pgbench
+# at 16 connections, scripts/bench/common.sh) is the reference the rates are held to.
 #
 #   scripts/bench-tasks.sh                  # 30,000 tasks per step
+#   scripts/bench-tasks.sh --check          # the same, then the `tasks_*` budgets in
+#                                           # scripts/bench/budgets.txt; exit 1 naming a miss
+#   scripts/bench-tasks.sh --check --short  # what CI runs: 5,000 tasks, a 3 s reference
 #   BENCH_TASKS=100000 scripts/bench-tasks.sh
 #
 # Needs: psql, curl, python3; PostgreSQL on BENCH_PG (default
@@ -17,19 +21,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
+bench_args "scripts/bench-tasks.sh [--check] [--short]" "$@"
+
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 AMQP="${BENCH_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-TASKS="${BENCH_TASKS:-30000}"
+if ((SHORT)); then
+  TASKS="${BENCH_TASKS:-5000}" CEILING_SECONDS=3
+else
+  TASKS="${BENCH_TASKS:-30000}" CEILING_SECONDS=10
+fi
 DB_NAME="keel_bench_tasks"
 API_PORT="${BENCH_PORT:-18090}"
 WORKER_PORT="${BENCH_WORKER_PORT:-18091}"
 PREFIX="keel-bench-$$"
 WORK="$(mktemp -d)"
+RESULTS="$WORK/figures.jsonl"
 
 me=bench-tasks
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-require psql curl python3
+require pgbench psql curl python3
+figures() { python3 scripts/bench/figures.py "$RESULTS" "$@"; }
 require_postgres "$PG" BENCH_PG
 amqp_hostport=${AMQP#*@}; amqp_hostport=${amqp_hostport%%/*}
 answers "${amqp_hostport%%:*}" "${amqp_hostport##*:}" \
@@ -68,7 +82,13 @@ wait_http() {
 }
 
 now() { python3 -c 'import time; print(time.time())'; }
-rate() { python3 -c "print(f'{$1 / ($3 - $2):,.0f}')"; }
+# step NAME WHAT STARTED ENDED: prints and keeps TASKS / (ENDED - STARTED) as NAME's rps
+step() {
+  local seconds
+  seconds=$(python3 -c "print(f'{$4 - $3:.2f}')")
+  echo "$2 in $seconds s: $(python3 -c "print(f'{$TASKS / $seconds:,.0f}')")/s"
+  figures put "$1" rps "$(python3 -c "print($TASKS / $seconds)")" >/dev/null
+}
 
 commit_pings() {
   psql "$DATABASE_URL" -qc "INSERT INTO task_outbox (task_id, task, queue, payload)
@@ -83,6 +103,8 @@ until_succeeded() {
   while [[ "$(succeeded)" != "$1" ]]; do sleep 0.02; done
 }
 
+pg_ceiling "$DATABASE_URL" 16 "$CEILING_SECONDS"
+
 ./target/release/keel-api >"$WORK/api.log" 2>&1 &
 API_PID=$!
 wait_http "http://127.0.0.1:$API_PORT/health/live"
@@ -91,8 +113,7 @@ wait_http "http://127.0.0.1:$API_PORT/health/live"
 started=$(now)
 commit_pings "$TASKS"
 while [[ "$(outbox_rows)" != 0 ]]; do sleep 0.02; done
-ended=$(now)
-echo "relay: $TASKS outbox rows published with confirms in $(python3 -c "print(f'{$ended - $started:.2f}')") s: $(rate "$TASKS" "$started" "$ended") rows/s"
+step tasks_relay "relay: $TASKS outbox rows published with confirms" "$started" "$(now)"
 
 # 2. A worker drains what step 1 queued.
 started=$(now)
@@ -100,20 +121,27 @@ started=$(now)
 WORKER_PID=$!
 wait_http "http://127.0.0.1:$WORKER_PORT/health/live"
 until_succeeded "$TASKS"
-ended=$(now)
-echo "consume: $TASKS queued tasks run and acked in $(python3 -c "print(f'{$ended - $started:.2f}')") s (worker start included): $(rate "$TASKS" "$started" "$ended") tasks/s"
+step tasks_consume "consume: $TASKS queued tasks run and acked (worker start included)" "$started" "$(now)"
 
 # 3. End to end, the worker already running.
 started=$(now)
 commit_pings "$TASKS"
 until_succeeded "$((TASKS * 2))"
-ended=$(now)
-echo "end to end: $TASKS tasks committed → relayed → run → acked in $(python3 -c "print(f'{$ended - $started:.2f}')") s: $(rate "$TASKS" "$started" "$ended") tasks/s"
+step tasks_end_to_end "end to end: $TASKS tasks committed → relayed → run → acked" "$started" "$(now)"
 
-echo "keel-worker peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$WORKER_PID/status)"
+figures put tasks_worker_rss mb "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/$WORKER_PID/status")"
 echo "keel-api peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$API_PID/status)"
 
 # A stopped worker exits 0.
 kill -TERM $WORKER_PID
 wait $WORKER_PID && echo "keel-worker: SIGTERM → exit 0"
 WORKER_PID=""
+
+if ((CHECK)); then
+  echo
+  if ((SHORT)); then
+    figures check scripts/bench/budgets.txt --tasks --short
+  else
+    figures check scripts/bench/budgets.txt --tasks
+  fi
+fi

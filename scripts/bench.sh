@@ -31,14 +31,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CHECK=0 SHORT=0
-for arg; do
-  case $arg in
-    --check) CHECK=1 ;;
-    --short) SHORT=1 ;;
-    *) echo "usage: scripts/bench.sh [--check] [--short]" >&2; exit 2 ;;
-  esac
-done
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
+bench_args "scripts/bench.sh [--check] [--short]" "$@"
 
 PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME="keel_bench"
@@ -213,7 +208,8 @@ beside_idle_loops() {
 }
 
 # The references, each measured just before the figures held to it (the machine's speed
-# drifts over a run), with keel-api idle: one hash, and PostgreSQL's write ceiling.
+# drifts over a run), with keel-api idle: one hash, and PostgreSQL's write ceiling
+# (pg_ceiling, in scripts/bench/common.sh).
 hash_reference() {
   local cost verify_ms
   cost=$(./target/release/keel-admin password-cost)
@@ -222,19 +218,6 @@ hash_reference() {
   figures put hash ms "$verify_ms"
   figures put hash_ceiling rps "$(awk -v ms="$verify_ms" -v cores="$(nproc)" 'BEGIN {print cores * 1000 / ms}')"
 }
-pg_ceiling() {
-  psql "$PG/$DB_NAME" -qv ON_ERROR_STOP=1 >/dev/null <<SQL
-CREATE TABLE bench_ceiling (client int PRIMARY KEY, n bigint NOT NULL, at timestamptz NOT NULL);
-INSERT INTO bench_ceiling SELECT g, 0, now() FROM generate_series(0, $WRITERS - 1) AS g;
-CREATE TABLE bench_ceiling_log (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), client int NOT NULL,
-                                n bigint NOT NULL, at timestamptz NOT NULL DEFAULT now());
-SQL
-  pgbench -n -M prepared -c "$WRITERS" -j 2 -T "${DURATION%s}" -f scripts/bench/ceiling.sql \
-    "$PG/$DB_NAME" >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt" >&2; exit 1; }
-  figures pgbench pg_ceiling "$WORK/pgbench.txt"
-  psql "$PG/$DB_NAME" -qc "DROP TABLE bench_ceiling, bench_ceiling_log" >/dev/null
-}
-
 run health_live_c64 64 "$BASE/health/live"
 run me_c64 64 "$BASE/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
 run users_list_c64 64 "$BASE/api/v1/users?page=1&size=20" -H "Authorization: Bearer $TOKEN"
@@ -256,7 +239,7 @@ run health_live_under_login_c8 8 "$BASE/health/live"
 wait $LOGINS
 
 # The write paths.
-pg_ceiling
+pg_ceiling "$PG/$DB_NAME" "$WRITERS" "${DURATION%s}"
 write register_c16 register.lua "$PASSWORD"
 write refresh_c16 refresh.lua bench-chain-
 write logout_c16 logout.lua bench-logout- "$WRITERS"

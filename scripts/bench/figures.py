@@ -8,10 +8,11 @@ one JSON line per figure in the results file. Subcommands:
     figures.py RESULTS put NAME METRIC VALUE  # any other figure
     figures.py RESULTS startup NAME URL CMD…  # seconds from exec until URL answers 200
     figures.py RESULTS alternate URL ROUNDS NAME=BODY…  # POSTs taking turns, one at a time
-    figures.py RESULTS check BUDGETS [--short]
+    figures.py RESULTS check BUDGETS [--short] [--tasks]
 
 `check` prints every budget with the ratio it measured and exits 1 naming each one that
-fell short (or whose figures are missing).
+fell short (or whose figures are missing). With `--tasks` it holds the task bench's
+figures (those named `tasks_*`), without it every other one.
 """
 
 import json
@@ -134,7 +135,7 @@ BUDGET = re.compile(
 )
 
 
-def check(figures, budgets_path, short):
+def check(figures, budgets_path, short, tasks):
     failed = []
     with open(budgets_path) as f:
         lines = [(n, l.strip()) for n, l in enumerate(f, 1)]
@@ -145,6 +146,8 @@ def check(figures, budgets_path, short):
         if not m:
             sys.exit(f"bench: {budgets_path}:{n}: not a budget: {line}")
         fig, metric, op = m["fig"], m["metric"], m["op"]
+        if fig.startswith("tasks_") != tasks:
+            continue  # the other bench's figure
         bound = float(m["short"]) if short and m["short"] else float(m["factor"] or m["limit"])
         value = figures.get(fig, {}).get(metric)
         if m["ref"]:
@@ -195,7 +198,7 @@ def main(argv):
             show(name, metrics)
         return
     elif command == "check":
-        check(load(results), args[0], "--short" in args[1:])
+        check(load(results), args[0], "--short" in args[1:], "--tasks" in args[1:])
         return
     else:
         sys.exit(__doc__)
