@@ -10,10 +10,13 @@
 
 use diesel::QueryResult;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
 
-/// `query`, kept prepared per connection by its SQL text. For the UPDATEs of hot
-/// paths (sign-in, refresh, logout); any other statement diesel already keeps.
+/// An UPDATE, kept prepared per connection by its SQL text. For the UPDATEs of hot paths
+/// (sign-in, refresh, logout), whose changeset is a fixed tuple so their text never
+/// varies: a statement whose text changes from call to call (a changeset that skips
+/// `None`s, raw SQL, an `IN` list) would keep a statement per variant, and diesel-async's
+/// cache never evicts. Hence only plain, unboxed UPDATEs can be wrapped.
 ///
 /// ```ignore
 /// diesel::update(sessions.find(id)).set(revoked_at.eq(now)).prepared().execute(conn)
@@ -21,14 +24,14 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(Q);
 
-/// Wraps a statement in [`Prepared`].
+/// Wraps an UPDATE in [`Prepared`].
 pub trait KeepPrepared: Sized {
     fn prepared(self) -> Prepared<Self> {
         Prepared(self)
     }
 }
 
-impl<Q: QueryFragment<Pg>> KeepPrepared for Q {}
+impl<T: diesel::QuerySource, U, V, Ret> KeepPrepared for UpdateStatement<T, U, V, Ret> {}
 
 impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
