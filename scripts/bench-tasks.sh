@@ -15,7 +15,7 @@
 #   scripts/bench-tasks.sh --check --short  # what CI runs: 5,000 tasks, a 3 s reference
 #   BENCH_TASKS=100000 scripts/bench-tasks.sh
 #
-# Needs: psql, curl, python3; PostgreSQL on BENCH_PG (default
+# Needs: pgbench, psql, curl, python3; PostgreSQL on BENCH_PG (default
 # postgres://postgres@127.0.0.1:5432); RabbitMQ on BENCH_AMQP (default the local one,
 # guest/guest). Queues are named keel-bench-<pid>.* and deleted at the end.
 set -euo pipefail
@@ -137,11 +137,4 @@ kill -TERM $WORKER_PID
 wait $WORKER_PID && echo "keel-worker: SIGTERM → exit 0"
 WORKER_PID=""
 
-if ((CHECK)); then
-  echo
-  if ((SHORT)); then
-    figures check scripts/bench/budgets.txt --tasks --short
-  else
-    figures check scripts/bench/budgets.txt --tasks
-  fi
-fi
+bench_check --tasks

@@ -321,11 +321,4 @@ else
   figures put rss_api_redis mb "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/$REDIS_API_PID/status")"
 fi
 
-if ((CHECK)); then
-  echo
-  if ((SHORT)); then
-    figures check scripts/bench/budgets.txt --short
-  else
-    figures check scripts/bench/budgets.txt
-  fi
-fi
+bench_check

@@ -1,5 +1,5 @@
 # What scripts/bench.sh and scripts/bench-tasks.sh share; sourced by both, which define
-# `figures` and `WORK` before calling pg_ceiling.
+# `figures` and `WORK` before calling pg_ceiling or bench_check.
 
 # bench_args USAGE ARGS…: CHECK and SHORT from --check and --short; anything else prints
 # USAGE and exits 2.
@@ -14,6 +14,16 @@ bench_args() {
       *) echo "usage: $usage" >&2; exit 2 ;;
     esac
   done
+}
+
+# bench_check [--tasks]: under --check, holds the figures to scripts/bench/budgets.txt
+# (the short bounds under --short) and exits 1 naming what fell short.
+bench_check() {
+  ((CHECK)) || return 0
+  local short=()
+  ((SHORT)) && short=(--short)
+  echo
+  figures check scripts/bench/budgets.txt "${short[@]}" "$@"
 }
 
 # pg_ceiling DATABASE_URL CLIENTS SECONDS: PostgreSQL's own write ceiling, as figure
