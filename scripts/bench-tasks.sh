@@ -25,7 +25,6 @@ cd "$(dirname "$0")/.."
 source scripts/bench/common.sh
 bench_args "scripts/bench-tasks.sh [--check] [--short]" "$@"
 
-PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 AMQP="${BENCH_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 if ((SHORT)); then
   TASKS="${BENCH_TASKS:-5000}" CEILING_SECONDS=3

@@ -35,7 +35,6 @@ cd "$(dirname "$0")/.."
 source scripts/bench/common.sh
 bench_args "scripts/bench.sh [--check] [--short]" "$@"
 
-PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 DB_NAME="keel_bench"
 PORT="${BENCH_PORT:-18080}"
 if ((SHORT)); then

@@ -1,6 +1,9 @@
 # What scripts/bench.sh and scripts/bench-tasks.sh share; sourced by both, which define
 # `figures` and `WORK` before calling pg_ceiling or bench_check.
 
+# The PostgreSQL server both measure against.
+PG="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+
 # bench_args USAGE ARGS…: CHECK and SHORT from --check and --short; anything else prints
 # USAGE and exits 2.
 bench_args() {
