@@ -1,11 +1,13 @@
 //! Access tokens: short-lived JWTs, signed with one pinned algorithm.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::verified::VerifiedTokens;
 use crate::settings::{JwtAlgorithm, JwtKeys, Problem, SecuritySettings, SettingsError};
 
 /// jsonwebtoken's name for a configured algorithm.
@@ -173,6 +175,8 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     ttl: Duration,
+    /// Shared by clones: what any of them verified, all of them know.
+    verified: Arc<VerifiedTokens>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -205,6 +209,7 @@ impl TokenKeys {
             issuer: security.jwt_issuer.clone(),
             audience: security.jwt_audience.clone(),
             ttl: security.access_token_ttl,
+            verified: Arc::default(),
         })
     }
 
@@ -238,13 +243,20 @@ impl TokenKeys {
         .map_err(TokenError::Sign)
     }
 
-    /// Checks signature, algorithm, expiry, issuer, audience and type.
+    /// Checks signature, algorithm, expiry, issuer, audience and type. A token verified
+    /// before is only held to its expiry again (see [`VerifiedTokens`]).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
         let data =
             jsonwebtoken::decode::<AccessClaims>(token, &self.keys.decoding, &self.validation)?;
         if data.claims.typ != ACCESS_TYPE {
             return Err(TokenError::WrongType(data.claims.typ));
         }
+        self.verified
+            .keep(token, &data.claims, LEEWAY_SECS.cast_signed(), now);
         Ok(data.claims)
     }
 }

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod jwt;
 mod principal;
 pub mod shared;
+mod verified;
 
 use std::sync::Arc;
 use std::time::Duration;

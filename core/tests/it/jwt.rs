@@ -136,3 +136,58 @@ fn production_with_a_key_pair_needs_no_jwt_secret() {
     ]);
     assert!(settings.is_ok(), "{:?}", settings.err());
 }
+
+/// Verified tokens are remembered (keel_core::auth::verified): a remembered token must
+/// still expire on time, and nothing but its exact bytes may share its verdict.
+#[test]
+fn a_remembered_token_still_expires_and_its_neighbours_are_verified_afresh() {
+    let keys = keys("EdDSA", "ed25519");
+    let mut claims = keys
+        .verify(&keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap().token)
+        .unwrap();
+    // Near the edge of the 5 s leeway: accepted for about two more seconds.
+    let now = chrono::Utc::now().timestamp();
+    claims.exp = now - 3;
+    let token = keys.sign(&claims).unwrap();
+    for _ in 0..2 {
+        assert_eq!(keys.verify(&token).unwrap(), claims);
+    }
+    // One character of the signature changed (its last one also carries padding bits,
+    // so change the first), or the token cut short: refused, however often it comes.
+    let signature_at = token.rfind('.').unwrap() + 1;
+    let mut forged = token.clone();
+    let first = &token[signature_at..=signature_at];
+    forged.replace_range(
+        signature_at..=signature_at,
+        if first == "A" { "B" } else { "A" },
+    );
+    for bad in [
+        forged.as_str(),
+        &token[..token.len() - 1],
+        &format!("{token}A"),
+    ] {
+        for _ in 0..2 {
+            assert!(keys.verify(bad).is_err(), "{bad}");
+        }
+    }
+    // A verified refresh-type token is never remembered as an access token.
+    let refresh = keys
+        .sign(&AccessClaims {
+            typ: "refresh".to_owned(),
+            exp: now + 600,
+            ..claims.clone()
+        })
+        .unwrap();
+    for _ in 0..2 {
+        assert!(keys.verify(&refresh).is_err());
+    }
+    // Past exp + leeway the remembered token is refused, by every clone of the keys.
+    while chrono::Utc::now().timestamp() <= now + 2 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let clone = keys.clone();
+    for keys in [&keys, &clone] {
+        let err = keys.verify(&token).unwrap_err();
+        assert!(err.to_string().contains("Expired"), "{err}");
+    }
+}
