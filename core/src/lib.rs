@@ -3,6 +3,7 @@
 //! Nothing here knows about a feature: features depend on core, never the reverse.
 
 pub mod auth;
+mod bounded;
 pub mod cache;
 pub mod context;
 pub mod crud;

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::bounded::make_room;
 use crate::error::ApiError;
 
 use super::Principal;
 
-/// Entries kept before the cache sheds expired ones (and, if still full, everything).
+/// Entries kept before the cache makes room ([`make_room`]).
 const DEFAULT_CAPACITY: usize = 100_000;
 
 /// What we know about a session: its principal, or that it is not (or no longer) valid.
@@ -128,12 +129,7 @@ impl PrincipalCache {
             return;
         }
         let now = Instant::now();
-        if entries.len() >= self.capacity {
-            entries.retain(|_, e| e.expires > now);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
+        make_room(&mut entries, self.capacity, |e| e.expires > now);
         entries.insert(
             session,
             Entry {

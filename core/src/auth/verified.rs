@@ -12,11 +12,10 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use super::jwt::AccessClaims;
+use crate::bounded::make_room;
 
-/// How many tokens are kept: about 400 bytes each, so a few MiB at most. When full,
-/// the expired ones go; if that frees less than a quarter, everything does (the next
-/// requests verify again), so the scan under the write lock runs at most once per
-/// quarter of the capacity's insertions, however the tokens expire.
+/// How many tokens are kept: about 400 bytes each, so a few MiB at most (evicted by
+/// [`make_room`]: a token evicted is verified again).
 const CAPACITY: usize = 8192;
 
 /// Verified tokens and the claims they carry, bounded by [`CAPACITY`].
@@ -49,12 +48,7 @@ impl VerifiedTokens {
     pub(super) fn keep(&self, token: &str, claims: &AccessClaims, leeway: i64, now: i64) {
         let usable_until = claims.exp.saturating_add(leeway);
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CAPACITY {
-            entries.retain(|_, kept| now <= kept.usable_until);
-            if entries.len() > CAPACITY / 4 * 3 {
-                entries.clear();
-            }
-        }
+        make_room(&mut entries, CAPACITY, |kept| now <= kept.usable_until);
         entries.insert(
             token.into(),
             Kept {

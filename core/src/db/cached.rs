@@ -9,6 +9,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use super::changes::ChangeFeed;
+use crate::bounded::make_room;
 use crate::telemetry::metrics as names;
 
 /// A bounded map from query to result, valid while the tables it reads are unchanged.
@@ -80,11 +81,10 @@ impl<K: Hash + Eq, V: Clone> QueryCache<K, V> {
     fn store(&self, key: K, version: u64, value: V) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.retain(|_, e| e.expires > now && e.version == version);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
+        if !entries.contains_key(&key) {
+            make_room(&mut entries, self.capacity, |e| {
+                e.expires > now && e.version == version
+            });
         }
         entries.insert(
             key,
