@@ -2,6 +2,7 @@
 //! entry. The zero-config default, and exact for one replica; with several replicas each
 //! has its own view, which is why production sets `REDIS_URL`.
 
+use std::any::Any;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ use super::{Counter, Reserve};
 enum Value {
     Bytes(Arc<[u8]>),
     Count(u64),
+    /// A decoded value, never encoded: only this process reads it (see `stamped`).
+    Held(Arc<dyn Any + Send + Sync>),
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,26 @@ impl MemoryStore {
             key.to_owned(),
             Stored {
                 value: Value::Bytes(bytes.into()),
+                expires_at: Instant::now() + ttl,
+            },
+        );
+    }
+
+    /// The value [`MemoryStore::hold`] kept under `key`.
+    pub(super) fn held(&self, key: &str) -> Option<Arc<dyn Any + Send + Sync>> {
+        let stored = self.entries.get(key)?;
+        match stored.value {
+            Value::Held(value) if stored.expires_at > Instant::now() => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Keeps `value` as it is, for `ttl`.
+    pub(super) fn hold(&self, key: &str, value: Arc<dyn Any + Send + Sync>, ttl: Duration) {
+        self.entries.insert(
+            key.to_owned(),
+            Stored {
+                value: Value::Held(value),
                 expires_at: Instant::now() + ttl,
             },
         );

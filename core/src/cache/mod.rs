@@ -9,7 +9,8 @@
 //! when Redis answers again, before this replica reads from it; the other replicas are
 //! told of them through PostgreSQL and keep them too (see `peers`).
 //!
-//! Keys are namespaced by `CACHE_KEY_PREFIX`; values are JSON with a time to live.
+//! Keys are namespaced by `CACHE_KEY_PREFIX`; values are JSON with a time to live,
+//! except the stamped values this process keeps itself, which it keeps decoded.
 
 mod backlog;
 mod breaker;

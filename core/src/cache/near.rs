@@ -12,6 +12,7 @@
 //! a sequence number, and a read stores only if the number hasn't moved since before
 //! its fetch.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -34,14 +35,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The message that forgets every stamp (a namespace-wide delete).
 pub(super) const FORGET_ALL: &str = "*";
 
-/// A value as fetched with its stamps' tokens.
+/// A value as fetched with its stamps' tokens, decoded.
 #[derive(Debug)]
 struct Entry {
     /// The stamps as the caller named them: a read under other stamps is a miss.
     names: Vec<String>,
     /// Full key and token of each.
     stamps: Vec<(String, Option<String>)>,
-    bytes: Arc<[u8]>,
+    value: Arc<dyn Any + Send + Sync>,
     expires_at: Instant,
 }
 
@@ -85,9 +86,9 @@ impl Near {
         self.heard.subscribe()
     }
 
-    /// The bytes stored under `key` if they were fetched under the stamps `names` and
+    /// The value stored under `key` if it was fetched under the stamps `names` and
     /// every one of those is still at the token this process last heard of.
-    pub(super) fn get(&self, key: &str, names: &[&str]) -> Option<Arc<[u8]>> {
+    pub(super) fn get(&self, key: &str, names: &[&str]) -> Option<Arc<dyn Any + Send + Sync>> {
         if !*self.live.read().unwrap_or_else(|e| e.into_inner()) {
             return None;
         }
@@ -102,7 +103,7 @@ impl Near {
                 .stamps
                 .iter()
                 .all(|(stamp, token)| self.stamps.get(stamp).as_ref() == Some(token));
-        current.then(|| entry.bytes.clone())
+        current.then(|| entry.value.clone())
     }
 
     /// Taken before fetching a value that [`Near::remember`] may store.
@@ -118,7 +119,7 @@ impl Near {
         key: &str,
         names: &[&str],
         stamps: Vec<(String, Option<String>)>,
-        bytes: Arc<[u8]>,
+        value: Arc<dyn Any + Send + Sync>,
         ttl: Duration,
     ) {
         let live = self.live.read().unwrap_or_else(|e| e.into_inner());
@@ -134,7 +135,7 @@ impl Near {
             Arc::new(Entry {
                 names: names.iter().map(|&name| name.to_owned()).collect(),
                 stamps,
-                bytes,
+                value,
                 expires_at,
             }),
         );
@@ -253,17 +254,23 @@ mod tests {
     /// Keeps `v` under key `k`, fetched under stamp `s` at `token`, with `ticket`.
     fn keep(near: &Near, ticket: Ticket, token: &str, ttl: Duration) {
         let stamps = vec![("s".to_owned(), Some(token.to_owned()))];
-        near.remember(ticket, "k", &["s"], stamps, Arc::from(&b"v"[..]), ttl);
+        near.remember(ticket, "k", &["s"], stamps, Arc::new("v"), ttl);
+    }
+
+    /// What `near` serves under key `k` read with the stamps `names`.
+    fn served(near: &Near, names: &[&str]) -> Option<&'static str> {
+        near.get("k", names)
+            .and_then(|value| value.downcast_ref::<&'static str>().copied())
     }
 
     #[test]
     fn a_remembered_value_is_served_until_its_stamp_is_bumped() {
         let near = live();
         keep(&near, near.ticket(), "1", NEAR_TTL);
-        assert_eq!(near.get("k", &["s"]).as_deref(), Some(&b"v"[..]));
-        assert_eq!(near.get("k", &["s", "t"]), None, "kept under other stamps");
+        assert_eq!(served(&near, &["s"]), Some("v"));
+        assert_eq!(served(&near, &["s", "t"]), None, "kept under other stamps");
         near.forget("s");
-        assert_eq!(near.get("k", &["s"]), None);
+        assert_eq!(served(&near, &["s"]), None);
     }
 
     #[test]
@@ -272,21 +279,21 @@ mod tests {
         let ticket = near.ticket();
         near.forget("s"); // the bump's message arrives while the fetch is in flight
         keep(&near, ticket, "old", NEAR_TTL);
-        assert_eq!(near.get("k", &["s"]), None);
+        assert_eq!(served(&near, &["s"]), None);
     }
 
     #[test]
     fn nothing_is_trusted_without_the_subscription() {
         let near = Near::new(100);
         keep(&near, near.ticket(), "1", NEAR_TTL);
-        assert_eq!(near.get("k", &["s"]), None, "not live yet");
+        assert_eq!(served(&near, &["s"]), None, "not live yet");
 
         let near = live();
         keep(&near, near.ticket(), "1", NEAR_TTL);
         near.set_live(false);
         near.set_live(true);
         assert_eq!(
-            near.get("k", &["s"]),
+            served(&near, &["s"]),
             None,
             "forgotten when the feed dropped"
         );
@@ -296,6 +303,6 @@ mod tests {
     fn an_entry_lives_no_longer_than_its_ttl() {
         let near = live();
         keep(&near, near.ticket(), "1", Duration::ZERO);
-        assert_eq!(near.get("k", &["s"]), None);
+        assert_eq!(served(&near, &["s"]), None);
     }
 }

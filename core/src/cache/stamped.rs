@@ -1,6 +1,10 @@
 //! Values versioned by stamps: read with the stamps they were computed under, stale as
 //! soon as one is bumped. See [`Cache::get_or_compute_stamped`].
+//!
+//! What this process keeps itself (the in-process backend's entries, Redis's near copies)
+//! it keeps decoded: a hit is a clone of the value, not a parse of its JSON.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +14,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::backlog::Pending;
+use super::memory::MemoryStore;
 use super::near::Near;
-use super::{Cache, decode_quiet};
+use super::{Cache, Store, decode_quiet};
 use crate::telemetry::metrics::{CACHE_HITS, CACHE_MISSES};
 
 /// How long a version stamp lives after its last bump. It must outlive every value
@@ -24,6 +29,13 @@ const MAX_STAMPED_TTL: Duration = Duration::from_secs(12 * 3600);
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(super) struct Stamped<T> {
     stamps: Vec<Option<String>>,
+    value: T,
+}
+
+/// A value as the in-process backend holds it: decoded, with its stamps' tokens as they
+/// were stored when it was computed.
+struct Held<T> {
+    tokens: Vec<Option<Arc<[u8]>>>,
     value: T,
 }
 
@@ -42,20 +54,24 @@ impl Cache {
         compute: F,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         if ttl.is_zero() {
             return compute().await;
         }
-        let near = self.inner.near.as_deref();
         let full_key = self.key(key);
-        if let Some(bytes) = near.and_then(|near| near.get(&full_key, stamps))
-            && let Some(entry) = decode_quiet::<Stamped<T>>(Some(&bytes))
+        if let Store::Memory(memory) = &self.inner.store {
+            return self.held(memory, full_key, stamps, ttl, compute).await;
+        }
+        let near = self.inner.near.as_deref();
+        if let Some(value) = near
+            .and_then(|near| near.get(&full_key, stamps))
+            .and_then(|value| value.downcast_ref::<T>().cloned())
         {
             counter!(CACHE_HITS).increment(1);
-            return Ok(entry.value);
+            return Ok(value);
         }
         let ticket = near.map(Near::ticket);
         let mut keys = Vec::with_capacity(stamps.len() + 1);
@@ -69,11 +85,12 @@ impl Cache {
             .iter()
             .map(|slot| decode_quiet(slot.as_deref()))
             .collect();
-        // Remembered in this process with the stamps it was fetched under (Redis only).
-        let remember = |bytes: Arc<[u8]>| {
+        // Remembered in this process with the stamps it was fetched under.
+        let remember = |value: &T| {
             if let (Some(near), Some(ticket)) = (near, ticket) {
                 let stamped = keys[1..].iter().map(|k| self.key(k)).zip(current.clone());
-                near.remember(ticket, &full_key, stamps, stamped.collect(), bytes, ttl);
+                let value = Arc::new(value.clone());
+                near.remember(ticket, &full_key, stamps, stamped.collect(), value, ttl);
             }
         };
         if let Some(bytes) = found[0].take()
@@ -81,7 +98,7 @@ impl Cache {
                 decode_quiet::<Stamped<T>>(Some(&bytes)).filter(|entry| entry.stamps == current)
         {
             counter!(CACHE_HITS).increment(1);
-            remember(bytes.into());
+            remember(&entry.value);
             return Ok(entry.value);
         }
         counter!(CACHE_MISSES).increment(1);
@@ -91,14 +108,50 @@ impl Cache {
         };
         match serde_json::to_vec(&entry) {
             Ok(bytes) => {
-                let bytes: Arc<[u8]> = bytes.into();
                 self.set_bytes(&full_key, &bytes, ttl.min(MAX_STAMPED_TTL))
                     .await;
-                remember(bytes);
+                remember(&entry.value);
             }
             Err(err) => tracing::error!(key, error = %err, "cache: value not encodable"),
         }
         Ok(entry.value)
+    }
+
+    /// [`Cache::get_or_compute_stamped`] on the in-process backend: the stamps' tokens
+    /// are read before computing, as with Redis, and the value is kept decoded beside
+    /// them, so a hit costs a lookup per stamp and a clone.
+    async fn held<T, E, F, Fut>(
+        &self,
+        memory: &MemoryStore,
+        full_key: String,
+        stamps: &[&str],
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let tokens: Vec<Option<Arc<[u8]>>> = stamps
+            .iter()
+            .map(|stamp| memory.get(&self.key(&format!("stamp:{stamp}"))))
+            .collect();
+        if let Some(held) = memory.held(&full_key)
+            && let Some(held) = held.downcast_ref::<Held<T>>()
+            && held.tokens == tokens
+        {
+            counter!(CACHE_HITS).increment(1);
+            return Ok(held.value.clone());
+        }
+        counter!(CACHE_MISSES).increment(1);
+        let value = compute().await?;
+        let held: Arc<dyn Any + Send + Sync> = Arc::new(Held {
+            tokens,
+            value: value.clone(),
+        });
+        memory.hold(&full_key, held, ttl.min(MAX_STAMPED_TTL));
+        Ok(value)
     }
 
     /// Changes the version `stamp`: every value [`Cache::get_or_compute_stamped`]

@@ -187,6 +187,31 @@ async fn a_stamped_value_is_recomputed_after_a_bump_and_a_racing_store_is_never_
     }
 }
 
+/// A key read as another type than it was stored as is a miss, computed afresh and kept
+/// as the new type: what a release that changed a cached type finds in the cache.
+#[tokio::test]
+async fn a_stamped_value_read_as_another_type_is_computed_afresh() {
+    for cache in both() {
+        let backend = cache.backend();
+        let ttl = Duration::from_secs(60);
+        let text = cache
+            .get_or_compute_stamped("t", &["ts"], ttl, || async {
+                Ok::<_, CacheError>("text".to_owned())
+            })
+            .await;
+        assert_eq!(text.unwrap(), "text", "{backend}");
+        for (computed, expected) in [(7_u64, 7), (8, 7)] {
+            let number = cache
+                .get_or_compute_stamped("t", &["ts"], ttl, || async {
+                    Ok::<_, CacheError>(computed)
+                })
+                .await;
+            assert_eq!(number.unwrap(), expected, "{backend}");
+        }
+        cache.delete_prefix("").await;
+    }
+}
+
 /// Counts computations, so a test can tell a value served from a cache from a new one.
 #[derive(Clone, Default)]
 struct Loads(Arc<AtomicUsize>);
