@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use keel_core::auth::Auth;
-use keel_core::crud::{CursorPage, CursorParams};
+use keel_core::crud::{Cursor, CursorPage, CursorParams};
 use keel_core::http::formats::ActionName;
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
@@ -60,8 +60,7 @@ impl ActivityApi {
         until: Query<Option<DateTime<Utc>>>,
         #[oai(validator(max_length = 200))] search: Query<Option<String>>,
         /// `next_cursor` of the page before, as given.
-        #[oai(validator(pattern = "^[0-9a-f]{32}$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
     ) -> Result<Json<CursorPage<ActivityOut>>, Problems<ListProblems>> {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;
@@ -94,8 +93,7 @@ impl ActivityApi {
         auth: Auth,
         action: Query<Option<ActionName>>,
         /// `next_cursor` of the page before, as given.
-        #[oai(validator(pattern = "^[0-9a-f]{32}$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
     ) -> Result<Json<CursorPage<ActivityOut>>, Problems<OwnProblems>> {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;

@@ -17,7 +17,7 @@ mod sort;
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-pub use cursor::{CURSOR_PATTERN, CursorKey, CursorPage, CursorParams, Cursored};
+pub use cursor::{CURSOR_PATTERN, Cursor, CursorKey, CursorPage, CursorParams, Cursored};
 pub use page::{DEFAULT_PAGE_SIZE, Listed, MAX_PAGE_SIZE, Page, PageParams};
 pub use sort::{Sort, SortKey, SortOrder, SortParam};
 
