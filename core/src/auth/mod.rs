@@ -59,7 +59,9 @@ enum Sessions {
 /// (`.data(authenticator)`) so the [`Auth`] extractor can reach it.
 #[derive(Clone)]
 pub struct Authenticator {
-    keys: TokenKeys,
+    /// Behind an `Arc` like the rest: installed as request data, an authenticator is
+    /// cloned into every request, and the keys' own clone copies key material and sets.
+    keys: Arc<TokenKeys>,
     sessions: Arc<Sessions>,
     source: Arc<dyn PrincipalSource>,
 }
@@ -88,7 +90,7 @@ impl Authenticator {
             Sessions::Local(PrincipalCache::new(ttl))
         };
         Self {
-            keys,
+            keys: Arc::new(keys),
             sessions: Arc::new(sessions),
             source,
         }
