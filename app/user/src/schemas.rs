@@ -96,16 +96,19 @@ pub struct Accepted {
 }
 
 /// The signed-in user, as `GET /auth/me` shows them.
-#[derive(Debug, Clone, Object)]
+// Served by serde (`SerdeJson`), written as its `ToJSON` would be: see the test below.
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct Me {
     pub id: Uuid,
     pub email: String,
     pub full_name: String,
+    #[serde(serialize_with = "keel_core::http::json::rfc3339")]
     pub created_at: DateTime<Utc>,
     pub roles: Vec<String>,
     pub permissions: Vec<String>,
     /// A link to the avatar image, valid for 15 minutes; absent without an avatar.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
 }
 
@@ -302,6 +305,40 @@ impl From<Permission> for PermissionOut {
         Self {
             code: p.code,
             description: p.description,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use keel_core::http::json::serializes_as_documented;
+
+    use super::*;
+
+    /// `/me` is written by serde: byte for byte what its documented form would be, with
+    /// and without an avatar, for whole and fractional seconds and awkward text.
+    #[test]
+    fn me_is_served_as_documented() {
+        let whole = Utc.with_ymd_and_hms(2026, 12, 3, 7, 18, 40).unwrap();
+        for (created_at, avatar_url) in [
+            (whole, None),
+            (
+                whole + chrono::Duration::microseconds(123_456),
+                Some("https://s3.example.com/a?X-Amz=1&b=\"2\"".to_owned()),
+            ),
+            (whole + chrono::Duration::nanoseconds(7), None),
+        ] {
+            let me = Me {
+                id: Uuid::now_v7(),
+                email: "ada@example.com".to_owned(),
+                full_name: "Ada \"King\" Lovelace ☃ \\ \u{7f}".to_owned(),
+                created_at,
+                roles: vec!["admin".to_owned(), "user".to_owned()],
+                permissions: vec![],
+                avatar_url,
+            };
+            assert!(serializes_as_documented(&me), "{me:?}");
         }
     }
 }

@@ -447,6 +447,50 @@ impl<T: Type + Send> poem_openapi::ApiResponse for CachedJson<T> {
     }
 }
 
+/// A JSON response body serialized by serde straight from `T`. poem-openapi's `Json<T>`
+/// first builds a `serde_json::Value` tree of the whole body (every string copied), then
+/// writes that; this writes the body once: for a hot response. `T`'s `Serialize` must
+/// write what its `ToJSON` writes, which [`serializes_as_documented`] checks in a test.
+/// Documented in the OpenAPI spec exactly as `Json<T>`.
+#[derive(Debug, Clone)]
+pub struct SerdeJson<T>(pub T);
+
+impl<T: Type + Send> Payload for SerdeJson<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: serde::Serialize + Send> poem::IntoResponse for SerdeJson<T> {
+    fn into_response(self) -> poem::Response {
+        poem::web::Json(self.0).into_response()
+    }
+}
+
+/// `#[serde(serialize_with = "keel_core::http::json::rfc3339")]`: a time as its
+/// `ToJSON` writes it (`to_rfc3339`, `+00:00`), where chrono's serde writes `Z`.
+pub fn rfc3339<S: serde::Serializer>(
+    time: &chrono::DateTime<chrono::Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&time.to_rfc3339())
+}
+
+/// Whether `value` serializes by serde exactly as by its `ToJSON`, the form the
+/// document describes: the test every [`SerdeJson`] body type needs.
+pub fn serializes_as_documented<T>(value: &T) -> bool
+where
+    T: serde::Serialize + poem_openapi::types::ToJSON,
+{
+    serde_json::to_value(value).ok() == value.to_json()
+}
+
 #[cfg(test)]
 mod tests {
     use poem_openapi::Object;

@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use keel_core::ApiError;
 use keel_core::auth::Auth;
-use keel_core::http::json::{FormBody, JsonBody, OptionalJsonBody};
+use keel_core::http::json::{FormBody, JsonBody, OptionalJsonBody, SerdeJson};
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
 use keel_core::request::RequestContext;
@@ -79,12 +79,12 @@ impl TokenResponse {
 #[derive(Debug, ApiResponse)]
 enum MeResponse {
     #[oai(status = 200)]
-    Ok(Json<Me>, #[oai(header = "Cache-Control")] String),
+    Ok(SerdeJson<Me>, #[oai(header = "Cache-Control")] String),
 }
 
 impl MeResponse {
     fn new(profile: Profile) -> Self {
-        Self::Ok(Json(profile.into()), "private, no-store".to_owned())
+        Self::Ok(SerdeJson(profile.into()), "private, no-store".to_owned())
     }
 }
 
