@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 use keel_core::auth::Auth;
 use keel_core::crud::{Cursor, CursorPage, CursorParams};
 use keel_core::http::formats::ActionName;
+use keel_core::http::json::SerdeJson;
 use keel_core::http::problems::Problems;
 use keel_core::problem_statuses;
 use poem_openapi::param::Query;
-use poem_openapi::payload::Json;
+
 use poem_openapi::{OpenApi, Tags};
 use uuid::Uuid;
 
@@ -62,7 +63,7 @@ impl ActivityApi {
         /// `next_cursor` of the page before, as given.
         cursor: Query<Option<Cursor>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
-    ) -> Result<Json<CursorPage<ActivityOut>>, Problems<ListProblems>> {
+    ) -> Result<SerdeJson<CursorPage<ActivityOut>>, Problems<ListProblems>> {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;
         let filter = ActivityFilter {
             actor_id: actor_id.0,
@@ -77,7 +78,7 @@ impl ActivityApi {
             text: search.0,
         };
         let entries = self.service.list(&filter, page).await?;
-        Ok(Json(entries.map(ActivityOut::from).into()))
+        Ok(SerdeJson(entries.map(ActivityOut::from).into()))
     }
 
     /// My activity
@@ -95,7 +96,7 @@ impl ActivityApi {
         /// `next_cursor` of the page before, as given.
         cursor: Query<Option<Cursor>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] size: Query<Option<u32>>,
-    ) -> Result<Json<CursorPage<ActivityOut>>, Problems<OwnProblems>> {
+    ) -> Result<SerdeJson<CursorPage<ActivityOut>>, Problems<OwnProblems>> {
         let page = CursorParams::new(cursor.as_deref(), size.0)?;
         let filter = ActivityFilter {
             actor_id: Some(auth.user_id),
@@ -106,6 +107,6 @@ impl ActivityApi {
             ..ActivityFilter::default()
         };
         let entries = self.service.list(&filter, page).await?;
-        Ok(Json(entries.map(ActivityOut::from).into()))
+        Ok(SerdeJson(entries.map(ActivityOut::from).into()))
     }
 }

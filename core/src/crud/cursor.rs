@@ -115,11 +115,13 @@ impl<T: ParseFromJSON + ToJSON> From<Cursored<T>> for CursorPage<T> {
 }
 
 /// A page of a cursor-paginated list.
-#[derive(Debug, Clone, Object)]
+// Serializable by serde too, for `SerdeJson` (written as its `ToJSON` would be).
+#[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CursorPage<T: ParseFromJSON + ToJSON> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 

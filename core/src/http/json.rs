@@ -428,22 +428,27 @@ impl<T: Send> poem::IntoResponse for CachedJson<T> {
 
 impl<T: Type + Send> poem_openapi::ApiResponse for CachedJson<T> {
     fn meta() -> poem_openapi::registry::MetaResponses {
-        poem_openapi::registry::MetaResponses {
-            responses: vec![poem_openapi::registry::MetaResponse {
-                description: "",
-                status: Some(200),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: Self::CONTENT_TYPE,
-                    schema: Self::schema_ref(),
-                }],
-                headers: vec![],
-            }],
-        }
+        ok_json::<T>()
     }
 
     fn register(registry: &mut Registry) {
         T::register(registry);
+    }
+}
+
+/// A 200 with a JSON body of `T`, as the document declares `Json<T>`.
+fn ok_json<T: Type>() -> poem_openapi::registry::MetaResponses {
+    poem_openapi::registry::MetaResponses {
+        responses: vec![poem_openapi::registry::MetaResponse {
+            description: "",
+            status: Some(200),
+            status_range: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json; charset=utf-8",
+                schema: T::schema_ref(),
+            }],
+            headers: vec![],
+        }],
     }
 }
 
@@ -470,6 +475,16 @@ impl<T: Type + Send> Payload for SerdeJson<T> {
 impl<T: serde::Serialize + Send> poem::IntoResponse for SerdeJson<T> {
     fn into_response(self) -> poem::Response {
         poem::web::Json(self.0).into_response()
+    }
+}
+
+impl<T: Type + serde::Serialize + Send> poem_openapi::ApiResponse for SerdeJson<T> {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        ok_json::<T>()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
     }
 }
 
