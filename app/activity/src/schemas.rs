@@ -7,7 +7,8 @@ use uuid::Uuid;
 use crate::models::EntryRow;
 
 /// One audit entry.
-// Served by serde (`SerdeJson`), written as its `ToJSON` would be: see the test below.
+// Served by serde (`SerdeJson`): the document its `ToJSON` would write, keys in
+// declaration order (see the test below).
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct ActivityOut {
     /// Increases with every entry recorded (entries are listed by `occurred_at`, then id).
@@ -69,8 +70,8 @@ mod tests {
 
     use super::*;
 
-    /// Audit pages are written by serde: byte for byte their documented form, every
-    /// optional field present or absent, with metadata of any shape.
+    /// Audit pages are written by serde: the same JSON document as their documented form,
+    /// every optional field present or absent, with metadata of any shape.
     #[test]
     fn pages_are_served_as_documented() {
         let at = Utc.with_ymd_and_hms(2026, 12, 3, 7, 18, 40).unwrap();

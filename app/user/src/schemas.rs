@@ -96,7 +96,8 @@ pub struct Accepted {
 }
 
 /// The signed-in user, as `GET /auth/me` shows them.
-// Served by serde (`SerdeJson`), written as its `ToJSON` would be: see the test below.
+// Served by serde (`SerdeJson`): the document its `ToJSON` would write, keys in
+// declaration order (see the test below).
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct Me {
     pub id: Uuid,
@@ -316,7 +317,7 @@ mod tests {
 
     use super::*;
 
-    /// `/me` is written by serde: byte for byte what its documented form would be, with
+    /// `/me` is written by serde: the same JSON document as its documented form, with
     /// and without an avatar, for whole and fractional seconds and awkward text.
     #[test]
     fn me_is_served_as_documented() {

@@ -115,7 +115,7 @@ impl<T: ParseFromJSON + ToJSON> From<Cursored<T>> for CursorPage<T> {
 }
 
 /// A page of a cursor-paginated list.
-// Serializable by serde too, for `SerdeJson` (written as its `ToJSON` would be).
+// Serializable by serde too, for `SerdeJson` (the document its `ToJSON` would write).
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct CursorPage<T: ParseFromJSON + ToJSON> {
     pub items: Vec<T>,

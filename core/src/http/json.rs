@@ -455,8 +455,9 @@ fn ok_json<T: Type>() -> poem_openapi::registry::MetaResponses {
 /// A JSON response body serialized by serde straight from `T`. poem-openapi's `Json<T>`
 /// first builds a `serde_json::Value` tree of the whole body (every string copied), then
 /// writes that; this writes the body once: for a hot response. `T`'s `Serialize` must
-/// write what its `ToJSON` writes, which [`serializes_as_documented`] checks in a test.
-/// Documented in the OpenAPI spec exactly as `Json<T>`.
+/// write the document its `ToJSON` writes, which [`serializes_as_documented`] checks in a
+/// test (object keys come in declaration order, where `ToJSON`'s are sorted). Documented
+/// in the OpenAPI spec exactly as `Json<T>`.
 #[derive(Debug, Clone)]
 pub struct SerdeJson<T>(pub T);
 
@@ -497,8 +498,9 @@ pub fn rfc3339<S: serde::Serializer>(
     serializer.collect_str(&time.to_rfc3339())
 }
 
-/// Whether `value` serializes by serde exactly as by its `ToJSON`, the form the
-/// document describes: the test every [`SerdeJson`] body type needs.
+/// Whether `value` serializes by serde to the same JSON document as by its `ToJSON`, the
+/// form the OpenAPI document describes (key order aside: JSON objects have none): the
+/// test every [`SerdeJson`] body type needs.
 pub fn serializes_as_documented<T>(value: &T) -> bool
 where
     T: serde::Serialize + poem_openapi::types::ToJSON,
