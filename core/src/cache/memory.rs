@@ -83,6 +83,35 @@ impl MemoryStore {
         );
     }
 
+    /// The token of the stamp `key`, created fresh (for `ttl`) when it has none, so a
+    /// value is never kept under an absent stamp: a stamp evicted (or deleted) after its
+    /// bump would otherwise read as absent again and make such a value current.
+    pub(super) fn stamp(&self, key: &str, ttl: Duration) -> Arc<[u8]> {
+        if let Some(token) = self.get(key) {
+            return token;
+        }
+        let now = Instant::now();
+        let result = self
+            .entries
+            .entry(key.to_owned())
+            .and_compute_with(|current| match current.map(|entry| entry.into_value()) {
+                // Created by a racing read in between: share it.
+                Some(Stored {
+                    value: Value::Bytes(_),
+                    expires_at,
+                }) if expires_at > now => Op::Nop,
+                _ => Op::Put(Stored {
+                    value: Value::Bytes(fresh_token().into()),
+                    expires_at: now + ttl,
+                }),
+            });
+        match result.into_entry().map(|entry| entry.into_value().value) {
+            Some(Value::Bytes(token)) => token,
+            // Either arm above leaves a token behind.
+            _ => fresh_token().into(),
+        }
+    }
+
     /// The value [`MemoryStore::hold`] kept under `key`.
     pub(super) fn held(&self, key: &str) -> Option<Arc<dyn Any + Send + Sync>> {
         let stored = self.entries.get(key)?;

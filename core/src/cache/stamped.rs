@@ -33,9 +33,9 @@ pub(super) struct Stamped<T> {
 }
 
 /// A value as the in-process backend holds it: decoded, with its stamps' tokens as they
-/// were stored when it was computed.
+/// were stored when it was computed (never absent: see [`MemoryStore::stamp`]).
 struct Held<T> {
-    tokens: Vec<Option<Arc<[u8]>>>,
+    tokens: Vec<Arc<[u8]>>,
     value: T,
 }
 
@@ -118,8 +118,8 @@ impl Cache {
     }
 
     /// [`Cache::get_or_compute_stamped`] on the in-process backend: the stamps' tokens
-    /// are read before computing, as with Redis, and the value is kept decoded beside
-    /// them, so a hit costs a lookup per stamp and a clone.
+    /// are read (or created) before computing, as with Redis, and the value is kept
+    /// decoded beside them, so a hit costs a lookup per stamp and a clone.
     async fn held<T, E, F, Fut>(
         &self,
         memory: &MemoryStore,
@@ -133,9 +133,9 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let tokens: Vec<Option<Arc<[u8]>>> = stamps
+        let tokens: Vec<Arc<[u8]>> = stamps
             .iter()
-            .map(|stamp| memory.get(&self.key(&format!("stamp:{stamp}"))))
+            .map(|stamp| memory.stamp(&self.key(&format!("stamp:{stamp}")), STAMP_TTL))
             .collect();
         if let Some(held) = memory.held(&full_key)
             && let Some(held) = held.downcast_ref::<Held<T>>()

@@ -212,6 +212,31 @@ async fn a_stamped_value_read_as_another_type_is_computed_afresh() {
     }
 }
 
+/// A stamp lost after its bump (evicted from the in-process map, or deleted while a value
+/// was computed) never makes a value computed before the bump current again.
+#[tokio::test]
+async fn a_lost_stamp_never_revives_a_value_from_before_its_bump() {
+    let cache = memory();
+    let get = |value: &'static str| {
+        cache.get_or_compute_stamped("v", &["s"], Duration::from_secs(60), move || async move {
+            Ok::<_, CacheError>(value.to_owned())
+        })
+    };
+    assert_eq!(
+        get("before").await.unwrap(),
+        "before",
+        "computed before any bump"
+    );
+    cache.bump("s").await;
+    cache.delete("stamp:s").await;
+    assert_eq!(get("after").await.unwrap(), "after");
+    assert_eq!(
+        get("later").await.unwrap(),
+        "after",
+        "kept under the stamp made for it"
+    );
+}
+
 /// Counts computations, so a test can tell a value served from a cache from a new one.
 #[derive(Clone, Default)]
 struct Loads(Arc<AtomicUsize>);
