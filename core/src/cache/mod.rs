@@ -281,18 +281,15 @@ impl Cache {
         }
     }
 
-    /// The raw values under `keys`, in one round trip; `None` when the cache can't be
-    /// reached.
-    async fn fetch_many(&self, keys: &[String]) -> Option<Vec<Option<Vec<u8>>>> {
+    /// The raw values under `keys` in Redis, in one round trip; `None` when it can't be
+    /// reached. (The in-process backend's stamped reads hold decoded values instead.)
+    async fn fetch_many(
+        &self,
+        redis: &RedisStore,
+        keys: &[String],
+    ) -> Option<Vec<Option<Vec<u8>>>> {
         let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        match &self.inner.store {
-            Store::Memory(memory) => Some(
-                keys.iter()
-                    .map(|key| memory.get(key).map(|bytes| bytes.to_vec()))
-                    .collect(),
-            ),
-            Store::Redis(redis) => self.run("get_many", redis.get_many(&keys)).await.ok(),
-        }
+        self.run("get_many", redis.get_many(&keys)).await.ok()
     }
 
     /// Stores `value` for `ttl`; skipped (and counted) when the cache can't be reached.

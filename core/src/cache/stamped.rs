@@ -62,9 +62,12 @@ impl Cache {
             return compute().await;
         }
         let full_key = self.key(key);
-        if let Store::Memory(memory) = &self.inner.store {
-            return self.held(memory, full_key, stamps, ttl, compute).await;
-        }
+        let redis = match &self.inner.store {
+            Store::Memory(memory) => {
+                return self.held(memory, full_key, stamps, ttl, compute).await;
+            }
+            Store::Redis(redis) => redis,
+        };
         let near = self.inner.near.as_deref();
         if let Some(value) = near
             .and_then(|near| near.get(&full_key, stamps))
@@ -77,7 +80,7 @@ impl Cache {
         let mut keys = Vec::with_capacity(stamps.len() + 1);
         keys.push(key.to_owned());
         keys.extend(stamps.iter().map(|s| format!("stamp:{s}")));
-        let Some(mut found) = self.fetch_many(&keys).await else {
+        let Some(mut found) = self.fetch_many(redis, &keys).await else {
             counter!(CACHE_MISSES).increment(1);
             return compute().await;
         };
