@@ -9,14 +9,16 @@ use uuid::Uuid;
 pub use crate::models::Category;
 use crate::models::{Note, NoteDraft, NoteEdit, UnreadNotes};
 
+keel_core::text_rule! {
+    /// A release's version: `MAJOR.MINOR.PATCH`, optionally `-pre.release`.
+    pub Version = VersionRule("version", r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$");
+}
+
 #[derive(Debug, Clone, Object)]
 pub struct CreateNote {
     /// `MAJOR.MINOR.PATCH`, optionally `-pre.release`; unique.
-    #[oai(validator(
-        max_length = 70,
-        pattern = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$"
-    ))]
-    pub version: String,
+    #[oai(validator(max_length = 70))]
+    pub version: Version,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: String,
     /// Markdown, returned exactly as given.
@@ -28,11 +30,8 @@ pub struct CreateNote {
 /// A partial edit; omitted fields stay as they are.
 #[derive(Debug, Clone, Object)]
 pub struct UpdateNote {
-    #[oai(validator(
-        max_length = 70,
-        pattern = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(-[0-9A-Za-z.-]{1,40})?$"
-    ))]
-    pub version: Option<String>,
+    #[oai(validator(max_length = 70))]
+    pub version: Option<Version>,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: Option<String>,
     #[oai(validator(min_length = 1, max_length = 20000))]
@@ -94,7 +93,7 @@ impl From<UnreadNotes> for Unread {
 impl From<CreateNote> for NoteDraft {
     fn from(new: CreateNote) -> Self {
         Self {
-            version: new.version,
+            version: new.version.into(),
             title: new.title,
             body: new.body,
             category: new.category,
@@ -105,10 +104,32 @@ impl From<CreateNote> for NoteDraft {
 impl From<UpdateNote> for NoteEdit {
     fn from(edit: UpdateNote) -> Self {
         Self {
-            version: edit.version,
+            version: edit.version.map(String::from),
             title: edit.title,
             body: edit.body,
             category: edit.category,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_semver_with_an_optional_pre_release() {
+        for kept in ["1.2.3", "0.0.0", "10.20.30-rc.1", "1.0.0-alpha-2"] {
+            assert!(Version::new(kept).is_ok(), "{kept:?}");
+        }
+        for refused in [
+            "1.2",
+            "v1.2.3",
+            "1.2.3-",
+            "1.2.3+build",
+            "1.2.3\n",
+            "1234567890.0.0",
+        ] {
+            assert!(Version::new(refused).is_err(), "{refused:?}");
         }
     }
 }

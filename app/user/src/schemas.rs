@@ -3,29 +3,33 @@
 //! here, so a body can't assign them.
 
 use chrono::{DateTime, Utc};
-use keel_core::http::formats::{EmailText, PermissionCode};
+use keel_core::http::formats::{EmailText, PermissionCode, PlainText};
+use keel_core::text_rule;
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
 use crate::models::{Account, Permission, Profile, RefreshSession, RoleGrants, Tokens};
+
+text_rule! {
+    /// A password being set: at least one character that isn't white space, and no NUL.
+    pub NewPassword = PasswordRule("password", r"^[^\u0000]*[^\s\u0000][^\u0000]*$");
+}
+
+text_rule! {
+    /// A role's name: lowercase letters, digits, `-` and `_`, starting with a letter.
+    pub RoleName = RoleNameRule("role_name", "^[a-z][a-z0-9_-]{1,62}$");
+}
 
 #[derive(Debug, Clone, Object)]
 pub struct RegisterRequest {
     #[oai(validator(max_length = 254))]
     pub email: EmailText,
     /// 10 to 128 characters, not only whitespace, not the email address.
-    #[oai(validator(
-        min_length = 10,
-        max_length = 128,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    ))]
-    pub password: String,
+    #[oai(validator(min_length = 10, max_length = 128))]
+    pub password: NewPassword,
     /// Without control characters.
-    #[oai(
-        default,
-        validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")
-    )]
-    pub full_name: String,
+    #[oai(default, validator(max_length = 200))]
+    pub full_name: PlainText,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -131,8 +135,8 @@ impl From<Profile> for Me {
 #[derive(Debug, Clone, Object)]
 pub struct UpdateMe {
     /// Without control characters.
-    #[oai(validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
-    pub full_name: Option<String>,
+    #[oai(validator(max_length = 200))]
+    pub full_name: Option<PlainText>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -140,12 +144,8 @@ pub struct ChangePassword {
     #[oai(validator(max_length = 1024))]
     pub current_password: String,
     /// 10 to 128 characters, not only whitespace, not the email address.
-    #[oai(validator(
-        min_length = 10,
-        max_length = 128,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    ))]
-    pub new_password: String,
+    #[oai(validator(min_length = 10, max_length = 128))]
+    pub new_password: NewPassword,
 }
 
 /// One signed-in device.
@@ -213,8 +213,8 @@ pub struct CreateUser {
     #[oai(flatten)]
     pub account: RegisterRequest,
     /// Role names; default: the `user` role.
-    #[oai(validator(max_items = 100, max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
-    pub roles: Option<Vec<String>>,
+    #[oai(validator(max_items = 100, max_length = 63))]
+    pub roles: Option<Vec<RoleName>>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -222,23 +222,19 @@ pub struct UpdateUser {
     #[oai(validator(max_length = 254))]
     pub email: Option<EmailText>,
     /// Without control characters.
-    #[oai(validator(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"))]
-    pub full_name: Option<String>,
+    #[oai(validator(max_length = 200))]
+    pub full_name: Option<PlainText>,
     /// Sets a new password (10 to 128 characters, not only whitespace, not the email
     /// address) and signs the user out everywhere.
-    #[oai(validator(
-        min_length = 10,
-        max_length = 128,
-        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-    ))]
-    pub password: Option<String>,
+    #[oai(validator(min_length = 10, max_length = 128))]
+    pub password: Option<NewPassword>,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct SetRoles {
     /// Role names; replaces the set the user holds.
-    #[oai(validator(max_items = 100, max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
-    pub roles: Vec<String>,
+    #[oai(validator(max_items = 100, max_length = 63))]
+    pub roles: Vec<RoleName>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -270,8 +266,8 @@ impl From<RoleGrants> for RoleOut {
 #[derive(Debug, Clone, Object)]
 pub struct CreateRole {
     /// Lowercase letters, digits, `-` and `_`, starting with a letter (2–63 chars).
-    #[oai(validator(max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
-    pub name: String,
+    #[oai(validator(max_length = 63))]
+    pub name: RoleName,
     #[oai(default, validator(max_length = 500))]
     pub description: String,
     /// Permission codes the role grants.
@@ -282,8 +278,8 @@ pub struct CreateRole {
 #[derive(Debug, Clone, Object)]
 pub struct UpdateRole {
     /// Lowercase letters, digits, `-` and `_`, starting with a letter (2–63 chars).
-    #[oai(validator(max_length = 63, pattern = "^[a-z][a-z0-9_-]{1,62}$"))]
-    pub name: Option<String>,
+    #[oai(validator(max_length = 63))]
+    pub name: Option<RoleName>,
     #[oai(validator(max_length = 500))]
     pub description: Option<String>,
 }
@@ -340,6 +336,26 @@ mod tests {
                 avatar_url,
             };
             assert!(serializes_as_documented(&me), "{me:?}");
+        }
+    }
+
+    #[test]
+    fn new_passwords_need_one_visible_character_and_no_nul() {
+        for kept in ["correct horse", " padded ", "ünïcödé pass"] {
+            assert!(NewPassword::new(kept).is_ok(), "{kept:?}");
+        }
+        for refused in ["", "          ", "\u{a0}\u{2003}\t\n", "nul\u{0}inside"] {
+            assert!(NewPassword::new(refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn role_names_are_lowercase_words() {
+        for kept in ["user", "ops-team", "a1", "read_only"] {
+            assert!(RoleName::new(kept).is_ok(), "{kept:?}");
+        }
+        for refused in ["a", "Admin", "1st", "-x", "x y", "x\n", &"a".repeat(64)] {
+            assert!(RoleName::new(refused).is_err(), "{refused:?}");
         }
     }
 }

@@ -288,7 +288,7 @@ impl Checker<'_> {
                         self.fail(path, format!("must be at most {max} characters long"));
                     }
                     if let Some(pattern) = &schema.pattern
-                        && regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(s))
+                        && super::formats::compiled(pattern).is_some_and(|re| !re.is_match(s))
                     {
                         self.fail(path, format!("must match the pattern {pattern}"));
                     }

@@ -118,7 +118,7 @@ impl AuthApi {
             full_name,
         } = body.0;
         self.service
-            .register(&email, password, &full_name, &device())
+            .register(&email, password.into(), &full_name, &device())
             .await?;
         Ok(RegisterResponse::Accepted(Json(Accepted {
             detail: "Registration accepted; sign in with your email and password.".to_owned(),
@@ -268,7 +268,7 @@ impl AuthApi {
             new_password,
         } = body.0;
         self.service
-            .change_password(&auth, current_password, new_password)
+            .change_password(&auth, current_password, new_password.into())
             .await?;
         Ok(Done::NoContent)
     }

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::models::{UserFilter, UserSort};
 use crate::permissions::UserPermission;
-use crate::schemas::{CreateUser, SetRoles, UpdateUser, UserOut};
+use crate::schemas::{CreateUser, RoleName, SetRoles, UpdateUser, UserOut};
 use crate::services::{NewAccount, UserService};
 
 #[derive(Debug, ApiResponse)]
@@ -88,9 +88,9 @@ impl UsersApi {
         let CreateUser { account, roles } = body.0;
         let account = NewAccount {
             email: account.email.0,
-            password: account.password,
-            full_name: account.full_name,
-            roles,
+            password: account.password.into(),
+            full_name: account.full_name.into(),
+            roles: roles.map(names),
         };
         let user = self.service.create_user(Some(&auth), account).await?;
         Ok(Created::Created(Json(user.into())))
@@ -121,7 +121,7 @@ impl UsersApi {
                 id.0,
                 email.as_deref(),
                 full_name.as_deref(),
-                password,
+                password.map(String::from),
             )
             .await?;
         Ok(Json(user.into()))
@@ -182,7 +182,7 @@ impl UsersApi {
     ) -> Result<Json<UserOut>, Problems<EditProblems>> {
         let user = self
             .service
-            .set_user_roles(&auth, id.0, body.0.roles)
+            .set_user_roles(&auth, id.0, names(body.0.roles))
             .await?;
         Ok(Json(user.into()))
     }
@@ -204,4 +204,9 @@ impl UsersApi {
         self.service.force_logout(&auth, id.0).await?;
         Ok(Done::NoContent)
     }
+}
+
+/// Role names as the services take them.
+fn names(roles: Vec<RoleName>) -> Vec<String> {
+    roles.into_iter().map(String::from).collect()
 }
