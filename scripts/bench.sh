@@ -223,10 +223,28 @@ run users_list_c64 64 "$BASE/api/v1/users?page=1&size=20" -H "Authorization: Bea
 run release_notes_c64 64 "$BASE/api/v1/release-notes?size=20" -H "Authorization: Bearer $TOKEN"
 run health_live_c16 16 "$BASE/health/live"
 
+# What bounds sign-in: the hashing threads' share of the machine during the run, and one
+# hash's CPU time under that load against the idle reference. login_c16 ÷ hash_ceiling
+# is about that share × reference ÷ CPU time under load; the rest of the CPU went to
+# PostgreSQL, the HTTP and database work around each hash, and wrk.
+hashing_ticks() {
+  awk '$2 ~ /^\(keel-argon2/ {t += $14 + $15} END {print t + 0}' /proc/"$API_PID"/task/*/stat
+}
+hashing_account() { # TICKS_BEFORE
+  local ticks hz requests
+  ticks=$(($(hashing_ticks) - $1)) hz=$(getconf CLK_TCK)
+  requests=$(awk '/requests in/ {print $1}' "$WORK/login_c16.txt")
+  figures put login_hash_cpu ms "$(awk -v t="$ticks" -v hz="$hz" -v n="$requests" 'BEGIN {print t * 1000 / hz / n}')"
+  echo "bench: sign-in: the hashing threads had $(awk -v t="$ticks" -v hz="$hz" -v c="$(nproc)" \
+    -v s="${DURATION%s}" 'BEGIN {printf "%.0f", 100 * t / hz / c / s}')% of the CPU" >&2
+}
+
 # Sign-in at the hashing limit, then /health/live while it runs, against its p99 idle
 # and beside the lowest-priority busy loops.
 hash_reference
+ticks_before=$(hashing_ticks)
 write login_c16 login.lua "$WORK/accounts.txt" "$PASSWORD"
+hashing_account "$ticks_before"
 run health_live_idle_c8 8 "$BASE/health/live"
 if command -v chrt >/dev/null; then
   beside_idle_loops health_live_beside_idle_loops_c8 8 "$BASE/health/live"
