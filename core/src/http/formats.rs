@@ -77,6 +77,12 @@ macro_rules! impl_text_type {
                 Some(Value::String(self.0.clone()))
             }
         }
+
+        impl From<$ty> for String {
+            fn from(text: $ty) -> Self {
+                text.0
+            }
+        }
     };
 }
 
@@ -130,10 +136,6 @@ impl<R: TextRule> Text<R> {
         } else {
             Err(format!("{} must match the pattern {}", R::NAME, R::PATTERN))
         }
-    }
-
-    pub fn into_string(self) -> String {
-        self.0
     }
 }
 

@@ -30,6 +30,11 @@ pub(crate) enum UserTags {
     Roles,
 }
 
+/// A list of checked text (role names, permission codes) as the services take it.
+fn strings(items: Vec<impl Into<String>>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
 #[derive(Debug, ApiResponse)]
 pub(crate) enum Done {
     /// Done.

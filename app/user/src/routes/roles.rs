@@ -2,7 +2,6 @@
 
 use keel_core::auth::Auth;
 use keel_core::crud::{Page, PageParams, Sort, SortParam};
-use keel_core::http::formats::PermissionCode;
 use keel_core::http::json::JsonBody;
 use keel_core::http::problems::Problems;
 use poem_openapi::param::{Path, Query};
@@ -12,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     CreateProblems, Done, EditProblems, GuardedProblems, ListProblems, ReadProblems, StateProblems,
-    UserTags,
+    UserTags, strings,
 };
 use crate::models::{RoleFilter, RoleSort};
 use crate::permissions::UserPermission;
@@ -88,7 +87,7 @@ impl RolesApi {
         } = body.0;
         let role = self
             .service
-            .create_role(&auth, &name, description, codes(permissions))
+            .create_role(&auth, &name, description, strings(permissions))
             .await?;
         Ok(Created::Created(Json(role.into())))
     }
@@ -141,7 +140,7 @@ impl RolesApi {
     ) -> Result<Json<RoleOut>, Problems<EditProblems>> {
         let role = self
             .service
-            .set_role_permissions(&auth, id.0, codes(body.0.permissions))
+            .set_role_permissions(&auth, id.0, strings(body.0.permissions))
             .await?;
         Ok(Json(role.into()))
     }
@@ -172,8 +171,4 @@ impl PermissionsApi {
         let all = self.service.list_permissions().await?;
         Ok(Json(all.into_iter().map(PermissionOut::from).collect()))
     }
-}
-
-fn codes(permissions: Vec<PermissionCode>) -> Vec<String> {
-    permissions.into_iter().map(|code| code.0).collect()
 }

@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use super::{
     CreateProblems, Done, EditProblems, ListProblems, ReadProblems, StateProblems, UserTags,
+    strings,
 };
 use crate::models::{UserFilter, UserSort};
 use crate::permissions::UserPermission;
-use crate::schemas::{CreateUser, RoleName, SetRoles, UpdateUser, UserOut};
+use crate::schemas::{CreateUser, SetRoles, UpdateUser, UserOut};
 use crate::services::{NewAccount, UserService};
 
 #[derive(Debug, ApiResponse)]
@@ -90,7 +91,7 @@ impl UsersApi {
             email: account.email.0,
             password: account.password.into(),
             full_name: account.full_name.into(),
-            roles: roles.map(names),
+            roles: roles.map(strings),
         };
         let user = self.service.create_user(Some(&auth), account).await?;
         Ok(Created::Created(Json(user.into())))
@@ -182,7 +183,7 @@ impl UsersApi {
     ) -> Result<Json<UserOut>, Problems<EditProblems>> {
         let user = self
             .service
-            .set_user_roles(&auth, id.0, names(body.0.roles))
+            .set_user_roles(&auth, id.0, strings(body.0.roles))
             .await?;
         Ok(Json(user.into()))
     }
@@ -204,9 +205,4 @@ impl UsersApi {
         self.service.force_logout(&auth, id.0).await?;
         Ok(Done::NoContent)
     }
-}
-
-/// Role names as the services take them.
-fn names(roles: Vec<RoleName>) -> Vec<String> {
-    roles.into_iter().map(String::from).collect()
 }
