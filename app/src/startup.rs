@@ -159,14 +159,17 @@ impl Application {
         let relay = relay.spawn();
         let scheduler = matches!(relay_target, RelayTarget::Local(_))
             .then(|| Scheduler::new(db.clone(), root.registry.periodic_jobs()).spawn());
+        // Nothing works without the database. Without the cache, requests go to the
+        // database; without storage, only uploads and downloads fail; without the
+        // broker, tasks wait in the outbox: each of those only degrades the service.
         let mut checks = Checks::default()
-            .with(db.clone())
-            .with(root.context.cache.clone());
+            .required("database", db.clone())
+            .optional("cache", root.context.cache.clone());
         if storage.backend() == "s3" {
-            checks = checks.with(storage.clone());
+            checks = checks.optional("storage", storage.clone());
         }
         if let RelayTarget::Broker(broker) = &relay_target {
-            checks = checks.with(broker.clone());
+            checks = checks.optional("broker", broker.clone());
         }
         let system = SystemApi::new(checks, metrics.clone()).on_scrape(move || db.record_metrics());
         let document_error = |e: String| StartError::Setup {

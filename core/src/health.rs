@@ -4,14 +4,14 @@
 
 use futures_util::future::BoxFuture;
 
-/// A dependency the readiness probe checks; keel-app adds the ones a process uses.
+/// Why a check failed, logged with its whole chain of causes.
+pub type CheckError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A dependency the readiness probe checks. Its name in the report, and whether the
+/// service can serve without it, are the process's to say when it registers the check
+/// (`http::health::Checks`).
 pub trait Check: Send + Sync {
-    /// The key in the readiness report, e.g. `database`.
-    fn name(&self) -> &'static str;
-    /// A required component being down makes the whole service unready (503); an
-    /// optional one only marks it degraded.
-    fn required(&self) -> bool;
-    /// `Err` carries the cause for the log (which has the probe's request id); the
-    /// probe's answer, which anyone may read, says only up or down.
-    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// `Err` goes to the log (which has the probe's request id); the probe's answer,
+    /// which anyone may read, says only up or down.
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>>;
 }

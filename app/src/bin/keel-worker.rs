@@ -56,9 +56,9 @@ async fn run(settings: Settings) -> Result<(), BoxError> {
     // Probes and metrics: the database is required, and consuming too (a worker that
     // isn't has nothing to do); the cache is not.
     let checks = Checks::default()
-        .with(db.clone())
-        .with(worker.consuming())
-        .with(root.context.cache.clone());
+        .required("database", db.clone())
+        .required("consuming", worker.consuming())
+        .optional("cache", root.context.cache.clone());
     let scraped = db.clone();
     let system =
         SystemApi::new(checks, metrics.clone()).on_scrape(move || scraped.record_metrics());

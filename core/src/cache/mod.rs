@@ -40,7 +40,7 @@ use self::memory::MemoryStore;
 use self::near::{FORGET_ALL, Near};
 use self::peers::{Peers, Told};
 use self::redis::RedisStore;
-use crate::health::Check;
+use crate::health::{Check, CheckError};
 use crate::settings::CacheSettings;
 use crate::telemetry::metrics::{
     CACHE_BREAKER_STATE, CACHE_HITS, CACHE_MISSES, CACHE_OPERATION_DURATION, CACHE_OPERATIONS,
@@ -575,21 +575,13 @@ fn decode<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
     decoded
 }
 
-/// The cache is optional: down, it marks the service degraded, not unready.
+/// Down, it says whether the breaker has opened too.
 impl Check for Cache {
-    fn name(&self) -> &'static str {
-        "cache"
-    }
-
-    fn required(&self) -> bool {
-        false
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
         Box::pin(async move {
             self.ping().await.map_err(|err| match self.breaker_state() {
-                BreakerState::Closed => err.to_string(),
-                state => format!("{err} (breaker {})", state.as_str()),
+                BreakerState::Closed => err.into(),
+                state => format!("{err} (breaker {})", state.as_str()).into(),
             })
         })
     }

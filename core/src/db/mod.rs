@@ -21,7 +21,7 @@ use futures_util::future::BoxFuture;
 pub use prepared::{KeepPrepared, Prepared, pipelined};
 
 use crate::error::{ApiError, ErrorChain};
-use crate::health::Check;
+use crate::health::{Check, CheckError};
 use crate::settings::{DatabaseSettings, Secret};
 use crate::telemetry::metrics as names;
 
@@ -326,22 +326,9 @@ fn conflict_field(table: Option<&str>, constraint: Option<&str>) -> String {
         .to_owned()
 }
 
-/// The database is always required: nothing keel serves works without it.
 impl Check for Db {
-    fn name(&self) -> &'static str {
-        "database"
-    }
-
-    fn required(&self) -> bool {
-        true
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            self.ping()
-                .await
-                .map_err(|err| ErrorChain(&err).to_string())
-        })
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
+        Box::pin(async move { Ok(self.ping().await?) })
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use poem_openapi::{Enum, Object};
 
+use crate::error::ErrorChain;
 use crate::health::Check;
 
 /// A check that takes longer than this counts as down, so a probe never hangs.
@@ -46,41 +47,69 @@ pub struct Readiness {
 
 /// The set of checks run, concurrently, for every readiness probe.
 #[derive(Clone, Default)]
-pub struct Checks(Vec<Arc<dyn Check>>);
+pub struct Checks(Vec<Probe>);
+
+/// One registered check: its key in the report and whether the service needs it.
+#[derive(Clone)]
+struct Probe {
+    name: &'static str,
+    required: bool,
+    check: Arc<dyn Check>,
+}
 
 impl std::fmt::Debug for Checks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.0.iter().map(|c| c.name()))
+            .entries(self.0.iter().map(|probe| probe.name))
             .finish()
     }
 }
 
 impl Checks {
-    pub fn with(mut self, check: impl Check + 'static) -> Self {
-        self.0.push(Arc::new(check));
+    /// A dependency nothing works without: down, the service is unready (503).
+    pub fn required(self, name: &'static str, check: impl Check + 'static) -> Self {
+        self.probe(name, true, check)
+    }
+
+    /// A dependency only some requests need: down, the service is degraded but ready.
+    pub fn optional(self, name: &'static str, check: impl Check + 'static) -> Self {
+        self.probe(name, false, check)
+    }
+
+    fn probe(mut self, name: &'static str, required: bool, check: impl Check + 'static) -> Self {
+        self.0.push(Probe {
+            name,
+            required,
+            check: Arc::new(check),
+        });
         self
     }
 
     pub async fn run(&self) -> Readiness {
-        let results = join_all(self.0.iter().map(|check| async move {
+        let results = join_all(self.0.iter().map(|probe| async move {
             let started = Instant::now();
-            let outcome = tokio::time::timeout(CHECK_TIMEOUT, check.check())
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")));
-            let status = match outcome {
-                Ok(()) => ComponentStatus::Up,
-                Err(cause) => {
-                    tracing::warn!(component = check.name(), %cause, "readiness: component down");
+            let status = match tokio::time::timeout(CHECK_TIMEOUT, probe.check.check()).await {
+                Ok(Ok(())) => ComponentStatus::Up,
+                Ok(Err(cause)) => {
+                    let cause = ErrorChain(cause.as_ref());
+                    tracing::warn!(component = probe.name, %cause, "readiness: component down");
+                    ComponentStatus::Down
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        component = probe.name,
+                        cause = %format_args!("no answer within {CHECK_TIMEOUT:?}"),
+                        "readiness: component down"
+                    );
                     ComponentStatus::Down
                 }
             };
             let health = ComponentHealth {
                 status,
-                required: check.required(),
+                required: probe.required,
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             };
-            (check.name().to_owned(), health)
+            (probe.name.to_owned(), health)
         }))
         .await;
 

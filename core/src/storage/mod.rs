@@ -26,7 +26,7 @@ pub use key::{InvalidKey, ObjectKey};
 use self::local::LocalStore;
 use self::s3::S3Store;
 use crate::error::ApiError;
-use crate::health::Check;
+use crate::health::{Check, CheckError};
 use crate::hex;
 use crate::settings::{StorageBackend, StorageSettings};
 
@@ -299,23 +299,10 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Optional: without it only uploads and downloads fail, so it marks the service
-/// degraded. Local disk is checked too (writable root), since a full or read-only disk
-/// breaks uploads the same way.
+/// Local disk is checked too (a writable root), since a full or read-only disk breaks
+/// uploads as an unreachable bucket does.
 impl Check for Storage {
-    fn name(&self) -> &'static str {
-        "storage"
-    }
-
-    fn required(&self) -> bool {
-        false
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            self.ping()
-                .await
-                .map_err(|err| crate::error::ErrorChain(&err).to_string())
-        })
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
+        Box::pin(async move { Ok(self.ping().await?) })
     }
 }

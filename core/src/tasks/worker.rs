@@ -20,7 +20,7 @@ use metrics::gauge;
 use tokio::task::JoinSet;
 
 use super::{Broker, BrokerError, Envelope, Outcome, Registry};
-use crate::health::Check;
+use crate::health::{Check, CheckError};
 use crate::telemetry::metrics::TASK_WORKER_CONNECTED;
 use crate::telemetry::outage::Outage;
 use futures_util::future::BoxFuture;
@@ -63,15 +63,7 @@ impl Consuming {
 }
 
 impl Check for Consuming {
-    fn name(&self) -> &'static str {
-        "consuming"
-    }
-
-    fn required(&self) -> bool {
-        true
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
         let up = self.is_up();
         Box::pin(async move {
             if up {

@@ -34,7 +34,7 @@ pub use topology::Topology;
 
 use self::topology::short;
 use super::Envelope;
-use crate::health::Check;
+use crate::health::{Check, CheckError};
 use crate::settings::{Secret, TaskSettings};
 use crate::telemetry::metrics::{TASKS_DEAD_LETTERED, TASKS_PUBLISHED, TASKS_RETRIED};
 
@@ -314,18 +314,8 @@ impl Broker {
     }
 }
 
-/// The broker is optional for the API: tasks wait in the outbox while it is down, so
-/// it marks the service degraded, not unready.
 impl Check for Arc<Broker> {
-    fn name(&self) -> &'static str {
-        "broker"
-    }
-
-    fn required(&self) -> bool {
-        false
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.ping().await.map_err(|err| err.to_string()) })
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
+        Box::pin(async move { Ok(self.ping().await?) })
     }
 }
