@@ -17,6 +17,7 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use keel_core::ApiError;
 use keel_core::db::Db;
+use keel_core::db::fixed;
 use keel_core::hex;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
@@ -134,7 +135,7 @@ struct Head {
 
 /// The last seal and the entry it covers.
 async fn head(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<Head>> {
-    diesel::sql_query(
+    fixed(
         "SELECT s.position, s.hash, e.tx_id, e.id AS entry_id \
          FROM activity_seals s JOIN activity_entries e ON e.id = s.entry_id \
          ORDER BY s.position DESC LIMIT 1",
@@ -157,11 +158,10 @@ pub async fn seal_batch(conn: &mut AsyncPgConnection) -> Result<usize, ApiError>
     // there is nothing for this replica's caches to drop.
     let sealed = conn
         .transaction(async |conn| {
-            let Locked { locked } =
-                diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-                    .bind::<BigInt, _>(SEALER_LOCK)
-                    .get_result(conn)
-                    .await?;
+            let Locked { locked } = fixed("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                .bind::<BigInt, _>(SEALER_LOCK)
+                .get_result(conn)
+                .await?;
             if !locked {
                 return Ok::<_, diesel::result::Error>(0);
             }
@@ -196,7 +196,7 @@ pub async fn seal_batch(conn: &mut AsyncPgConnection) -> Result<usize, ApiError>
                 hashes.push(hash.to_vec());
                 previous = hash.to_vec();
             }
-            diesel::sql_query(
+            fixed(
                 "INSERT INTO activity_seals (position, entry_id, hash) \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
             )
@@ -332,7 +332,7 @@ impl std::fmt::Display for Anchor {
 }
 
 async fn count_unsealed(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
-    let Count { count } = diesel::sql_query(
+    let Count { count } = fixed(
         "SELECT count(*) AS count FROM activity_entries e \
          WHERE NOT EXISTS (SELECT 1 FROM activity_seals s WHERE s.entry_id = e.id)",
     )
@@ -426,7 +426,7 @@ pub async fn verify(db: &Db, since: Option<&Anchor>) -> Result<Verdict, ApiError
     // An entry slipped in below the sealed frontier was never sealed: inserted with
     // the triggers off and a forged transaction id.
     if let Some(h) = &head {
-        let stray: Option<Stray> = diesel::sql_query(
+        let stray: Option<Stray> = fixed(
             "SELECT e.id FROM activity_entries e \
              WHERE (e.tx_id, e.id) < ($1, $2) \
                AND NOT EXISTS (SELECT 1 FROM activity_seals s WHERE s.entry_id = e.id) \

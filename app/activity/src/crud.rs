@@ -10,6 +10,7 @@ use keel_core::crud::CursorParams;
 
 use crate::actions::Action;
 use crate::models::{ActivityFilter, EntryRow, activity_entries};
+use keel_core::db::fixed;
 
 /// One page (plus one row, to know whether more follow) of entries matching `filter`,
 /// newest first by `(occurred_at, id)`, after the page's cursor.
@@ -51,15 +52,15 @@ pub async fn list(
         );
     }
     if let Some(after) = page.after() {
-        // A row comparison, so PostgreSQL seeks straight into the `(…, occurred_at, id)`
-        // index instead of filtering.
+        // Strictly before the cursor's `(occurred_at, id)`. PostgreSQL seeks into the
+        // `(…, occurred_at, id)` index at `occurred_at <= at` and filters only the rows
+        // at that very instant. Written in diesel's terms, not as SQL text, so the
+        // statement stays prepared on the connection (no parse and plan per page).
         let at = cursor_instant(after.sort);
         query = query.filter(
-            sql::<Bool>("(activity_entries.occurred_at, activity_entries.id) < (")
-                .bind::<Timestamptz, _>(at)
-                .sql(", ")
-                .bind::<BigInt, _>(after.id)
-                .sql(")"),
+            e::occurred_at
+                .le(at)
+                .and(e::occurred_at.lt(at).or(e::id.lt(after.id))),
         );
     }
     query
@@ -88,7 +89,7 @@ async fn search_page(
     if let Some(until) = filter.until {
         before = before.min((until, 1));
     }
-    diesel::sql_query(
+    fixed(
         "SELECT id, occurred_at, actor_id, actor_email, action, entity_type, entity_id, \
          summary, metadata, request_id, ip, user_agent \
          FROM keel_activity_search($1, to_tsquery('simple', $2), $3, $4, $5, $6, $7, $8, $9, $10)",

@@ -13,6 +13,7 @@ use crate::models::{
     NewNote, Note, NoteChanges, NoteSort, release_note_reads, release_note_watermarks,
     release_notes,
 };
+use keel_core::db::fixed;
 
 #[derive(Debug)]
 pub struct NoteCrud;
@@ -85,7 +86,7 @@ pub async fn unread(
     user: Uuid,
     limit: i64,
 ) -> QueryResult<Vec<UnreadRow>> {
-    diesel::sql_query(
+    fixed(
         "SELECT n.id, count(*) OVER () AS total FROM release_notes n \
          WHERE n.is_published \
            AND n.published_at > coalesce( \

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::db::fixed;
 use diesel::sql_types::{Bool, Text};
 use diesel::{ConnectionError, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -29,7 +30,7 @@ pub async fn database_exists(
     name: &str,
 ) -> diesel::QueryResult<bool> {
     let row: Exists =
-        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        fixed("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
             .bind::<Text, _>(name)
             .get_result(conn)
             .await?;

@@ -18,7 +18,7 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 
-pub use prepared::{KeepPrepared, Prepared, pipelined};
+pub use prepared::{KeepPrepared, Prepared, fixed, pipelined};
 
 use crate::error::{ApiError, ErrorChain};
 use crate::health::{Check, CheckError};
@@ -153,7 +153,7 @@ impl Db {
     /// every replica, this one included.
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), ApiError> {
         let mut conn = self.conn().await?;
-        diesel::sql_query("SELECT pg_notify($1, $2)")
+        fixed("SELECT pg_notify($1, $2)")
             .bind::<diesel::sql_types::Text, _>(channel)
             .bind::<diesel::sql_types::Text, _>(payload)
             .execute(&mut conn)

@@ -1,22 +1,29 @@
-//! Fewer round trips: [`Prepared`], an UPDATE that stays prepared on each connection,
-//! and [`pipelined`], two statements sent together.
+//! Fewer round trips: statements that stay prepared on each connection ([`Prepared`]
+//! for an UPDATE, [`fixed`] for hand-written SQL), and [`pipelined`], two statements
+//! sent together.
 //!
 //! diesel never keeps an UPDATE's prepared statement (a changeset that skips `None`
-//! fields writes different SQL for one Rust type, so its type can't name it), and
-//! diesel-async then prepares it again on every call: a round trip to PostgreSQL, and a
-//! parse and plan there, before the round trip that runs it. Keyed by its SQL text
-//! instead, which is what this wrapper asks for, a statement is prepared once per
-//! connection; a changeset that writes other SQL is simply another entry.
+//! fields writes different SQL for one Rust type, so its type can't name it), nor one of
+//! `sql_query`'s (its text could be built at run time), and diesel-async then prepares
+//! it again on every call: a round trip to PostgreSQL, and a parse and plan there,
+//! before the round trip that runs it. Keyed by its SQL text instead, which is what this
+//! wrapper asks for, a statement is prepared once per connection; a changeset that
+//! writes other SQL is simply another entry.
 
 use diesel::QueryResult;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId, UpdateStatement};
+use diesel::query_builder::{
+    AstPass, BoxedSqlQuery, Query, QueryFragment, QueryId, SqlQuery, UpdateStatement,
+};
+use diesel::serialize::ToSql;
+use diesel::sql_types::HasSqlType;
 
-/// An UPDATE, kept prepared per connection by its SQL text. For the UPDATEs of hot paths
-/// (sign-in, refresh, logout), whose changeset is a fixed tuple so their text never
-/// varies: a statement whose text changes from call to call (a changeset that skips
-/// `None`s, raw SQL, an `IN` list) would keep a statement per variant, and diesel-async's
-/// cache never evicts. Hence only plain, unboxed UPDATEs can be wrapped.
+/// A statement kept prepared per connection by its SQL text: an UPDATE (for the hot
+/// paths' UPDATEs, whose changeset is a fixed tuple so their text never varies), or SQL
+/// from [`fixed`]. A statement whose text changes from call to call (a changeset that
+/// skips `None`s, SQL built at run time, an `IN` list) would keep a statement per
+/// variant, and diesel-async's cache never evicts. Hence only plain, unboxed UPDATEs and
+/// `&'static str` SQL can be wrapped.
 ///
 /// ```ignore
 /// diesel::update(sessions.find(id)).set(revoked_at.eq(now)).prepared().execute(conn)
@@ -32,6 +39,33 @@ pub trait KeepPrepared: Sized {
 }
 
 impl<T: diesel::QuerySource, U, V, Ret> KeepPrepared for UpdateStatement<T, U, V, Ret> {}
+
+/// `diesel::sql_query` for SQL written in the source, kept prepared per connection: the
+/// text is a `&'static str`, so it can't vary from call to call (build varying SQL with
+/// `sql_query`, which prepares it each time). Bind its `$n` parameters with
+/// [`Fixed::bind`], in order; load rows into `QueryableByName` types, as `sql_query`'s.
+///
+/// ```ignore
+/// db::fixed("SELECT id FROM users WHERE email = $1").bind::<Text, _>(email).load(conn)
+/// ```
+pub fn fixed<'f>(sql: &'static str) -> Fixed<'f> {
+    Prepared(diesel::sql_query(sql).into_boxed())
+}
+
+/// SQL from [`fixed`] and the parameters bound so far.
+pub type Fixed<'f> = Prepared<BoxedSqlQuery<'f, Pg, SqlQuery>>;
+
+impl<'f> Fixed<'f> {
+    /// The next `$n` parameter.
+    pub fn bind<ST, V>(self, value: V) -> Self
+    where
+        Pg: HasSqlType<ST>,
+        V: ToSql<ST, Pg> + Send + 'f,
+        ST: Send + 'f,
+    {
+        Prepared(self.0.bind::<ST, V>(value))
+    }
+}
 
 impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

@@ -14,6 +14,7 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::admin::{connect, quote_ident};
+use crate::db::fixed;
 use crate::settings::Secret;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,7 +67,7 @@ struct Name {
 }
 
 async fn current_user(conn: &mut AsyncPgConnection) -> diesel::QueryResult<String> {
-    let row: Name = diesel::sql_query("SELECT current_user::text AS name")
+    let row: Name = fixed("SELECT current_user::text AS name")
         .get_result(conn)
         .await?;
     Ok(row.name)
@@ -93,13 +94,13 @@ pub async fn grant_runtime(
     if owner == runtime {
         return Ok(Separation::SameRole(runtime));
     }
-    let append_only: Vec<String> = diesel::sql_query(APPEND_ONLY_TABLES)
+    let append_only: Vec<String> = fixed(APPEND_ONLY_TABLES)
         .load::<Name>(&mut conn)
         .await?
         .into_iter()
         .map(|n| n.name)
         .collect();
-    let owned_by_runtime: Option<Name> = diesel::sql_query(
+    let owned_by_runtime: Option<Name> = fixed(
         "SELECT c.relname AS name FROM pg_class c \
          WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
            AND pg_get_userbyid(c.relowner) = $1 LIMIT 1",
@@ -116,7 +117,7 @@ pub async fn grant_runtime(
         });
     }
 
-    let schema: Name = diesel::sql_query("SELECT current_schema()::text AS name")
+    let schema: Name = fixed("SELECT current_schema()::text AS name")
         .get_result(&mut conn)
         .await?;
     let (schema, role) = (quote_ident(&schema.name), quote_ident(&runtime));

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use super::TaskError;
 use crate::db::Db;
+use crate::db::fixed;
 
 /// How long an ended effect keeps trying to record how it ended while the database is
 /// away: past it, a finished effect is merely unrecorded, but a failed one that can't
@@ -131,7 +132,7 @@ impl Effect {
     /// Records the start, or takes over one whose lease has run out.
     async fn start(&self, db: &Db) -> Result<Start, TaskError> {
         let mut conn = db.conn().await.map_err(TaskError::retry)?;
-        let inserted: Option<Started> = diesel::sql_query(
+        let inserted: Option<Started> = fixed(
             "INSERT INTO task_effects (task_id, task) VALUES ($1, $2) ON CONFLICT DO NOTHING \
              RETURNING started_at",
         )
@@ -146,7 +147,7 @@ impl Effect {
         }
         // One statement, so of runs racing for an abandoned start exactly one moves it:
         // the others re-read the row and find it fresh.
-        let taken: Option<Started> = diesel::sql_query(
+        let taken: Option<Started> = fixed(
             "UPDATE task_effects SET started_at = clock_timestamp() \
              WHERE task_id = $1 AND finished_at IS NULL \
                AND started_at < now() - make_interval(secs => $2) \
@@ -166,7 +167,7 @@ impl Effect {
             );
             return Ok(Start::Ours(started.started_at));
         }
-        let earlier: Ended = diesel::sql_query(
+        let earlier: Ended = fixed(
             "SELECT finished_at IS NOT NULL AS finished, failed FROM task_effects \
              WHERE task_id = $1",
         )
@@ -204,7 +205,7 @@ impl Effect {
         loop {
             let attempt = async {
                 let mut conn = db.conn().await.map_err(|e| e.to_string())?;
-                diesel::sql_query(sql)
+                fixed(sql)
                     .bind::<sql_types::Uuid, _>(self.task_id)
                     .bind::<sql_types::Timestamptz, _>(started)
                     .execute(&mut conn)

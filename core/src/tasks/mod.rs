@@ -32,6 +32,7 @@ mod worker;
 
 use std::future::Future;
 
+use crate::db::fixed;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -167,13 +168,12 @@ impl<S> TaskContext<S> {
     /// Effects outside the database (an email) can't join the transaction: run them
     /// through [`TaskContext::effect`] instead.
     pub async fn claim(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
-        let claimed = diesel::sql_query(
-            "INSERT INTO tasks_done (task_id, task) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(self.task_id)
-        .bind::<diesel::sql_types::Text, _>(&self.task)
-        .execute(conn)
-        .await?;
+        let claimed =
+            fixed("INSERT INTO tasks_done (task_id, task) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind::<diesel::sql_types::Uuid, _>(self.task_id)
+                .bind::<diesel::sql_types::Text, _>(&self.task)
+                .execute(conn)
+                .await?;
         Ok(claimed == 1)
     }
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::local::LocalRunner;
 use super::{Broker, BrokerError, Envelope, Task};
 use crate::db::Db;
+use crate::db::fixed;
 use crate::error::{ApiError, ErrorChain};
 use crate::telemetry::metrics::{
     TASK_OUTBOX_BACKLOG, TASK_OUTBOX_DEAD_LETTERED, TASK_OUTBOX_OLDEST_AGE,
@@ -127,7 +128,7 @@ impl Relay {
         // Untracked: moving outbox rows must not empty this process's query caches.
         self.db
             .transaction_untracked(async move |conn| {
-                let rows: Vec<Row> = diesel::sql_query(
+                let rows: Vec<Row> = fixed(
                     "SELECT id, task_id, task, queue, payload, enqueued_at FROM task_outbox \
                          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 )
@@ -162,7 +163,7 @@ impl Relay {
                         ids
                     }
                 };
-                diesel::sql_query("DELETE FROM task_outbox WHERE id = ANY($1)")
+                fixed("DELETE FROM task_outbox WHERE id = ANY($1)")
                     .bind::<Array<BigInt>, _>(&published)
                     .execute(conn)
                     .await?;
@@ -223,7 +224,7 @@ impl Relay {
             oldest: f64,
         }
         let mut conn = self.db.conn().await?;
-        let backlog: Backlog = diesel::sql_query(
+        let backlog: Backlog = fixed(
             "SELECT count(*) AS rows, \
              coalesce(extract(epoch FROM now() - min(enqueued_at)), 0)::float8 AS oldest \
              FROM task_outbox",
@@ -274,7 +275,7 @@ async fn refused(
     err: &BrokerError,
 ) -> Result<(), RelayError> {
     let error = ErrorChain(err).to_string();
-    let failures: i32 = diesel::sql_query(
+    let failures: i32 = fixed(
         "UPDATE task_outbox SET publish_failures = publish_failures + 1, last_error = $2 \
          WHERE id = $1 RETURNING publish_failures",
     )
@@ -298,7 +299,7 @@ async fn set_aside(
     envelope: &Envelope,
     why: &str,
 ) -> Result<(), RelayError> {
-    diesel::sql_query(
+    fixed(
         "WITH dead AS (DELETE FROM task_outbox WHERE id = $1 RETURNING *) \
          INSERT INTO task_outbox_dead \
            (id, task_id, task, queue, payload, enqueued_at, publish_failures, last_error) \

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::{RelayError, Task, enqueue};
 use crate::db::Db;
+use crate::db::fixed;
 use crate::error::ErrorChain;
 
 /// The most missed ticks one catch-up enqueues; older ones are dropped.
@@ -146,7 +147,7 @@ impl Scheduler {
             enqueued += self
                 .db
                 .transaction_untracked(async move |conn| {
-                        diesel::sql_query(
+                        fixed(
                             "INSERT INTO periodic_ticks (job, last_tick) VALUES ($1, $2) \
                              ON CONFLICT (job) DO NOTHING",
                         )
@@ -154,7 +155,7 @@ impl Scheduler {
                         .bind::<Timestamptz, _>(now)
                         .execute(conn)
                         .await?;
-                        let last: LastTick = diesel::sql_query(
+                        let last: LastTick = fixed(
                             "SELECT last_tick FROM periodic_ticks WHERE job = $1 FOR UPDATE",
                         )
                         .bind::<Text, _>(job.name)
@@ -167,7 +168,7 @@ impl Scheduler {
                         for tick in &due {
                             (job.enqueue)(conn, *tick).await?;
                         }
-                        diesel::sql_query("UPDATE periodic_ticks SET last_tick = $2 WHERE job = $1")
+                        fixed("UPDATE periodic_ticks SET last_tick = $2 WHERE job = $1")
                             .bind::<Text, _>(job.name)
                             .bind::<Timestamptz, _>(latest)
                             .execute(conn)

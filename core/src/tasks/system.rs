@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Missed, Periodic, Task, TaskContext, TaskError};
 use crate::db::Db;
+use crate::db::fixed;
 
 /// The longest a ping may hold its worker.
 const MAX_HOLD_MS: u64 = 60_000;
@@ -47,17 +48,15 @@ impl Task for PurgeTasksDone {
 
     async fn run(self, ctx: TaskContext<Db>) -> Result<(), TaskError> {
         let mut conn = ctx.services.conn().await.map_err(TaskError::retry)?;
-        let claims =
-            diesel::sql_query("DELETE FROM tasks_done WHERE done_at < now() - interval '7 days'")
+        let claims = fixed("DELETE FROM tasks_done WHERE done_at < now() - interval '7 days'")
+            .execute(&mut conn)
+            .await
+            .map_err(TaskError::retry)?;
+        let effects =
+            fixed("DELETE FROM task_effects WHERE started_at < now() - interval '7 days'")
                 .execute(&mut conn)
                 .await
                 .map_err(TaskError::retry)?;
-        let effects = diesel::sql_query(
-            "DELETE FROM task_effects WHERE started_at < now() - interval '7 days'",
-        )
-        .execute(&mut conn)
-        .await
-        .map_err(TaskError::retry)?;
         tracing::info!(claims, effects, "purged old task claims and effect records");
         Ok(())
     }

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::Integer;
-use diesel::{ExpressionMethods, QueryDsl};
+use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::{ExpressionMethods, QueryDsl, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use keel_core::ApiError;
-use keel_core::db::{Db, KeepPrepared, migrate};
+use keel_core::db::{Db, KeepPrepared, fixed, migrate};
 use keel_testkit::TestDb;
 use poem::http::StatusCode;
 
@@ -22,16 +22,19 @@ diesel::table! {
     }
 }
 
-/// The UPDATE statements this connection keeps prepared for `prepared_probe`.
-async fn kept_updates(conn: &mut AsyncPgConnection) -> i32 {
-    diesel::select(diesel::dsl::sql::<Integer>(
-        "(SELECT count(*)::int FROM pg_prepared_statements \
-          WHERE statement LIKE 'UPDATE \"prepared_probe\"%')",
-    ))
+/// The statements this connection keeps prepared whose text starts with `start`.
+async fn kept(conn: &mut AsyncPgConnection, start: &str) -> i64 {
+    let count: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements WHERE starts_with(statement, $1)",
+    )
+    .bind::<Text, _>(start)
     .get_result(conn)
     .await
-    .unwrap()
+    .unwrap();
+    count.n
 }
+
+const PROBE_UPDATE: &str = "UPDATE \"prepared_probe\"";
 
 /// diesel prepares an UPDATE again on every call (a round trip each); `.prepared()`
 /// keeps it, once per distinct SQL text, and another text never runs the first's plan.
@@ -50,11 +53,15 @@ async fn a_kept_update_is_prepared_once_per_connection_and_sql_text() {
     for n in 1..=3 {
         set_n(n).execute(&mut conn).await.unwrap();
     }
-    assert_eq!(kept_updates(&mut conn).await, 0, "diesel alone keeps none");
+    assert_eq!(
+        kept(&mut conn, PROBE_UPDATE).await,
+        0,
+        "diesel alone keeps none"
+    );
     for n in 4..=6 {
         assert_eq!(set_n(n).prepared().execute(&mut conn).await.unwrap(), 1);
     }
-    assert_eq!(kept_updates(&mut conn).await, 1);
+    assert_eq!(kept(&mut conn, PROBE_UPDATE).await, 1);
     // Other SQL (another filter, a RETURNING) is another statement.
     let returned: i32 = diesel::update(prepared_probe::table.filter(prepared_probe::n.eq(0)))
         .set(prepared_probe::n.eq(9))
@@ -64,13 +71,64 @@ async fn a_kept_update_is_prepared_once_per_connection_and_sql_text() {
         .await
         .unwrap();
     assert_eq!(returned, 2);
-    assert_eq!(kept_updates(&mut conn).await, 2);
+    assert_eq!(kept(&mut conn, PROBE_UPDATE).await, 2);
     let rows: Vec<(i32, i32)> = prepared_probe::table
         .order(prepared_probe::id)
         .load(&mut conn)
         .await
         .unwrap();
     assert_eq!(rows, [(1, 6), (2, 9)]);
+}
+
+/// `sql_query` prepares its statement again on every call; `fixed` keeps it, once per
+/// connection, and every call still gets its own parameters, read back by name.
+#[tokio::test]
+async fn a_fixed_statement_is_prepared_once_per_connection() {
+    const DOUBLE: &str = "SELECT $1 * 2 AS n, $2 AS label";
+    let test_db = TestDb::new().await;
+    let db = db_for(&test_db, &[]);
+    let mut conn = db.conn().await.unwrap();
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Doubled {
+        #[diesel(sql_type = Integer)]
+        n: i32,
+        #[diesel(sql_type = Text)]
+        label: String,
+    }
+    for n in 1..=3 {
+        let doubled: Doubled = diesel::sql_query(DOUBLE)
+            .bind::<Integer, _>(n)
+            .bind::<Text, _>(format!("#{n}"))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((doubled.n, doubled.label), (n * 2, format!("#{n}")));
+    }
+    assert_eq!(kept(&mut conn, DOUBLE).await, 0, "sql_query keeps none");
+    for n in 4..=6 {
+        let label = format!("#{n}");
+        let doubled: Doubled = fixed(DOUBLE)
+            .bind::<Integer, _>(n)
+            .bind::<Text, _>(&label)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((doubled.n, doubled.label), (n * 2, label));
+    }
+    assert_eq!(kept(&mut conn, DOUBLE).await, 1);
+    // A parameter inside a subquery, where a placeholder appended to the text would break it.
+    let inside: Vec<Doubled> = fixed("SELECT n * 2 AS n, 'x' AS label FROM (SELECT $1 AS n) s")
+        .bind::<Integer, _>(21)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        inside,
+        [Doubled {
+            n: 42,
+            label: "x".into()
+        }]
+    );
 }
 
 #[tokio::test]
@@ -143,9 +201,9 @@ async fn statement_timeout_comes_from_settings() {
     assert!(err.to_string().contains("statement timeout"), "{err}");
 }
 
-#[derive(diesel::QueryableByName)]
+#[derive(QueryableByName)]
 struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    #[diesel(sql_type = BigInt)]
     n: i64,
 }
 
@@ -325,7 +383,7 @@ async fn the_runtime_role_can_append_to_the_trail_but_never_rewrite_it() {
     struct Forged {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         stamped: bool,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        #[diesel(sql_type = BigInt)]
         postings: i64,
     }
     let forged: Forged = diesel::sql_query(

@@ -13,6 +13,7 @@ use keel_core::db::{KeepPrepared, pipelined};
 use uuid::Uuid;
 
 use crate::models::{NewRefreshSession, RefreshSession, RevokeReason, refresh_sessions};
+use keel_core::db::fixed;
 
 /// Stores a new session's first token. Any connection will do, so a caller can
 /// pipeline it with the audit entry that records it.
@@ -146,7 +147,7 @@ struct Owner {
 /// does, and skips accounts busy right now (a refresh, a sign-out) for the next run.
 pub async fn purge_ended(conn: &mut AsyncPgConnection, accounts: i64) -> QueryResult<usize> {
     // The limit counts accounts taken, after busy ones are skipped.
-    let owners: Vec<Owner> = diesel::sql_query(
+    let owners: Vec<Owner> = fixed(
         "SELECT u.id FROM users u WHERE u.id IN ( \
              SELECT user_id FROM refresh_sessions \
              GROUP BY family_id, user_id \
@@ -158,7 +159,7 @@ pub async fn purge_ended(conn: &mut AsyncPgConnection, accounts: i64) -> QueryRe
     .load(conn)
     .await?;
     let owners: Vec<Uuid> = owners.into_iter().map(|o| o.id).collect();
-    diesel::sql_query(
+    fixed(
         "DELETE FROM refresh_sessions \
          WHERE user_id = ANY($1) AND family_id IN ( \
              SELECT family_id FROM refresh_sessions WHERE user_id = ANY($1) \

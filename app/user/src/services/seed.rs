@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::crud::access;
 use crate::models::NewRole;
+use keel_core::db::fixed;
 
 pub const SUPERUSER_ROLE: &str = "superuser";
 pub const USER_ROLE: &str = "user";
@@ -50,7 +51,7 @@ pub async fn seed(db: &Db, declared: Vec<(String, String)>) -> Result<SeedReport
     db.transaction(async move |conn| {
         // Replicas starting together seed one after the other.
         diesel_async::RunQueryDsl::execute(
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('keel-seed'))"),
+            fixed("SELECT pg_advisory_xact_lock(hashtext('keel-seed'))"),
             conn,
         )
         .await?;
