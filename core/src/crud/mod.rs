@@ -177,9 +177,12 @@ macro_rules! impl_crud {
             > + Send {
                 use $crate::crud::__private::diesel::SelectableHelper;
                 async move {
-                    let query = $crate::crud::__private::diesel::insert_into($table)
-                        .values(new)
-                        .returning(<$row>::as_returning());
+                    // Kept prepared: one text per combination of `None` fields.
+                    let query = $crate::db::KeepPrepared::prepared(
+                        $crate::crud::__private::diesel::insert_into($table)
+                            .values(new)
+                            .returning(<$row>::as_returning()),
+                    );
                     $crate::crud::__private::diesel_async::RunQueryDsl::get_result(query, conn)
                         .await
                 }
@@ -195,9 +198,11 @@ macro_rules! impl_crud {
                 use $crate::crud::__private::diesel::result::OptionalEmptyChangesetExtension;
                 use $crate::crud::__private::diesel::{QueryDsl, SelectableHelper};
                 async move {
-                    let query = $crate::crud::__private::diesel::update($table.find(id))
-                        .set(changes)
-                        .returning(<$row>::as_returning());
+                    let query = $crate::db::KeepPrepared::prepared(
+                        $crate::crud::__private::diesel::update($table.find(id))
+                            .set(changes)
+                            .returning(<$row>::as_returning()),
+                    );
                     // diesel refuses an UPDATE with no columns before sending it.
                     match $crate::crud::__private::diesel_async::RunQueryDsl::get_result(
                         query, conn,

@@ -13,17 +13,16 @@
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{
-    AstPass, BoxedSqlQuery, Query, QueryFragment, QueryId, SqlQuery, UpdateStatement,
+    AstPass, BoxedSqlQuery, InsertStatement, Query, QueryFragment, QueryId, SqlQuery,
+    UpdateStatement,
 };
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
 
-/// A statement kept prepared per connection by its SQL text: an UPDATE (for the hot
-/// paths' UPDATEs, whose changeset is a fixed tuple so their text never varies), or SQL
-/// from [`fixed`]. A statement whose text changes from call to call (a changeset that
-/// skips `None`s, SQL built at run time, an `IN` list) would keep a statement per
-/// variant, and diesel-async's cache never evicts. Hence only plain, unboxed UPDATEs and
-/// `&'static str` SQL can be wrapped.
+/// A statement kept prepared per connection by its SQL text: an UPDATE or INSERT, or SQL
+/// from [`fixed`]. diesel-async's cache never evicts, so wrap only statements with a few
+/// texts: a changeset or row that skips `None`s has one per combination of fields, but
+/// SQL built at run time or a multi-row INSERT of any length would grow it without bound.
 ///
 /// ```ignore
 /// diesel::update(sessions.find(id)).set(revoked_at.eq(now)).prepared().execute(conn)
@@ -31,7 +30,7 @@ use diesel::sql_types::HasSqlType;
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(Q);
 
-/// Wraps an UPDATE in [`Prepared`].
+/// Wraps an UPDATE or an INSERT in [`Prepared`].
 pub trait KeepPrepared: Sized {
     fn prepared(self) -> Prepared<Self> {
         Prepared(self)
@@ -39,6 +38,10 @@ pub trait KeepPrepared: Sized {
 }
 
 impl<T: diesel::QuerySource, U, V, Ret> KeepPrepared for UpdateStatement<T, U, V, Ret> {}
+
+/// An INSERT whose values have `Option` fields writes `DEFAULT` or a parameter per
+/// field, so diesel keeps none; each of those texts is one entry here.
+impl<T: diesel::Table, U, Op, Ret> KeepPrepared for InsertStatement<T, U, Op, Ret> {}
 
 /// `diesel::sql_query` for SQL written in the source, kept prepared per connection: the
 /// text is a `&'static str`, so it can't vary from call to call (build varying SQL with

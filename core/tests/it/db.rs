@@ -34,6 +34,14 @@ async fn kept(conn: &mut AsyncPgConnection, start: &str) -> i64 {
     count.n
 }
 
+async fn probe_rows(conn: &mut AsyncPgConnection) -> Vec<(i32, i32)> {
+    prepared_probe::table
+        .order(prepared_probe::id)
+        .load(conn)
+        .await
+        .unwrap()
+}
+
 const PROBE_UPDATE: &str = "UPDATE \"prepared_probe\"";
 
 /// diesel prepares an UPDATE again on every call (a round trip each); `.prepared()`
@@ -72,12 +80,50 @@ async fn a_kept_update_is_prepared_once_per_connection_and_sql_text() {
         .unwrap();
     assert_eq!(returned, 2);
     assert_eq!(kept(&mut conn, PROBE_UPDATE).await, 2);
-    let rows: Vec<(i32, i32)> = prepared_probe::table
-        .order(prepared_probe::id)
-        .load(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(rows, [(1, 6), (2, 9)]);
+    assert_eq!(probe_rows(&mut conn).await, [(1, 6), (2, 9)]);
+}
+
+/// A row with `Option` fields writes `DEFAULT` for each `None`: diesel keeps no such
+/// INSERT, `.prepared()` keeps one per text.
+#[tokio::test]
+async fn a_kept_insert_is_prepared_once_per_text() {
+    #[derive(diesel::Insertable)]
+    #[diesel(table_name = prepared_probe)]
+    struct NewProbe {
+        id: i32,
+        n: Option<i32>,
+    }
+    const PROBE_INSERT: &str = "INSERT INTO \"prepared_probe\"";
+    let test_db = TestDb::new().await;
+    let db = db_for(&test_db, &[]);
+    let mut conn = db.conn().await.unwrap();
+    conn.batch_execute(
+        "CREATE TEMP TABLE prepared_probe (id int PRIMARY KEY, n int NOT NULL DEFAULT 7)",
+    )
+    .await
+    .unwrap();
+    let insert = |id, n| diesel::insert_into(prepared_probe::table).values(NewProbe { id, n });
+    for id in 1..=2 {
+        insert(id, Some(id)).execute(&mut conn).await.unwrap();
+    }
+    assert_eq!(
+        kept(&mut conn, PROBE_INSERT).await,
+        0,
+        "diesel alone keeps none"
+    );
+    for id in 3..=5 {
+        insert(id, Some(id))
+            .prepared()
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    insert(6, None).prepared().execute(&mut conn).await.unwrap();
+    assert_eq!(kept(&mut conn, PROBE_INSERT).await, 2);
+    assert_eq!(
+        probe_rows(&mut conn).await,
+        [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 7)]
+    );
 }
 
 /// `sql_query` prepares its statement again on every call; `fixed` keeps it, once per

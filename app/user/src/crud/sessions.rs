@@ -99,6 +99,7 @@ pub async fn revoke_user(
             refresh_sessions::revoke_reason.eq(reason.as_str()),
         ))
         .returning(refresh_sessions::family_id)
+        .prepared()
         .get_results(conn)
         .await
 }

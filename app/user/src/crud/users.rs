@@ -157,6 +157,7 @@ pub async fn welcome_state(
 pub async fn mark_welcomed(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
     diesel::update(users::table.find(id))
         .set(users::welcome_sent_at.eq(diesel::dsl::now))
+        .prepared()
         .execute(conn)
         .await
 }
