@@ -43,8 +43,13 @@ impl<A: Around, E: Endpoint> Endpoint for Wrapped<A, E> {
 }
 
 /// `inner`'s answer to `req`, as a response (errors stay errors).
+///
+/// The inner future is boxed: held inline, every middleware's future would contain all
+/// the ones inside it, and each layer would copy that whole state into its own.
 pub async fn respond<E: Endpoint>(inner: &E, req: Request) -> Result<Response> {
-    inner.call(req).await.map(IntoResponse::into_response)
+    Box::pin(inner.call(req))
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// `poem::Middleware` for [`Around`] types, wrapping each endpoint in [`Wrapped`]. (A
