@@ -10,7 +10,10 @@ use keel_core::crud::CursorParams;
 
 use crate::actions::Action;
 use crate::models::{ActivityFilter, EntryRow, activity_entries};
-use keel_core::db::fixed;
+use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use keel_core::db::{fixed, planned_each_call};
 
 /// One page (plus one row, to know whether more follow) of entries matching `filter`,
 /// newest first by `(occurred_at, id)`, after the page's cursor.
@@ -52,23 +55,59 @@ pub async fn list(
         );
     }
     if let Some(after) = page.after() {
-        // Strictly before the cursor's `(occurred_at, id)`. PostgreSQL seeks into the
-        // `(…, occurred_at, id)` index at `occurred_at <= at` and filters only the rows
-        // at that very instant. Written in diesel's terms, not as SQL text, so the
-        // statement stays prepared on the connection (no parse and plan per page).
-        let at = cursor_instant(after.sort);
-        query = query.filter(
-            e::occurred_at
-                .le(at)
-                .and(e::occurred_at.lt(at).or(e::id.lt(after.id))),
-        );
+        query = query.filter(Before {
+            at: cursor_instant(after.sort),
+            id: after.id,
+        });
     }
-    query
+    let query = query
         .order((e::occurred_at.desc(), e::id.desc()))
         .limit(page.fetch())
-        .select(EntryRow::as_select())
-        .load(conn)
-        .await
+        .select(EntryRow::as_select());
+    // One indexed filter: its index is the walk, whatever the values, so the statement
+    // stays prepared on the connection. Two or more: which index is short depends on
+    // the values (a busy actor and a rare action, or the reverse), so plan every call.
+    let indexed = [
+        filter.actor_id.is_some(),
+        filter.action.is_some(),
+        filter.entity_type.is_some(),
+    ];
+    if indexed.into_iter().filter(|&on| on).count() > 1 {
+        planned_each_call(query).load(conn).await
+    } else {
+        query.load(conn).await
+    }
+}
+
+/// `(occurred_at, id) < (at, id)`, strictly before a cursor: one row comparison, so
+/// PostgreSQL seeks into the `(…, occurred_at, id)` indexes past every row at that very
+/// instant (a transaction's entries share one). An expression of its own rather than a
+/// `dsl::sql` fragment, which would make diesel prepare the statement for every page.
+#[derive(Debug, Clone, Copy, QueryId)]
+struct Before {
+    at: DateTime<Utc>,
+    id: i64,
+}
+
+impl Expression for Before {
+    type SqlType = Bool;
+}
+
+impl AppearsOnTable<activity_entries::table> for Before {}
+
+impl ValidGrouping<()> for Before {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl QueryFragment<Pg> for Before {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("(activity_entries.occurred_at, activity_entries.id) < (");
+        out.push_bind_param::<Timestamptz, _>(&self.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.id)?;
+        out.push_sql(")");
+        Ok(())
+    }
 }
 
 /// One page of a search, newest first, from `keel_activity_search`: it intersects the

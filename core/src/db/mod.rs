@@ -18,7 +18,9 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 
-pub use prepared::{KeepPrepared, Prepared, fixed, pipelined};
+pub use prepared::{
+    Caching, KeepPrepared, PlannedEachCall, Prepared, fixed, pipelined, planned_each_call,
+};
 
 use crate::error::{ApiError, ErrorChain};
 use crate::health::{Check, CheckError};

@@ -1,6 +1,6 @@
 //! Fewer round trips: statements that stay prepared on each connection ([`Prepared`]
-//! for an UPDATE, [`fixed`] for hand-written SQL), and [`pipelined`], two statements
-//! sent together.
+//! for an UPDATE or INSERT, [`fixed`] for hand-written SQL), [`PlannedEachCall`] for
+//! the queries that must not, and [`pipelined`], two statements sent together.
 //!
 //! diesel never keeps an UPDATE's prepared statement (a changeset that skips `None`
 //! fields writes different SQL for one Rust type, so its type can't name it), nor one of
@@ -19,6 +19,11 @@ use diesel::query_builder::{
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
 
+/// A statement with the choice diesel can't make for it: whether the connection keeps
+/// it prepared (`KEEP`), keyed by its SQL text and bind types, never by its Rust type.
+#[derive(Debug, Clone, Copy)]
+pub struct Caching<Q, const KEEP: bool>(Q);
+
 /// A statement kept prepared per connection by its SQL text: an UPDATE or INSERT, or SQL
 /// from [`fixed`]. diesel-async's cache never evicts, so wrap only statements with a few
 /// texts: a changeset or row that skips `None`s has one per combination of fields, but
@@ -27,13 +32,23 @@ use diesel::sql_types::HasSqlType;
 /// ```ignore
 /// diesel::update(sessions.find(id)).set(revoked_at.eq(now)).prepared().execute(conn)
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Prepared<Q>(Q);
+pub type Prepared<Q> = Caching<Q, true>;
+
+/// A statement prepared and planned again for every call, never kept. For a query whose
+/// best index depends on its values: PostgreSQL may settle on one generic plan for a
+/// statement kept on the connection (after five runs, if it looks no dearer), and a
+/// generic plan can't know which index is the short walk for these values.
+pub type PlannedEachCall<Q> = Caching<Q, false>;
+
+/// Wraps `query` in [`PlannedEachCall`].
+pub fn planned_each_call<Q>(query: Q) -> PlannedEachCall<Q> {
+    Caching(query)
+}
 
 /// Wraps an UPDATE or an INSERT in [`Prepared`].
 pub trait KeepPrepared: Sized {
     fn prepared(self) -> Prepared<Self> {
-        Prepared(self)
+        Caching(self)
     }
 }
 
@@ -52,7 +67,7 @@ impl<T: diesel::Table, U, Op, Ret> KeepPrepared for InsertStatement<T, U, Op, Re
 /// db::fixed("SELECT id FROM users WHERE email = $1").bind::<Text, _>(email).load(conn)
 /// ```
 pub fn fixed<'f>(sql: &'static str) -> Fixed<'f> {
-    Prepared(diesel::sql_query(sql).into_boxed())
+    Caching(diesel::sql_query(sql).into_boxed())
 }
 
 /// SQL from [`fixed`] and the parameters bound so far.
@@ -66,11 +81,11 @@ impl<'f> Fixed<'f> {
         V: ToSql<ST, Pg> + Send + 'f,
         ST: Send + 'f,
     {
-        Prepared(self.0.bind::<ST, V>(value))
+        Caching(self.0.bind::<ST, V>(value))
     }
 }
 
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
+impl<Q: QueryFragment<Pg>, const KEEP: bool> QueryFragment<Pg> for Caching<Q, KEEP> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         self.0.walk_ast(pass)
     }
@@ -78,17 +93,17 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
     // Safe whatever the statement: with no static query id (below), the cache is keyed
     // by the SQL text and the bind types, never by the Rust type.
     fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
-        Ok(true)
+        Ok(KEEP)
     }
 }
 
-impl<Q> QueryId for Prepared<Q> {
+impl<Q, const KEEP: bool> QueryId for Caching<Q, KEEP> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-/// An UPDATE … RETURNING loads rows like the statement it wraps.
-impl<Q: Query> Query for Prepared<Q> {
+/// An UPDATE … RETURNING or a SELECT loads rows like the statement it wraps.
+impl<Q: Query, const KEEP: bool> Query for Caching<Q, KEEP> {
     type SqlType = Q::SqlType;
 }
 

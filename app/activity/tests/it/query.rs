@@ -83,30 +83,8 @@ async fn search_pages_are_complete_and_ordered_across_ages() {
 /// actor, action, entity, time window and page size, with many entries sharing a time.
 #[tokio::test(flavor = "multi_thread")]
 async fn searches_with_filters_page_exactly_what_the_filters_select() {
-    let trail = Trail::new().await;
-    // 600 entries, three to a timestamp; word, actor, action and entity vary on their
-    // own cycles so every combination occurs.
-    trail
-        .raw()
-        .await
-        .batch_execute(
-            "INSERT INTO activity_entries \
-                 (occurred_at, actor_id, action, entity_type, entity_id, summary) \
-             SELECT now() - (g / 3) * interval '1 minute', \
-                    CASE WHEN g % 4 = 0 THEN NULL \
-                         ELSE ('00000000-0000-4000-8000-00000000000' || g % 4)::uuid END, \
-                    (ARRAY['user.updated', 'auth.logout', 'role.updated'])[g % 3 + 1], \
-                    'user', (g % 5)::text, \
-                    'Ada ' || (ARRAY['signed in', 'changed a role', 'Signed out'])[g % 7 % 3 + 1] \
-                      || ' from host' || g % 11 \
-             FROM generate_series(1, 600) AS g",
-        )
-        .await
-        .unwrap();
-    let everything = page_through(&trail, &ActivityFilter::default(), 100).await;
-    assert_eq!(everything.len(), 600);
-
-    let actor = uuid::Uuid::parse_str("00000000-0000-4000-8000-000000000002").unwrap();
+    let (trail, everything) = six_hundred().await;
+    let actor = uuid::Uuid::parse_str(ACTOR).unwrap();
     let halfway = everything[300].occurred_at;
     let searches = [
         "signed",
@@ -150,6 +128,114 @@ async fn searches_with_filters_page_exactly_what_the_filters_select() {
             assert_eq!(listed, expected, "{filter:?}");
         }
     }
+}
+
+const ACTOR: &str = "00000000-0000-4000-8000-000000000002";
+
+/// A trail of 600 entries, three to a timestamp; word, actor, action and entity vary on
+/// their own cycles so every combination occurs. With all of them, newest first.
+async fn six_hundred() -> (Trail, Vec<ActivityOut>) {
+    let trail = Trail::new().await;
+    trail
+        .raw()
+        .await
+        .batch_execute(
+            "INSERT INTO activity_entries \
+                 (occurred_at, actor_id, action, entity_type, entity_id, summary) \
+             SELECT now() - (g / 3) * interval '1 minute', \
+                    CASE WHEN g % 4 = 0 THEN NULL \
+                         ELSE ('00000000-0000-4000-8000-00000000000' || g % 4)::uuid END, \
+                    (ARRAY['user.updated', 'auth.logout', 'role.updated'])[g % 3 + 1], \
+                    'user', (g % 5)::text, \
+                    'Ada ' || (ARRAY['signed in', 'changed a role', 'Signed out'])[g % 7 % 3 + 1] \
+                      || ' from host' || g % 11 \
+             FROM generate_series(1, 600) AS g",
+        )
+        .await
+        .unwrap();
+    let everything = page_through(&trail, &ActivityFilter::default(), 100).await;
+    assert_eq!(everything.len(), 600);
+    (trail, everything)
+}
+
+/// Without a search, every filter and pair of filters pages exactly what it selects,
+/// across timestamps three entries share; a single indexed filter's statement is kept
+/// prepared on the connection, and a pair of them is planned for each call.
+#[tokio::test(flavor = "multi_thread")]
+async fn filtered_pages_are_exact_across_shared_instants() {
+    let (trail, everything) = six_hundred().await;
+    let actor = uuid::Uuid::parse_str(ACTOR).unwrap();
+    let halfway = everything[300].occurred_at;
+    let logout = || Some(keel_activity::Action::new("auth.logout"));
+    let filters = [
+        ActivityFilter::default(),
+        ActivityFilter {
+            actor_id: Some(actor),
+            ..ActivityFilter::default()
+        },
+        ActivityFilter {
+            action: logout(),
+            ..ActivityFilter::default()
+        },
+        ActivityFilter {
+            entity_type: Some("user".to_owned()),
+            entity_id: Some("3".to_owned()),
+            ..ActivityFilter::default()
+        },
+        ActivityFilter {
+            since: Some(halfway),
+            ..ActivityFilter::default()
+        },
+        ActivityFilter {
+            actor_id: Some(actor),
+            action: logout(),
+            ..ActivityFilter::default()
+        },
+        ActivityFilter {
+            actor_id: Some(actor),
+            until: Some(halfway),
+            entity_type: Some("user".to_owned()),
+            ..ActivityFilter::default()
+        },
+    ];
+    for (i, filter) in filters.iter().enumerate() {
+        let expected: Vec<i64> = everything
+            .iter()
+            .filter(|e| selects(filter, e))
+            .map(|e| e.id)
+            .collect();
+        for size in [1, 2, 7] {
+            let listed: Vec<i64> = page_through(&trail, filter, size + i as u32)
+                .await
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(listed, expected, "{filter:?}, size {}", size + i as u32);
+        }
+    }
+
+    // What the connection keeps: a cursor page by actor, five times, is one statement;
+    // by actor and action, none.
+    let mut conn = trail.raw().await;
+    let second = CursorParams::new(None, Some(2)).unwrap();
+    let first = keel_activity::crud::list(&mut conn, &filters[1], second)
+        .await
+        .unwrap();
+    let cursor = second.page(first, |row| keel_core::crud::CursorKey {
+        sort: row.occurred_at.timestamp_micros(),
+        id: row.id,
+    });
+    let after = CursorParams::new(cursor.next_cursor.as_deref(), Some(2)).unwrap();
+    let kept = "SELECT count(*) FROM pg_prepared_statements \
+                WHERE statement LIKE 'SELECT \"activity_entries\".%' AND statement LIKE '%<%'";
+    for filter in [&filters[1], &filters[5]] {
+        for _ in 0..5 {
+            keel_activity::crud::list(&mut conn, filter, after)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(trail.count_on(&mut conn, kept).await, 1);
 }
 
 async fn page_through(trail: &Trail, filter: &ActivityFilter, size: u32) -> Vec<ActivityOut> {

@@ -67,15 +67,17 @@ impl Trail {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
+        self.count_on(&mut self.raw().await, sql).await
+    }
+
+    /// `count`'s answer on `conn`, for what one connection keeps (its prepared statements).
+    pub async fn count_on(&self, conn: &mut AsyncPgConnection, sql: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = BigInt)]
             count: i64,
         }
-        let row: Count = diesel::sql_query(sql)
-            .get_result(&mut self.raw().await)
-            .await
-            .unwrap();
+        let row: Count = diesel::sql_query(sql).get_result(conn).await.unwrap();
         row.count
     }
 }
