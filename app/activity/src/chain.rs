@@ -16,8 +16,7 @@ use diesel::sql_types::{BigInt, Bytea, Nullable, Text, Timestamptz, Uuid as SqlU
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use keel_core::ApiError;
-use keel_core::db::Db;
-use keel_core::db::fixed;
+use keel_core::db::{Db, fixed};
 use keel_core::hex;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;

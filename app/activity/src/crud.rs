@@ -3,17 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
+use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use keel_core::crud::CursorParams;
+use keel_core::db::{fixed, planned_each_call};
 
 use crate::actions::Action;
 use crate::models::{ActivityFilter, EntryRow, activity_entries};
-use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use keel_core::db::{fixed, planned_each_call};
 
 /// One page (plus one row, to know whether more follow) of entries matching `filter`,
 /// newest first by `(occurred_at, id)`, after the page's cursor.

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use keel_core::crud::Sort;
+use keel_core::db::fixed;
 use keel_core::impl_crud;
 use uuid::Uuid;
 
@@ -13,7 +14,6 @@ use crate::models::{
     NewNote, Note, NoteChanges, NoteSort, release_note_reads, release_note_watermarks,
     release_notes,
 };
-use keel_core::db::fixed;
 
 #[derive(Debug)]
 pub struct NoteCrud;

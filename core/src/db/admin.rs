@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use crate::db::fixed;
 use diesel::sql_types::{Bool, Text};
 use diesel::{ConnectionError, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+use super::fixed;
 
 /// A direct (unpooled) connection that gives up after `timeout`.
 pub async fn connect(url: &str, timeout: Duration) -> Result<AsyncPgConnection, ConnectionError> {

@@ -19,7 +19,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use futures_util::future::BoxFuture;
 
 pub use prepared::{
-    Caching, KeepPrepared, PlannedEachCall, Prepared, fixed, pipelined, planned_each_call,
+    Caching, Fixed, KeepPrepared, PlannedEachCall, Prepared, fixed, pipelined, planned_each_call,
 };
 
 use crate::error::{ApiError, ErrorChain};

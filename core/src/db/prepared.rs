@@ -90,8 +90,8 @@ impl<Q: QueryFragment<Pg>, const KEEP: bool> QueryFragment<Pg> for Caching<Q, KE
         self.0.walk_ast(pass)
     }
 
-    // Safe whatever the statement: with no static query id (below), the cache is keyed
-    // by the SQL text and the bind types, never by the Rust type.
+    // Keeping is safe whatever the statement: with no static query id (below), the
+    // cache is keyed by the SQL text and the bind types, never by the Rust type.
     fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
         Ok(KEEP)
     }

@@ -14,7 +14,7 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::admin::{connect, quote_ident};
-use crate::db::fixed;
+use super::fixed;
 use crate::settings::Secret;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

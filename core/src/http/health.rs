@@ -88,19 +88,14 @@ impl Checks {
     pub async fn run(&self) -> Readiness {
         let results = join_all(self.0.iter().map(|probe| async move {
             let started = Instant::now();
-            let status = match tokio::time::timeout(CHECK_TIMEOUT, probe.check.check()).await {
-                Ok(Ok(())) => ComponentStatus::Up,
-                Ok(Err(cause)) => {
-                    let cause = ErrorChain(cause.as_ref());
+            let outcome = match tokio::time::timeout(CHECK_TIMEOUT, probe.check.check()).await {
+                Ok(answer) => answer.map_err(|cause| ErrorChain(cause.as_ref()).to_string()),
+                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            };
+            let status = match outcome {
+                Ok(()) => ComponentStatus::Up,
+                Err(cause) => {
                     tracing::warn!(component = probe.name, %cause, "readiness: component down");
-                    ComponentStatus::Down
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        component = probe.name,
-                        cause = %format_args!("no answer within {CHECK_TIMEOUT:?}"),
-                        "readiness: component down"
-                    );
                     ComponentStatus::Down
                 }
             };

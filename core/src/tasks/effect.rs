@@ -24,8 +24,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::TaskError;
-use crate::db::Db;
-use crate::db::fixed;
+use crate::db::{Db, fixed};
 
 /// How long an ended effect keeps trying to record how it ended while the database is
 /// away: past it, a finished effect is merely unrecorded, but a failed one that can't

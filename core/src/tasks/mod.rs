@@ -32,11 +32,12 @@ mod worker;
 
 use std::future::Future;
 
-use crate::db::fixed;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
+
+use crate::db::fixed;
 
 pub use broker::{Broker, BrokerError, DeadLetter, MAX_MESSAGE_BYTES, QueueStats, Topology};
 pub use effect::{Earlier, Effect, Ran};

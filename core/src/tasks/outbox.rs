@@ -13,8 +13,7 @@ use uuid::Uuid;
 
 use super::local::LocalRunner;
 use super::{Broker, BrokerError, Envelope, Task};
-use crate::db::Db;
-use crate::db::fixed;
+use crate::db::{Db, fixed};
 use crate::error::{ApiError, ErrorChain};
 use crate::telemetry::metrics::{
     TASK_OUTBOX_BACKLOG, TASK_OUTBOX_DEAD_LETTERED, TASK_OUTBOX_OLDEST_AGE,

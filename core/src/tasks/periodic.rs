@@ -19,8 +19,7 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use super::{RelayError, Task, enqueue};
-use crate::db::Db;
-use crate::db::fixed;
+use crate::db::{Db, fixed};
 use crate::error::ErrorChain;
 
 /// The most missed ticks one catch-up enqueues; older ones are dropped.

@@ -8,8 +8,7 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 use super::{Missed, Periodic, Task, TaskContext, TaskError};
-use crate::db::Db;
-use crate::db::fixed;
+use crate::db::{Db, fixed};
 
 /// The longest a ping may hold its worker.
 const MAX_HOLD_MS: u64 = 60_000;

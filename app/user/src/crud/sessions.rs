@@ -9,11 +9,10 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnectionCore, AsyncPgConnection, RunQueryDsl};
-use keel_core::db::{KeepPrepared, pipelined};
+use keel_core::db::{KeepPrepared, fixed, pipelined};
 use uuid::Uuid;
 
 use crate::models::{NewRefreshSession, RefreshSession, RevokeReason, refresh_sessions};
-use keel_core::db::fixed;
 
 /// Stores a new session's first token. Any connection will do, so a caller can
 /// pipeline it with the audit entry that records it.

@@ -2,12 +2,11 @@
 //! them, and the default `user` role. Idempotent: a second run changes nothing.
 
 use keel_core::ApiError;
-use keel_core::db::Db;
+use keel_core::db::{Db, fixed};
 use uuid::Uuid;
 
 use crate::crud::access;
 use crate::models::NewRole;
-use keel_core::db::fixed;
 
 pub const SUPERUSER_ROLE: &str = "superuser";
 pub const USER_ROLE: &str = "user";
