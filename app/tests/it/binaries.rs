@@ -321,6 +321,43 @@ fn admin_openapi_writes_the_spec() {
     );
 }
 
+/// `keel-admin password-cost` sizes sign-in: one verification alone and with every core
+/// verifying, and the sign-ins a second that the second time allows. scripts/bench.sh
+/// reads both times from this line.
+#[test]
+fn admin_password_cost_times_a_hash_alone_and_side_by_side() {
+    let output = run(ADMIN, &["password-cost", "--rounds", "3"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let line = String::from_utf8(output.stdout).unwrap();
+    let figure = |before: &str, after: &str| -> f64 {
+        let start = line
+            .find(before)
+            .unwrap_or_else(|| panic!("{before:?} in {line}"))
+            + before.len();
+        let end = start + line[start..].find(after).unwrap();
+        line[start..end].parse().unwrap()
+    };
+    let alone = figure("takes ", " ms alone");
+    let side_by_side = figure("alone and ", " ms with all");
+    let cores = figure("with all ", " cores verifying");
+    let per_second = figure("sign in at most ", " a second");
+    assert!(
+        line.starts_with("argon2id v=19 m=19456,t=2,p=1: "),
+        "{line}"
+    );
+    assert!(alone > 0.0 && side_by_side > 0.0, "{line}");
+    let expected = cores * 1000.0 / side_by_side;
+    assert!((per_second - expected).abs() <= 1.0, "{line}");
+
+    let none = run(ADMIN, &["password-cost", "--rounds", "0"], &[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        stderr(&none).contains("invalid value '0'"),
+        "{}",
+        stderr(&none)
+    );
+}
+
 /// Runs keel-admin with `stdin` piped in.
 fn run_with_stdin(args: &[&str], vars: &[(&str, &str)], stdin: &str) -> Output {
     use std::io::Write;
