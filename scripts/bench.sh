@@ -15,7 +15,7 @@
 #                  hash_ceiling is cores ÷ that time, the budgets' reference for sign-in.
 #                  It also times one verification while every core verifies at once
 #                  (hash_side_by_side, printed, not budgeted): argon2 is memory-hard, so
-#                  hashes side by side share caches and memory bandwidth and each is slower.
+#                  hashes side by side share caches and memory bandwidth.
 #   pg_ceiling     pgbench at the same 16 connections, one transaction that inserts a row and
 #                  updates another (scripts/bench/ceiling.sql), the server's synchronous_commit.
 #   health_live_*  /health/live, and its p99 beside one lowest-priority (SCHED_IDLE) busy loop

@@ -70,9 +70,9 @@ pub async fn create_admin(
 
 /// `keel-admin password-cost`: the median time of one password verification at the cost
 /// keel hashes with, on the hashing threads keel-api runs: alone, then with every core
-/// verifying at once. argon2 is memory-hard, so hashes running side by side share the
-/// caches and memory bandwidth and each takes longer than one alone; a replica signs in
-/// at most cores ÷ the second time a second. `scripts/bench.sh` measures against both.
+/// verifying at once. argon2 is memory-hard: hashes running side by side share the
+/// caches and memory bandwidth, and on some machines each takes longer than one alone.
+/// A replica signs in at most cores ÷ the second time a second. `scripts/bench.sh` measures against both.
 pub async fn password_cost(rounds: u16) -> Result<(), BoxError> {
     let cores = std::thread::available_parallelism().map_or(1, NonZero::get);
     let passwords = Passwords::new("password-cost", cores)
