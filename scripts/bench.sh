@@ -231,8 +231,8 @@ run health_live_c16 16 "$BASE/health/live"
 # What bounds sign-in: the hashing threads' share of the machine during the run, and one
 # hash's CPU time under that load against the idle reference. login_c16 ÷ hash_ceiling
 # is about that share × reference ÷ CPU time under load; the rest of the CPU went to
-# PostgreSQL, the HTTP and database work around each hash, and wrk. Against what the
-# cores hash side by side, only that share is left.
+# PostgreSQL, the HTTP and database work around each hash, and wrk. Against cores ÷
+# hash_side_by_side (printed below) the hash times mostly cancel, leaving about that share.
 hashing_ticks() {
   awk '$2 ~ /^\(keel-argon2/ {t += $14 + $15} END {print t + 0}' /proc/"$API_PID"/task/*/stat
 }

@@ -72,7 +72,8 @@ pub async fn create_admin(
 /// keel hashes with, on the hashing threads keel-api runs: alone, then with every core
 /// verifying at once. argon2 is memory-hard: hashes running side by side share the
 /// caches and memory bandwidth, and on some machines each takes longer than one alone.
-/// A replica signs in at most cores ÷ the second time a second. `scripts/bench.sh` measures against both.
+/// A replica signs in at most cores ÷ the second time a second. `scripts/bench.sh` holds
+/// sign-in to cores ÷ the first and prints the second beside it.
 pub async fn password_cost(rounds: u16) -> Result<(), BoxError> {
     let cores = std::thread::available_parallelism().map_or(1, NonZero::get);
     let passwords = Passwords::new("password-cost", cores)
